@@ -1,0 +1,11 @@
+"""`blueprint build`: not implemented yet."""
+
+from blueprint.errors import BlueprintError
+
+
+def add_arguments(parser):
+    pass
+
+
+def run(args):
+    raise BlueprintError("'build' is not implemented yet")

@@ -1,0 +1,11 @@
+"""`blueprint run`: not implemented yet."""
+
+from blueprint.errors import BlueprintError
+
+
+def add_arguments(parser):
+    pass
+
+
+def run(args):
+    raise BlueprintError("'run' is not implemented yet")

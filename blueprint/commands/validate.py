@@ -1,0 +1,11 @@
+"""`blueprint validate`: not implemented yet."""
+
+from blueprint.errors import BlueprintError
+
+
+def add_arguments(parser):
+    pass
+
+
+def run(args):
+    raise BlueprintError("'validate' is not implemented yet")

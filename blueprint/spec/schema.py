@@ -1,0 +1,345 @@
+"""The spec language: frozen pydantic v2 models, tagged unions keyed on ``kind``.
+
+This module is the single source of truth for what a spec may say. It imports no torch.
+Every model forbids unknown keys and is frozen. Defaults that depend on other fields
+(``head_dim``, ``num_kv_heads``, ``hidden_dim``) are resolved in validators so that the
+validated ``ModelSpec`` carries every value explicitly and dumps to a complete lock file.
+
+Cross-field rules that span several sections live in ``blueprint.spec.rules``; the rules here
+are the ones a section can check on its own, with the values in the message.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    """Base for every spec model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ----------------------------------------------------------------------------- norms
+
+
+class LayerNormSpec(Strict):
+    kind: Literal["layernorm"] = "layernorm"
+    norm_eps: float = Field(1.0e-5, gt=0, le=1.0)
+    bias: bool = True
+
+
+class RMSNormSpec(Strict):
+    kind: Literal["rmsnorm"] = "rmsnorm"
+    norm_eps: float = Field(1.0e-6, gt=0, le=1.0)
+
+
+NormSpec = Annotated[Union[LayerNormSpec, RMSNormSpec], Field(discriminator="kind")]
+
+
+# ----------------------------------------------------------------------- positional
+
+
+class LearnedPositions(Strict):
+    """Absolute positions looked up in a trained [max_seq_len, embed_dim] table (GPT, BERT)."""
+
+    kind: Literal["learned"] = "learned"
+
+
+class SinusoidalPositions(Strict):
+    """Fixed sin/cos absolute positions added to the embeddings (Vaswani et al. 2017)."""
+
+    kind: Literal["sinusoidal"] = "sinusoidal"
+    base: float = Field(10000.0, gt=1)
+
+
+class RopePositions(Strict):
+    """Rotary embeddings applied to queries and keys inside attention.
+
+    ``rotary_fraction`` < 1 rotates only the first part of each head (GPT-NeoX, Phi).
+    A layer may override the base through ``attention.rope_base``.
+    """
+
+    kind: Literal["rope"] = "rope"
+    rope_base: float = Field(10000.0, gt=1)
+    rotary_fraction: float = Field(1.0, gt=0, le=1)
+
+
+class AlibiPositions(Strict):
+    """Linear attention biases with a geometric slope per head (Press et al. 2022)."""
+
+    kind: Literal["alibi"] = "alibi"
+
+
+class NoPositions(Strict):
+    kind: Literal["none"] = "none"
+
+
+PositionalSpec = Annotated[
+    Union[LearnedPositions, SinusoidalPositions, RopePositions, AlibiPositions, NoPositions],
+    Field(discriminator="kind"),
+]
+
+
+# ------------------------------------------------------------------------ attention
+
+
+class AttentionSpec(Strict):
+    """One layer's self-attention.
+
+    ``num_kv_heads`` equal to ``num_heads`` is MHA, a proper divisor is GQA, 1 is MQA.
+    ``window`` is the number of positions a query sees: for causal attention the last
+    ``window`` positions including itself; for bidirectional attention the total width,
+    ``window // 2`` on each side (ModernBERT's 128 means 64 each side). ``None`` is global.
+    ``rope_base`` overrides the positional section's base for this layer (RoPE only).
+    """
+
+    num_heads: int = Field(ge=1)
+    num_kv_heads: int | None = Field(None, ge=1)
+    head_dim: int | None = Field(None, ge=1)
+    causal: bool = True
+    qkv_bias: bool = False
+    out_bias: bool = False
+    window: int | None = Field(None, ge=1)
+    softmax_scale: float | None = Field(None, gt=0)
+    qk_norm: bool = False
+    rope_base: float | None = Field(None, gt=1)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "AttentionSpec":
+        kv = self.num_kv_heads if self.num_kv_heads is not None else self.num_heads
+        if self.num_heads % kv:
+            raise ValueError(
+                f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({kv}); "
+                f"use a divisor of {self.num_heads} (equal for MHA, 1 for MQA)"
+            )
+        return self
+
+    @property
+    def kv_heads(self) -> int:
+        return self.num_kv_heads if self.num_kv_heads is not None else self.num_heads
+
+
+# ------------------------------------------------------------------------------ ffn
+
+
+Activation = Literal["gelu", "gelu_tanh", "relu", "silu"]
+
+
+class MLPSpec(Strict):
+    """Two projections with an activation between: up -> act -> down."""
+
+    kind: Literal["mlp"] = "mlp"
+    activation: Activation = "gelu"
+    hidden_dim: int | None = Field(None, ge=1)
+    bias: bool = True
+
+
+class SwiGLUSpec(Strict):
+    """down(silu(gate(x)) * up(x)) (Shazeer 2020), as in LLaMA and Mistral."""
+
+    kind: Literal["swiglu"] = "swiglu"
+    hidden_dim: int | None = Field(None, ge=1)
+    bias: bool = False
+
+
+class GeGLUSpec(Strict):
+    """down(gelu(gate(x)) * up(x)), as in ModernBERT."""
+
+    kind: Literal["geglu"] = "geglu"
+    hidden_dim: int | None = Field(None, ge=1)
+    bias: bool = False
+    activation: Literal["gelu", "gelu_tanh"] = "gelu"
+
+
+FFNSpec = Annotated[Union[MLPSpec, SwiGLUSpec, GeGLUSpec], Field(discriminator="kind")]
+
+
+# ---------------------------------------------------------------------------- block
+
+
+class BlockSpec(Strict):
+    """Everything that may differ from one layer to the next.
+
+    ``norm_placement``: ``pre`` normalises each sublayer's input (GPT-2, LLaMA), ``post``
+    normalises after each residual add (GPT, BERT), ``sandwich`` does both around the sublayer
+    (norm before it and on its output before the add). ``attn_norm: false`` drops the
+    attention input norm in a pre-norm layer (ModernBERT's layer 0). ``residual: parallel``
+    feeds attention and FFN from the same normalised input and adds both (GPT-J, NeoX).
+    """
+
+    attention: AttentionSpec
+    ffn: FFNSpec = Field(default_factory=MLPSpec)
+    norm_placement: Literal["pre", "post", "sandwich"] = "pre"
+    attn_norm: bool = True
+    residual: Literal["sequential", "parallel"] = "sequential"
+
+
+class LayerOverride(Strict):
+    """Changes block fields on the layers it selects.
+
+    Select with exactly one of ``index`` (one layer), ``range`` ([start, stop), Python style)
+    or ``every`` (layers where ``(i - offset) % every == 0`` and ``i >= offset``). ``set`` is a
+    partial block: nested mappings are merged into the block, other values replace it.
+    Overrides apply in order; a later one wins.
+    """
+
+    index: int | None = Field(None, ge=0)
+    range: tuple[int, int] | None = None
+    every: int | None = Field(None, ge=1)
+    offset: int = Field(0, ge=0)
+    set: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> "LayerOverride":
+        given = [n for n in ("index", "range", "every") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"a layer override selects with exactly one of index, range, every "
+                f"(got {', '.join(given) or 'none'})"
+            )
+        if self.range is not None and not 0 <= self.range[0] < self.range[1]:
+            raise ValueError(f"range {list(self.range)} must be [start, stop) with 0 <= start < stop")
+        return self
+
+    def selects(self, layer: int) -> bool:
+        if self.index is not None:
+            return layer == self.index
+        if self.range is not None:
+            return self.range[0] <= layer < self.range[1]
+        assert self.every is not None
+        return layer >= self.offset and (layer - self.offset) % self.every == 0
+
+
+# ----------------------------------------------------------------------------- head
+
+
+class CausalLMHead(Strict):
+    kind: Literal["causal_lm"] = "causal_lm"
+    bias: bool = False
+
+
+class MaskedLMHead(Strict):
+    """dense -> activation -> norm -> decoder (tied to the embeddings when the spec ties)."""
+
+    kind: Literal["masked_lm"] = "masked_lm"
+    activation: Activation = "gelu"
+    dense_bias: bool = True
+    decoder_bias: bool = True
+
+
+class EmbeddingsHead(Strict):
+    """Pooled sentence embeddings. ``pooler: dense_tanh`` adds BERT's pooler on top."""
+
+    kind: Literal["embeddings"] = "embeddings"
+    pooling: Literal["cls", "mean", "last"] = "mean"
+    pooler: Literal["none", "dense_tanh"] = "none"
+    normalize: bool = False
+
+
+class ClassificationHead(Strict):
+    kind: Literal["classification"] = "classification"
+    num_labels: int = Field(ge=1)
+    pooling: Literal["cls", "mean", "last"] = "cls"
+    pooler: Literal["none", "dense_tanh"] = "none"
+
+
+HeadSpec = Annotated[
+    Union[CausalLMHead, MaskedLMHead, EmbeddingsHead, ClassificationHead],
+    Field(discriminator="kind"),
+]
+
+
+# ------------------------------------------------------------------ model sections
+
+
+class DropoutSpec(Strict):
+    embed: float = Field(0.0, ge=0, lt=1)
+    attention: float = Field(0.0, ge=0, lt=1)
+    residual: float = Field(0.0, ge=0, lt=1)
+
+
+class InitSpec(Strict):
+    """Normal init with ``std``; ``scaled_residual`` divides output projections' std by
+    sqrt(2 * num_layers) (GPT-2). Seeded so a build is reproducible."""
+
+    kind: Literal["normal"] = "normal"
+    std: float = Field(0.02, gt=0)
+    scaled_residual: bool = False
+    seed: int = 0
+
+
+class EveryK(Strict):
+    every: int = Field(ge=1)
+
+
+class LayerList(Strict):
+    layers: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
+
+
+CheckpointPolicy = Union[Literal["none", "every_layer"], EveryK, LayerList]
+
+
+class TrainingSpec(Strict):
+    checkpointing: CheckpointPolicy = "none"
+
+
+class TokenizerSpec(Strict):
+    """A tokenizer.json (path relative to the spec file) and/or its vocabulary size.
+
+    ``vocab_size`` here is the tokenizer's real vocabulary, which may be smaller than the
+    model's padded ``vocab_size``; generation never emits ids at or above it.
+    """
+
+    path: str | None = None
+    vocab_size: int | None = Field(None, ge=1)
+    bos_id: int | None = Field(None, ge=0)
+    eos_id: int | None = Field(None, ge=0)
+    pad_id: int | None = Field(None, ge=0)
+    mask_id: int | None = Field(None, ge=0)
+
+
+class ModelSpec(Strict):
+    """A whole transformer. ``block`` is the default layer; ``layers`` overrides it per layer."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=128)
+    vocab_size: int = Field(ge=2)
+    max_seq_len: int = Field(ge=1)
+    embed_dim: int = Field(ge=1)
+    num_layers: int = Field(ge=1)
+    type_vocab_size: int = Field(0, ge=0)
+    tie_embeddings: bool = False
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    dropout: DropoutSpec = Field(default_factory=DropoutSpec)
+    init: InitSpec = Field(default_factory=InitSpec)
+    positional: PositionalSpec = Field(default_factory=LearnedPositions)
+    norm: NormSpec = Field(default_factory=LayerNormSpec)
+    embed_norm: bool = False
+    final_norm: bool = True
+    block: BlockSpec
+    layers: list[LayerOverride] = Field(default_factory=list)
+    head: HeadSpec = Field(default_factory=CausalLMHead)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    tokenizer: TokenizerSpec | None = None
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> "ModelSpec":
+        from blueprint.spec.resolve import fill_block_defaults
+
+        block = fill_block_defaults(self.block, self.embed_dim)
+        return self if block is self.block else self.model_copy(update={"block": block})
+
+    @property
+    def is_decoder(self) -> bool:
+        return self.head.kind == "causal_lm"
+
+    def layer(self, i: int) -> BlockSpec:
+        """The fully resolved block of layer ``i`` (overrides applied, defaults filled)."""
+        from blueprint.spec.resolve import resolve_layer
+
+        return resolve_layer(self, i)
+
+    def resolved_layers(self) -> list[BlockSpec]:
+        return [self.layer(i) for i in range(self.num_layers)]
