@@ -1,0 +1,28 @@
+"""Shared helpers for the weights / Hugging Face tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from blueprint.spec.schema import ModelSpec
+from compiler.naming import parameter_shapes
+
+SPECS = Path(__file__).resolve().parents[2] / "specs"
+
+
+def tiny_spec(name: str) -> ModelSpec:
+    return ModelSpec.model_validate(yaml.safe_load((SPECS / f"{name}.yaml").read_text()))
+
+
+def random_state(spec: ModelSpec, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {n: torch.randn(s, generator=g) for n, s in parameter_shapes(spec).items()}
+
+
+@pytest.fixture
+def llama_spec() -> ModelSpec:
+    return tiny_spec("llama-tiny")
