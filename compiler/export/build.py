@@ -1,0 +1,267 @@
+"""``blueprint build``: spec -> verified build directory, written atomically.
+
+Stages: validate -> compile -> export -> verify -> write. Everything is written into a temporary
+directory beside the target; the target is replaced only after verification passed and the
+manifest is written, so a failed or interrupted build leaves any previous build untouched and
+no half-written directory behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from blueprint.errors import BlueprintError
+from compiler.export import onnx_export, verify as verify_mod
+from compiler.export.io import symbolic_dims
+
+STAGES = ("validate", "compile", "export", "verify", "write")
+
+
+class Progress:
+    """Prints one line per stage on ``stream`` (stderr): ``[2/5] compile ... done (1.2s)``."""
+
+    def __init__(self, stream=None, enabled: bool = True):
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled
+        self._start = 0.0
+
+    def begin(self, stage: str, detail: str = "") -> None:
+        self._start = time.perf_counter()
+        if self.enabled:
+            n = STAGES.index(stage) + 1
+            print(f"[{n}/{len(STAGES)}] {stage:8} {detail}".rstrip() + " ...", end="", file=self.stream, flush=True)
+
+    def end(self, note: str = "done") -> None:
+        if self.enabled:
+            print(f" {note} ({time.perf_counter() - self._start:.1f}s)", file=self.stream, flush=True)
+
+    def info(self, text: str) -> None:
+        if self.enabled:
+            print(text, file=self.stream, flush=True)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    directory: Path
+    manifest: dict
+    report: verify_mod.VerifyReport | None
+
+
+def load_spec(path: Path):
+    """Validate through the front end (``blueprint.load_spec``)."""
+    import blueprint
+
+    try:
+        return blueprint.load_spec(path)
+    except ModuleNotFoundError:  # TEMPORARY: the front end's loader has not landed yet
+        from blueprint.spec.schema import ModelSpec
+
+        try:
+            return ModelSpec.model_validate(yaml.safe_load(Path(path).read_text()))
+        except Exception as err:  # pydantic ValidationError
+            raise BlueprintError(f"{path}: invalid spec:\n{err}") from None
+
+
+def default_compile(spec, *, kv_cache: bool):
+    """The real compiler: compile_spec, then the inference graph (checkpointing stripped)."""
+    from compiler import compile_spec
+    from compiler.passes import strip_checkpointing
+
+    return strip_checkpointing(compile_spec(spec, kv_cache=kv_cache))
+
+
+def lock_yaml(spec) -> str:
+    """The fully resolved spec as YAML: a build is reproducible from this text alone."""
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torch
+
+    import blueprint
+
+    return {"blueprint": blueprint.__version__, "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__}
+
+
+def _signature(model) -> dict:
+    """Input/output names, element types and shapes (dynamic axes by name) of the ONNX graph."""
+
+    def describe(value) -> dict:
+        dims = [d if isinstance(d, int) else d.value for d in value.shape] if value.shape is not None else None
+        return {"name": value.name, "dtype": str(value.dtype.name).lower() if value.dtype else None, "shape": dims}
+
+    return {"inputs": [describe(v) for v in model.graph.inputs], "outputs": [describe(v) for v in model.graph.outputs]}
+
+
+def _load_weights(module, spec, path: Path) -> None:
+    from compiler.weights import load_weights
+
+    state = load_weights(path, spec)
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    # Tied weights are stored once (under embed.tokens.weight); the duplicate key of a module
+    # that shares that parameter is legitimately missing.
+    params = dict(module.named_parameters(remove_duplicate=False))
+    tied = {k for k in missing if k in params and params[k] is params.get("embed.tokens.weight")}
+    missing = [k for k in missing if k not in tied]
+    if missing or unexpected:
+        raise BlueprintError(
+            f"weights {path} do not fit the compiled model: missing {missing[:5]}, unexpected {list(unexpected)[:5]}"
+        )
+
+
+def _save_weights(module, path: Path) -> None:
+    from compiler.weights import save_weights
+
+    save_weights(module, path)
+
+
+def _copy_tokenizer(spec, spec_path: Path, tmp: Path) -> list[str]:
+    if spec.tokenizer is None or not spec.tokenizer.path:
+        return []
+    source = (Path(spec_path).parent / spec.tokenizer.path).resolve()
+    if not source.is_file():
+        raise BlueprintError(
+            f"{spec_path}: tokenizer.path '{spec.tokenizer.path}' not found (looked for {source})",
+            hint="the path is relative to the spec file; fix it or remove tokenizer.path",
+        )
+    shutil.copyfile(source, tmp / "tokenizer.json")
+    return ["tokenizer.json"]
+
+
+def build(
+    spec_path: str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    weights: str | os.PathLike | None = None,
+    opset: int = onnx_export.DEFAULT_OPSET,
+    dtype: str = "fp32",
+    verify: bool = True,
+    progress: Progress | None = None,
+    compile_fn: Callable | None = None,
+    external_threshold: int = onnx_export.EXTERNAL_DATA_THRESHOLD,
+) -> BuildResult:
+    """Build ``spec_path`` into ``out_dir`` (default ``build/<spec name>``).
+
+    Raises:
+        BlueprintError: invalid spec, weights that do not fit, export or verification failure.
+    """
+    import torch
+
+    progress = progress or Progress(enabled=False)
+    compile_fn = compile_fn or default_compile
+    if dtype not in ("fp32", "fp16"):
+        raise BlueprintError(f"--dtype must be fp32 or fp16, got '{dtype}'")
+    spec_path = Path(spec_path)
+
+    progress.begin("validate", str(spec_path))
+    spec = load_spec(spec_path)
+    target = Path(out_dir) if out_dir is not None else Path("build") / spec.name
+    lock = lock_yaml(spec)
+    progress.end()
+
+    kv_cache = spec.is_decoder
+    progress.begin("compile", f"{spec.name} (kv_cache={kv_cache})")
+    torch.manual_seed(spec.init.seed)
+    module = compile_fn(spec, kv_cache=kv_cache)
+    if weights is not None:
+        _load_weights(module, spec, Path(weights))
+    module = module.eval()
+    if dtype == "fp16":
+        module = module.half()
+    progress.end()
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        progress.begin("export", f"opset {opset}, {dtype}")
+        try:
+            model = onnx_export.export_model(module, spec, kv_cache=kv_cache, opset=opset, dtype=dtype)
+        except Exception as err:  # the exporter raises many types; the user needs the summary
+            raise BlueprintError(f"ONNX export of '{spec.name}' failed: {_first_line(err)}",
+                                 hint="try another --opset, or report the spec that fails") from err
+        vers = versions()
+        metadata = {"blueprint.spec": lock, "blueprint.spec_sha256": hashlib.sha256(lock.encode()).hexdigest(),
+                    "blueprint.dtype": dtype, "blueprint.kv_cache": str(kv_cache).lower(),
+                    **{f"{k}.version": v for k, v in vers.items()}}
+        files = onnx_export.save_model(model, tmp, metadata=metadata, external_threshold=external_threshold)
+        progress.end()
+
+        report = None
+        if verify:
+            progress.begin("verify", "onnxruntime vs torch")
+            report = verify_mod.verify(module, spec, tmp / "model.onnx", kv_cache=kv_cache, dtype=dtype)
+            progress.end("passed" if report.ok else "FAILED")
+            progress.info(report.format())
+            verify_mod.check(report)
+
+        progress.begin("write", str(target))
+        _save_weights(module, tmp / "weights.safetensors")
+        (tmp / "spec.lock.yaml").write_text(lock)
+        files += ["weights.safetensors", "spec.lock.yaml"] + _copy_tokenizer(spec, spec_path, tmp)
+        manifest = {
+            "name": spec.name,
+            "kind": "decoder" if spec.is_decoder else "encoder",
+            "spec_sha256": metadata["blueprint.spec_sha256"],
+            "versions": vers,
+            "opset": opset,
+            "dtype": dtype,
+            "kv_cache": kv_cache,
+            "dynamic_axes": {n: symbolic_dims(n) for n in (v.name for v in model.graph.inputs)},
+            "signature": _signature(model),
+            "verification": None if report is None else {
+                "tolerance": report.tolerance,
+                "cases": [{"case": c.case, "batch": c.shape.batch, "seq": c.shape.seq, "past": c.shape.past,
+                           "max_abs": c.max_abs} for c in report.cases],
+            },
+            "files": {f: sha256_file(tmp / f) for f in sorted(files)},
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        _replace(tmp, target)
+        progress.end()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return BuildResult(target, manifest, report)
+
+
+def _replace(tmp: Path, target: Path) -> None:
+    """Move ``tmp`` to ``target``; a previous build is set aside first and deleted after."""
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__

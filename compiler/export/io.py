@@ -1,0 +1,130 @@
+"""The ONNX I/O contract of a build: names, dtypes, dynamic axes and input construction.
+
+Names come from ``compiler.signature`` (contract 4) so the exporter, the verifier and the
+runtime agree on one list. ``make_inputs`` builds contract-shaped numpy inputs (optionally
+padded) that feed both the torch graph and onnxruntime, so verification compares like with like.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Symbolic names written into the ONNX file and the manifest for the dynamic dimensions.
+BATCH, SEQ, PAST, TOTAL = "batch", "seq", "past_seq", "total_seq"
+
+
+def input_names(spec, kv_cache: bool) -> list[str]:
+    """Contract-4 input names, in positional order."""
+    try:
+        from compiler import signature
+    except ImportError:  # TEMPORARY until compiler.signature lands
+        return _fallback_inputs(spec, kv_cache)
+    return list(signature.input_names(spec, kv_cache))
+
+
+def output_names(spec, kv_cache: bool) -> list[str]:
+    """Contract-4 output names, in the order the export emits them."""
+    try:
+        from compiler import signature
+    except ImportError:  # TEMPORARY until compiler.signature lands
+        return _fallback_outputs(spec, kv_cache)
+    return list(signature.output_names(spec, kv_cache))
+
+
+def _fallback_inputs(spec, kv_cache):
+    names = ["input_ids", "attention_mask"]
+    if spec.is_decoder:
+        if spec.positional.kind != "none":
+            names.append("position_ids")
+        if kv_cache:
+            names += [f"past_key_values.{i}.{p}" for i in range(spec.num_layers) for p in ("key", "value")]
+    elif spec.type_vocab_size:
+        names.append("token_type_ids")
+    return names
+
+
+def _fallback_outputs(spec, kv_cache):
+    if spec.is_decoder:
+        names = ["logits"]
+        if kv_cache:
+            names += [f"present.{i}.{p}" for i in range(spec.num_layers) for p in ("key", "value")]
+        return names
+    return ["last_hidden_state", "embeddings" if spec.head.kind == "embeddings" else "logits"]
+
+
+def symbolic_dims(name: str) -> dict[int, str]:
+    """Which axes of input ``name`` are dynamic, and what they are called."""
+    if name == "attention_mask":
+        return {0: BATCH, 1: TOTAL}
+    if name.startswith("past_key_values."):
+        return {0: BATCH, 2: PAST}
+    return {0: BATCH, 1: SEQ}
+
+
+def kv_shape(spec, i: int) -> tuple[int, int]:
+    """(num_kv_heads, head_dim) of layer ``i``'s cache."""
+    attn = spec.layer(i).attention
+    return attn.kv_heads, attn.head_dim
+
+
+def max_window(spec) -> int:
+    """The widest sliding window of any layer (0 when every layer is global)."""
+    windows = [blk.attention.window or 0 for blk in spec.resolved_layers()]
+    return max(windows)
+
+
+@dataclass(frozen=True)
+class Shape:
+    batch: int
+    seq: int
+    past: int = 0
+
+
+def np_float(dtype: str):
+    return np.float16 if dtype == "fp16" else np.float32
+
+
+def make_inputs(
+    spec,
+    shape: Shape,
+    *,
+    kv_cache: bool,
+    rng: np.random.Generator,
+    pad: list[int] | None = None,
+    dtype: str = "fp32",
+    past_values: dict[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """Random contract inputs. ``pad[r]`` padding positions for row r: decoders pad on the left
+    (generation appends on the right), encoders on the right. Decoder position ids count real
+    tokens only (0 for padding), as Hugging Face computes them from the mask."""
+    b, s, past = shape.batch, shape.seq, shape.past
+    total = past + s if spec.is_decoder else s
+    pad = pad or [0] * b
+    token_limit = (spec.tokenizer.vocab_size if spec.tokenizer and spec.tokenizer.vocab_size else spec.vocab_size)
+    feeds: dict[str, np.ndarray] = {"input_ids": rng.integers(0, min(token_limit, spec.vocab_size), (b, s), dtype=np.int64)}
+    mask = np.ones((b, total), dtype=np.int64)
+    for r, p in enumerate(pad):
+        if p:
+            if spec.is_decoder:
+                mask[r, :p] = 0  # [b, total]: left padding
+            else:
+                mask[r, total - p:] = 0  # right padding
+    feeds["attention_mask"] = mask
+    names = input_names(spec, kv_cache)
+    if "position_ids" in names:
+        positions = np.clip(np.cumsum(mask, axis=1) - 1, 0, None)  # [b, total]
+        feeds["position_ids"] = positions[:, total - s:].astype(np.int64)  # [b, s]
+    if "token_type_ids" in names:
+        feeds["token_type_ids"] = rng.integers(0, spec.type_vocab_size, (b, s), dtype=np.int64)
+    if kv_cache:
+        for i in range(spec.num_layers):
+            kv, hd = kv_shape(spec, i)
+            for part in ("key", "value"):
+                name = f"past_key_values.{i}.{part}"
+                if past_values is not None:
+                    feeds[name] = past_values[name]
+                else:
+                    feeds[name] = rng.standard_normal((b, kv, past, hd)).astype(np_float(dtype))
+    return {n: feeds[n] for n in names}

@@ -1,0 +1,180 @@
+"""GraphModule -> ONNX through the torch dynamo exporter, made deterministic.
+
+Why the post-processing: the exporter names dynamic dimensions ``s0, s1, ...`` and embeds
+absolute source paths (stack traces) in every node's metadata, so the same export from another
+directory gives a different file. We rename the dimensions to the contract's names
+(``batch, seq, past_seq, total_seq``), drop node metadata and doc strings, record the spec and
+tool versions in ``metadata_props``, and save through onnx_ir, which streams tensors to external
+data so models over protobuf's 2 GB limit work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from compiler.export.io import Shape, input_names, make_inputs, output_names, symbolic_dims
+
+DEFAULT_OPSET = 23
+# Above this many bytes of initializers the weights go to model.onnx.data (protobuf caps a
+# single file at 2 GB; staying well below it leaves room for the graph itself).
+EXTERNAL_DATA_THRESHOLD = 1 << 30
+DATA_FILE = "model.onnx.data"
+
+
+def example_shape(spec, kv_cache: bool) -> Shape:
+    """Export example sizes: batch >= 2 (batch 1 specialises the batch axis), seq >= 2,
+    past >= 1, and all different so the tracer cannot unify two dynamic axes."""
+    seq, past = 5, (7 if kv_cache else 0)
+    seq = min(seq, max(2, spec.max_seq_len - past))
+    return Shape(batch=3, seq=seq, past=past)
+
+
+class _Ordered:
+    """Wraps a contract-4 module so the exporter sees outputs as a tuple in contract order."""
+
+    def __new__(cls, module, names):
+        import torch
+
+        class Ordered(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.inner = module
+
+            def forward(self, *args):
+                out = self.inner(*args)
+                return tuple(out[n] for n in names)
+
+        return Ordered()
+
+
+def export_model(module, spec, *, kv_cache: bool, opset: int = DEFAULT_OPSET, dtype: str = "fp32"):
+    """Export ``module`` (an eval-mode contract-4 module) and return the onnx_ir Model.
+
+    Raises:
+        RuntimeError from the exporter when the graph cannot be exported.
+    """
+    import torch
+    from torch.export import Dim
+
+    ins, outs = input_names(spec, kv_cache), output_names(spec, kv_cache)
+    shape = example_shape(spec, kv_cache)
+    feeds = make_inputs(spec, shape, kv_cache=kv_cache, rng=np.random.default_rng(0), pad=[0, 2, 0], dtype=dtype)
+    args = tuple(torch.from_numpy(feeds[n]) for n in ins)
+    # One entry: the wrapper takes *args, which torch.export sees as a single tuple argument.
+    dynamic = (tuple({axis: Dim.DYNAMIC for axis in symbolic_dims(n)} for n in ins),)
+    wrapper = _Ordered(module, outs).eval()
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # "torchvision is not installed" notices are noise here
+    with warnings.catch_warnings(), torch.no_grad(), _restore_level(quiet, level):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            wrapper,
+            args,
+            dynamo=True,
+            input_names=ins,
+            output_names=outs,
+            dynamic_shapes=dynamic,
+            opset_version=opset,
+            optimize=True,
+            verbose=False,
+        )
+    model = program.model
+    _rename_dims(model)
+    strip_metadata(model)
+    return model
+
+
+@contextlib.contextmanager
+def _restore_level(logger, level):
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _rename_dims(model) -> None:
+    """Replace the exporter's symbols (s0, s1 ...) with the contract's dimension names."""
+    mapping: dict[str, str] = {}
+    for value in model.graph.inputs:
+        for axis, name in symbolic_dims(value.name).items():
+            dim = value.shape[axis]
+            if not isinstance(dim, int) and dim.value is not None:
+                mapping.setdefault(dim.value, name)
+    if not mapping:
+        return
+    pattern = re.compile(r"\b(" + "|".join(re.escape(k) for k in sorted(mapping, key=len, reverse=True)) + r")\b")
+
+    def rename(value) -> None:
+        if value.shape is None:
+            return
+        dims = []
+        changed = False
+        for dim in value.shape:
+            if isinstance(dim, int) or dim.value is None:
+                dims.append(dim if isinstance(dim, int) else None)
+                continue
+            new = pattern.sub(lambda m: mapping[m.group(1)], dim.value)
+            changed |= new != dim.value
+            dims.append(new)
+        if changed:
+            import onnx_ir as ir
+
+            value.shape = ir.Shape(dims)
+
+    for value in list(model.graph.inputs) + list(model.graph.outputs):
+        rename(value)
+    for node in model.graph.all_nodes():
+        for value in node.outputs:
+            rename(value)
+
+
+def strip_metadata(model) -> None:
+    """Drop node metadata and doc strings (they hold absolute source paths and stack traces)."""
+    graphs = [model.graph, *[f for f in model.functions.values()]]
+    for graph in graphs:
+        graph.doc_string = None
+        graph.metadata_props.clear()
+        for node in graph.all_nodes() if hasattr(graph, "all_nodes") else graph:
+            node.metadata_props.clear()
+            node.doc_string = None
+            for value in node.outputs:
+                value.metadata_props.clear()
+                value.doc_string = None
+    for value in list(model.graph.inputs) + list(model.graph.outputs) + list(model.graph.initializers.values()):
+        value.metadata_props.clear()
+        value.doc_string = None
+    model.doc_string = None
+    model.metadata_props.clear()
+
+
+def initializer_bytes(model) -> int:
+    total = 0
+    for value in model.graph.initializers.values():
+        if value.const_value is not None:
+            total += value.const_value.nbytes
+    return total
+
+
+def save_model(model, directory: Path, *, metadata: dict[str, str], external_threshold: int = EXTERNAL_DATA_THRESHOLD) -> list[str]:
+    """Write ``model.onnx`` (and ``model.onnx.data`` when the weights exceed the threshold).
+
+    Returns the file names written, relative to ``directory``.
+    """
+    import onnx_ir as ir
+
+    model.metadata_props.clear()
+    for key in sorted(metadata):
+        model.metadata_props[key] = metadata[key]
+    path = Path(directory) / "model.onnx"
+    if initializer_bytes(model) > external_threshold:
+        ir.save(model, path, external_data=DATA_FILE, size_threshold_bytes=0)
+        return ["model.onnx", DATA_FILE]
+    ir.save(model, path)
+    return ["model.onnx"]
