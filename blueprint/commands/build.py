@@ -1,11 +1,36 @@
-"""`blueprint build`: not implemented yet."""
+"""`blueprint build SPEC`: compile a spec, export it to ONNX, verify it, write build/<name>/."""
 
-from blueprint.errors import BlueprintError
-
-
-def add_arguments(parser):
-    pass
+from __future__ import annotations
 
 
-def run(args):
-    raise BlueprintError("'build' is not implemented yet")
+def add_arguments(parser) -> None:
+    parser.add_argument("spec", help="the spec YAML file")
+    parser.add_argument("-o", "--output", metavar="DIR", help="output directory (default: build/<spec name>)")
+    parser.add_argument("--weights", metavar="PATH",
+                        help="weights to load: a blueprint safetensors file, a sharded folder or a Hugging Face folder "
+                             "(default: the spec's seeded initialisation)")
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 23)")
+    parser.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32", help="weights and activations dtype")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="skip the onnxruntime-vs-torch check (the build is then untrusted)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+
+
+def run(args) -> int:
+    import sys
+
+    from compiler.export.build import Progress, build
+    from compiler.export.onnx_export import DEFAULT_OPSET
+
+    result = build(
+        args.spec,
+        args.output,
+        weights=args.weights,
+        opset=args.opset or DEFAULT_OPSET,
+        dtype=args.dtype,
+        verify=not args.no_verify,
+        progress=Progress(sys.stderr, enabled=not args.quiet),
+    )
+    files = ", ".join(result.manifest["files"])
+    print(f"built {result.directory} ({files})")
+    return 0

@@ -1,11 +1,122 @@
-"""`blueprint run`: not implemented yet."""
+"""`blueprint run DIR`: generate with a decoder build, or embed / fill masks / classify with an encoder."""
+
+from __future__ import annotations
+
+import json
+import sys
 
 from blueprint.errors import BlueprintError
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser) -> None:
+    parser.add_argument("build_dir", metavar="DIR", help="a directory written by blueprint build")
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--ids", action="append", metavar="'1 2 3'",
+                     help="input token ids, space separated (repeat for a batch of encoder inputs)")
+    src.add_argument("--text", action="append", help="input text (needs a tokenizer; repeat for a batch)")
+    parser.add_argument("--tokenizer", metavar="PATH", help="tokenizer.json (default: the build's own)")
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    parser.add_argument("--top-k", type=int, default=None)
+    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=None, help="seed for sampling (reproducible)")
+    parser.add_argument("--eos", metavar="'ID ...'", default=None,
+                        help="stop ids, space separated (default: the spec's tokenizer.eos_id; '' for none)")
+    parser.add_argument("--k", type=int, default=5, help="encoders: how many predictions per mask (default 5)")
+    parser.add_argument("--json", action="store_true", help="print one machine-readable JSON object")
 
 
-def run(args):
-    raise BlueprintError("'run' is not implemented yet")
+def _parse_ids(text: str, flag: str) -> list[int]:
+    try:
+        return [int(t) for t in text.replace(",", " ").split()]
+    except ValueError:
+        raise BlueprintError(f"{flag} takes integers separated by spaces, got '{text}'") from None
+
+
+def run(args) -> int:
+    from blueprint import runtime
+
+    model = runtime.load(args.build_dir, tokenizer=args.tokenizer)
+    if not args.ids and not args.text:
+        raise BlueprintError("no input", hint="pass --ids '1 2 3' or --text '...'")
+    if isinstance(model, runtime.Decoder):
+        return _run_decoder(model, args)
+    return _run_encoder(model, args)
+
+
+def _run_decoder(model, args) -> int:
+    from blueprint.runtime import Sampling
+
+    if (args.ids and len(args.ids) > 1) or (args.text and len(args.text) > 1):
+        raise BlueprintError("generation takes one prompt", hint="pass --ids or --text once")
+    if args.text:
+        if model.tokenizer is None:
+            raise BlueprintError("--text needs a tokenizer, and this build has no tokenizer.json",
+                                 hint="pass --tokenizer PATH, or use --ids")
+        prompt = model.tokenizer.encode(args.text[0])
+    else:
+        prompt = _parse_ids(args.ids[0], "--ids")
+    stop = None if args.eos is None else _parse_ids(args.eos, "--eos")
+    sampling = Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    text_mode = args.text is not None and not args.json
+    printed = ""
+
+    def stream(token: int) -> None:  # print each token as it comes
+        nonlocal printed
+        if args.json:
+            return
+        if text_mode:
+            text = model.tokenizer.decode(generated + [token])
+            sys.stdout.write(text[len(printed):])
+            printed = text
+        else:
+            sys.stdout.write(f"{token} ")
+        generated.append(token)
+        sys.stdout.flush()
+
+    generated: list[int] = []
+    if not args.json:
+        sys.stdout.write(args.text[0] if text_mode else " ".join(map(str, prompt)) + " | ")
+        sys.stdout.flush()
+    result = model.generate(prompt, max_new_tokens=args.max_new_tokens, sampling=sampling, seed=args.seed,
+                            stop_ids=stop, on_token=stream)
+    if args.json:
+        out = {"prompt_ids": result.prompt_ids, "ids": result.ids, "stop_reason": result.stop_reason,
+               "prefill_ms": round(result.prefill_seconds * 1e3, 3),
+               "decode_tokens_per_s": round(result.tokens_per_second, 1)}
+        if model.tokenizer is not None:
+            out["text"] = model.tokenizer.decode(result.ids)
+        print(json.dumps(out))
+    else:
+        print(f"\n[{len(result.ids)} tokens, stop: {result.stop_reason}, prefill {result.prefill_seconds * 1e3:.1f} ms, "
+              f"{result.tokens_per_second:.0f} tokens/s]", file=sys.stderr)
+    return 0
+
+
+def _run_encoder(model, args) -> int:
+    import numpy as np
+
+    batch = [_parse_ids(t, "--ids") for t in args.ids] if args.ids else model.tokenize(args.text)
+    kind = model.spec.head.kind
+    if kind == "masked_lm":
+        out = {"predictions": [model.fill_mask(row, top_k=args.k) for row in batch]}
+        lines = [f"input {r} position {m['position']}: " + ", ".join(
+            f"{p['id']}{_tok(model, p['id'])} {p['prob']:.3f}" for p in m["top"])
+            for r, preds in enumerate(out["predictions"]) for m in preds]
+    elif kind == "classification":
+        scores = model.classify(batch)
+        out = {"scores": scores.tolist(), "labels": scores.argmax(-1).tolist()}
+        lines = [f"input {r}: label {int(s.argmax())} scores " + " ".join(f"{v:.4f}" for v in s) for r, s in enumerate(scores)]
+    else:
+        emb = model.encode(batch)
+        out = {"embeddings": emb.tolist()}
+        lines = [f"input {r}: [{emb.shape[1]}] norm {float(np.linalg.norm(e)):.4f} first "
+                 + " ".join(f"{v:+.4f}" for v in e[:4]) for r, e in enumerate(emb)]
+    print(json.dumps(out) if args.json else "\n".join(lines))
+    return 0
+
+
+def _tok(model, i: int) -> str:
+    if model.tokenizer is None:
+        return ""
+    return f" {model.tokenizer.decode([i])!r}"

@@ -1,0 +1,81 @@
+"""Opening a build directory: manifest, locked spec, onnxruntime session, tokenizer."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from blueprint.errors import BlueprintError
+from blueprint.runtime.tokenizer import Tokenizer
+
+
+@dataclass
+class Build:
+    directory: Path
+    manifest: dict
+    spec: object  # ModelSpec
+    session: object  # onnxruntime.InferenceSession
+    tokenizer: Tokenizer | None
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i.name for i in self.session.get_inputs()]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o.name for o in self.session.get_outputs()]
+
+    @property
+    def vocab_limit(self) -> int:
+        """Ids at or above this are never produced: the tokenizer's real vocabulary."""
+        spec = self.spec
+        limit = spec.vocab_size
+        if spec.tokenizer is not None and spec.tokenizer.vocab_size:
+            limit = min(limit, spec.tokenizer.vocab_size)
+        elif self.tokenizer is not None:
+            limit = min(limit, self.tokenizer.vocab_size)
+        return limit
+
+
+def session_options(threads: int | None = None, spinning: bool = True):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def open_build(directory: str | Path, *, tokenizer: str | Path | None = None, threads: int | None = None,
+               spinning: bool = True) -> Build:
+    """Load ``directory`` (written by ``blueprint build``).
+
+    Raises:
+        BlueprintError: not a build directory, or its files are missing.
+    """
+    import onnxruntime as ort
+
+    from blueprint.spec.schema import ModelSpec
+
+    directory = Path(directory)
+    manifest_path = directory / "manifest.json"
+    if not manifest_path.is_file():
+        raise BlueprintError(f"{directory} is not a build directory (no manifest.json)",
+                             hint="create one with: blueprint build SPEC -o DIR")
+    manifest = json.loads(manifest_path.read_text())
+    missing = [f for f in manifest.get("files", {}) if not (directory / f).is_file()]
+    if missing:
+        raise BlueprintError(f"{directory}: build is incomplete, missing {', '.join(missing)}",
+                             hint="rebuild it with blueprint build")
+    spec = ModelSpec.model_validate(yaml.safe_load((directory / "spec.lock.yaml").read_text()))
+    session = ort.InferenceSession(str(directory / "model.onnx"), session_options(threads, spinning),
+                                   providers=["CPUExecutionProvider"])
+    tok_path = Path(tokenizer) if tokenizer else directory / "tokenizer.json"
+    tok = Tokenizer(tok_path) if tokenizer or tok_path.is_file() else None
+    return Build(directory, manifest, spec, session, tok)

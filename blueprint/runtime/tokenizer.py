@@ -1,0 +1,39 @@
+"""Tokenizer handling: a Hugging Face ``tokenizer.json`` through the ``tokenizers`` library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from blueprint.errors import BlueprintError
+
+
+class Tokenizer:
+    """Thin wrapper: ids <-> text, and the tokenizer's real vocabulary size."""
+
+    def __init__(self, path: str | Path):
+        try:
+            from tokenizers import Tokenizer as HFTokenizer
+        except ImportError:
+            raise BlueprintError("text input needs the 'tokenizers' package",
+                                 hint="pip install 'blueprint[text]', or pass --ids") from None
+        path = Path(path)
+        if not path.is_file():
+            raise BlueprintError(f"tokenizer file not found: {path}")
+        try:
+            self._tok = HFTokenizer.from_file(str(path))
+        except Exception as err:  # the library raises a bare Exception on malformed files
+            raise BlueprintError(f"{path}: not a valid tokenizer.json ({err})") from None
+        self.path = path
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tok.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._tok.encode(text).ids)
+
+    def decode(self, ids: list[int]) -> str:
+        return self._tok.decode(list(ids), skip_special_tokens=False)
+
+    def token_to_id(self, token: str) -> int | None:
+        return self._tok.token_to_id(token)
