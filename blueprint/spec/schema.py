@@ -13,13 +13,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic_core import PydanticCustomError
+
+
+def rule_error(field: str, message: str) -> PydanticCustomError:
+    """A validator error that names the offending ``field`` so the loader can point at it.
+
+    Raised from model validators, whose errors pydantic locates at the model, not the field.
+    """
+    return PydanticCustomError("spec_rule", "{reason}", {"reason": message, "field": field})
 
 
 class Strict(BaseModel):
-    """Base for every spec model: unknown keys are errors, values are immutable."""
+    """Base for every spec model: unknown keys are errors, values are immutable, and floats
+    must be finite (``.inf`` is a valid YAML float but never a valid size, scale or rate)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # ----------------------------------------------------------------------------- norms
@@ -111,9 +121,10 @@ class AttentionSpec(Strict):
     def _heads_divide(self) -> "AttentionSpec":
         kv = self.num_kv_heads if self.num_kv_heads is not None else self.num_heads
         if self.num_heads % kv:
-            raise ValueError(
+            raise rule_error(
+                "num_kv_heads",
                 f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({kv}); "
-                f"use a divisor of {self.num_heads} (equal for MHA, 1 for MQA)"
+                f"use a divisor of {self.num_heads} (equal for MHA, 1 for MQA)",
             )
         return self
 
@@ -201,7 +212,9 @@ class LayerOverride(Strict):
                 f"(got {', '.join(given) or 'none'})"
             )
         if self.range is not None and not 0 <= self.range[0] < self.range[1]:
-            raise ValueError(f"range {list(self.range)} must be [start, stop) with 0 <= start < stop")
+            raise rule_error(
+                "range", f"range {list(self.range)} must be [start, stop) with 0 <= start < stop"
+            )
         return self
 
     def selects(self, layer: int) -> bool:
@@ -279,7 +292,30 @@ class LayerList(Strict):
     layers: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
 
 
-CheckpointPolicy = Union[Literal["none", "every_layer"], EveryK, LayerList]
+def _checkpoint_tag(value: Any) -> str | None:
+    """Pick the checkpoint policy variant from its shape, so a typo gives one error, not three."""
+    if isinstance(value, str):
+        return "policy_name"
+    if isinstance(value, EveryK) or (isinstance(value, dict) and "every" in value):
+        return "every_k"
+    if isinstance(value, LayerList) or (isinstance(value, dict) and "layers" in value):
+        return "layer_list"
+    return None
+
+
+CheckpointPolicy = Annotated[
+    Union[
+        Annotated[Literal["none", "every_layer"], Tag("policy_name")],
+        Annotated[EveryK, Tag("every_k")],
+        Annotated[LayerList, Tag("layer_list")],
+    ],
+    Discriminator(
+        _checkpoint_tag,
+        custom_error_type="checkpoint_policy",
+        custom_error_message="checkpointing must be 'none', 'every_layer', {every: K} or "
+        "{layers: [i, ...]}",
+    ),
+]
 
 
 class TrainingSpec(Strict):
@@ -308,7 +344,7 @@ class ModelSpec(Strict):
     vocab_size: int = Field(ge=2)
     max_seq_len: int = Field(ge=1)
     embed_dim: int = Field(ge=1)
-    num_layers: int = Field(ge=1)
+    num_layers: int = Field(ge=1, le=4096)
     type_vocab_size: int = Field(0, ge=0)
     tie_embeddings: bool = False
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
@@ -319,7 +355,7 @@ class ModelSpec(Strict):
     embed_norm: bool = False
     final_norm: bool = True
     block: BlockSpec
-    layers: list[LayerOverride] = Field(default_factory=list)
+    layers: list[LayerOverride] = Field(default_factory=list, max_length=256)
     head: HeadSpec = Field(default_factory=CausalLMHead)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     tokenizer: TokenizerSpec | None = None

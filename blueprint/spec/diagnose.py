@@ -1,0 +1,218 @@
+"""Map pydantic validation errors back to the YAML: FILE:LINE:COL: dotted.path: message + hint.
+
+pydantic reports a ``loc`` tuple that mixes real keys with union tags (``('head',
+'classification', 'num_labels')``). We walk the loc alongside the raw data to recover the path
+the user wrote, then ask ``Positions`` where it is. Hints come from the schema itself: the
+allowed keys of the model at that path (did-you-mean via difflib), the variants of a tagged
+union, or the other section where a misplaced key belongs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from blueprint.errors import SpecIssue
+from blueprint.spec.source import Path, Positions, dotted
+
+
+def _expand(tp: Any) -> list[Any]:
+    """Unwrap Annotated / Optional / Union into the concrete alternatives."""
+    origin = get_origin(tp)
+    if origin is Annotated:
+        return _expand(get_args(tp)[0])
+    if origin is Union or origin is types.UnionType:
+        return [t for arg in get_args(tp) for t in _expand(arg)]
+    return [tp]
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _kind_of(model: type[BaseModel]) -> str | None:
+    field = model.model_fields.get("kind")
+    return field.default if field is not None and isinstance(field.default, str) else None
+
+
+def models_at(root: type[BaseModel], path: Path) -> list[type[BaseModel]]:
+    """The schema models that may sit at ``path`` (a data path, tags already removed)."""
+    current: list[Any] = [root]
+    for item in path:
+        nxt: list[Any] = []
+        for tp in current:
+            if _is_model(tp) and isinstance(item, str) and item in tp.model_fields:
+                nxt += _expand(tp.model_fields[item].annotation)
+            elif get_origin(tp) is list and isinstance(item, int):
+                nxt += _expand(get_args(tp)[0])
+        current = nxt
+    return [tp for tp in current if _is_model(tp)]
+
+
+def _narrow(models: list[type[BaseModel]], data: Any) -> list[type[BaseModel]]:
+    """Keep the union variant whose ``kind`` the data names, when it names one."""
+    if isinstance(data, dict) and isinstance(data.get("kind"), str):
+        chosen = [m for m in models if _kind_of(m) == data["kind"]]
+        return chosen or models
+    return models
+
+
+def _key_homes(root: type[BaseModel]) -> dict[str, list[str]]:
+    """field name -> dotted sections where it is a valid key (for "did you mean to put it in")."""
+    homes: dict[str, list[str]] = {}
+    todo: list[tuple[Any, str]] = [(root, "")]
+    seen: set[tuple[Any, str]] = set()
+    while todo:
+        tp, prefix = todo.pop()
+        if (tp, prefix) in seen or prefix.count(".") > 4:
+            continue
+        seen.add((tp, prefix))
+        for name, field in tp.model_fields.items():
+            homes.setdefault(name, [])
+            if prefix not in homes[name]:
+                homes[name].append(prefix or "the top level")
+            for sub in _expand(field.annotation):
+                if get_origin(sub) is list:
+                    sub = next((s for s in _expand(get_args(sub)[0]) if _is_model(s)), None)
+                if _is_model(sub):
+                    todo.append((sub, f"{prefix}.{name}" if prefix else name))
+    return homes
+
+
+def close_match(word: str, choices: list[str]) -> str | None:
+    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def did_you_mean(word: Any, choices: list[str], noun: str = "") -> str | None:
+    choices = sorted(set(choices))
+    match = close_match(str(word), choices) if isinstance(word, str) else None
+    listed = ", ".join(choices)
+    if match:
+        return f"did you mean {match!r}? ({noun or 'choices'}: {listed})"
+    return f"{noun or 'choices'}: {listed}" if choices else None
+
+
+def data_path(loc: tuple[Any, ...], data: Any) -> tuple[Path, Any]:
+    """Turn a pydantic loc into the data path the user wrote, and the value at its parent.
+
+    A loc item that is not a key of the current mapping is a union tag when more items follow
+    (skipped); when it is the last item it names a missing or unknown key (kept).
+    """
+    path: list[str | int] = []
+    current = data
+    parent = data
+    for n, item in enumerate(loc):
+        last = n == len(loc) - 1
+        if isinstance(current, dict) and item in current:
+            path.append(item)
+            parent, current = current, current[item]
+        elif isinstance(current, list) and isinstance(item, int) and 0 <= item < len(current):
+            path.append(item)
+            parent, current = current, current[item]
+        elif last and isinstance(current, dict):
+            path.append(item)
+            parent, current = current, None
+        # else: a union tag (or a loc step below a scalar): nothing in the data to follow
+    return tuple(path), parent
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_FIRST_CAP = re.compile(r"^[A-Z][a-z]")
+
+
+def _plain(message: str) -> str:
+    message = message.removeprefix("Value error, ")
+    return message[0].lower() + message[1:] if _FIRST_CAP.match(message) else message
+
+
+def explain_error(err: dict[str, Any], data: Any, root: type[BaseModel]) -> tuple[Path, bool, str, str | None]:
+    """One pydantic error -> (data path, point at key?, message, hint)."""
+    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    path, parent = data_path(tuple(err["loc"]), data)
+    if kind == "extra_forbidden":
+        key = path[-1]
+        allowed = [name for m in _narrow(models_at(root, path[:-1]), parent) for name in m.model_fields]
+        hint = None
+        match = close_match(str(key), allowed)
+        homes = [h for h in _key_homes(root).get(str(key), []) if h != dotted(path[:-1])]
+        if homes:
+            hint = f"{key!r} belongs in {' or '.join(homes)}"
+        elif match:
+            hint = f"did you mean {match!r}?"
+        elif allowed:
+            hint = f"allowed keys here: {', '.join(allowed)}"
+        return path, True, f"unknown key {key!r}", hint
+    if kind == "missing":
+        return path, True, f"missing required key {path[-1]!r}", None
+    if kind == "spec_rule":
+        field = ctx.get("field")
+        if field and isinstance(value, dict) and field in value:
+            path = path + (field,)
+        return path, False, ctx.get("reason", err["msg"]), None
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        tags = [k for m in models_at(root, path) if (k := _kind_of(m))]
+        if kind == "union_tag_not_found":
+            return path, True, "missing 'kind'", f"add kind: one of {', '.join(tags)}"
+        tag = ctx.get("tag")
+        return path + ("kind",), False, f"unknown kind {tag!r}", did_you_mean(tag, tags, "kinds")
+    if kind == "literal_error":
+        expected = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        return path, False, f"{_show(value)} is not one of {', '.join(map(repr, expected))}", \
+            did_you_mean(value, expected)
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return path, False, f"expected a mapping, got {type(value).__name__} {_show(value)}", None
+    if kind in ("list_type", "tuple_type"):
+        return path, False, f"expected a list, got {type(value).__name__} {_show(value)}", None
+    if kind == "checkpoint_policy":
+        hint = None
+        if isinstance(value, dict):
+            unknown = [k for k in value if k not in ("every", "layers")]
+            if unknown:
+                hint = did_you_mean(unknown[0], ["every", "layers"], "keys")
+        elif isinstance(value, str):
+            hint = did_you_mean(value, ["none", "every_layer"])
+        return path, False, err["msg"], hint
+    message = _plain(err["msg"])
+    hint = None
+    if kind == "string_type" and isinstance(value, (bool, int, float)):
+        hint = "quote the value to make it a string (YAML read it as a " + type(value).__name__ + ")"
+    elif kind == "bool_parsing":
+        hint = "use true or false"
+    elif kind == "finite_number":
+        hint = "use a finite number"
+    if not isinstance(value, (dict, list)) and value is not None:
+        message += f" (got {_show(value)})"
+    return path, False, message, hint
+
+
+def issues_from_validation(error: ValidationError, data: Any, positions: Positions,
+                           root: type[BaseModel], prefix: Path = ()) -> list[SpecIssue]:
+    """Every error of one pydantic validation, located, in source order.
+
+    ``prefix`` is where ``data`` sits inside the spec (an override's ``set`` body is validated
+    as a BlockSpec at ``layers.K.set``).
+    """
+    issues: list[SpecIssue] = []
+    seen: set[tuple[Any, ...]] = set()
+    for err in error.errors():
+        path, on_key, message, hint = explain_error(err, data, root)
+        full = prefix + path
+        loc = positions.locate(full, on_key=on_key)
+        issue = SpecIssue(message, dotted(full), loc.file, loc.line, loc.column, hint)
+        if (issue.path, issue.message) not in seen:
+            seen.add((issue.path, issue.message))
+            issues.append(issue)
+    return sort_issues(issues)
+
+
+def sort_issues(issues: list[SpecIssue]) -> list[SpecIssue]:
+    return sorted(issues, key=lambda i: (i.file, i.line or 0, i.column or 0))
