@@ -1,0 +1,112 @@
+"""Hugging Face interop on the spec side: ``config.json`` <-> blueprint spec. Imports no torch.
+
+``config_to_spec`` maps one config mapping to a spec mapping (validated before it is returned);
+``import_folder`` reads a whole model folder: config, tokenizer.json and the sentence-transformers
+module files that decide pooling. ``spec_to_config`` (in ``blueprint.hf.to_config``) goes back.
+Every config field is either used, known to be irrelevant, or an error naming it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+from blueprint.errors import BlueprintError
+from blueprint.hf import decoders, encoders
+from blueprint.hf.fields import ConfigReader
+
+# model_type -> (mapping function, fields of that family known not to change the computation)
+_GPT2_SUMMARY = frozenset(
+    {"summary_type", "summary_use_proj", "summary_activation", "summary_proj_to_labels",
+     "summary_first_dropout"}  # GPT2DoubleHeadsModel's multiple-choice head only
+)
+FAMILIES: dict[str, tuple[Callable[..., dict[str, Any]], frozenset[str]]] = {
+    "gpt2": (lambda r, head: decoders.gpt2(r), _GPT2_SUMMARY),
+    "llama": (lambda r, head: decoders.llama(r), frozenset()),
+    "mistral": (lambda r, head: decoders.llama(r), frozenset()),
+    "qwen2": (lambda r, head: decoders.llama(r), frozenset()),
+    "qwen3": (lambda r, head: decoders.llama(r), frozenset()),
+    "gpt_neox": (lambda r, head: decoders.gpt_neox(r), frozenset({"classifier_dropout"})),
+    "bert": (encoders.bert, frozenset()),
+    "modernbert": (encoders.modernbert, frozenset()),
+}
+
+
+def spec_name(text: str) -> str:
+    """A valid spec name from a folder or model name ("all-MiniLM-L6-v2", "Llama 3" -> "Llama-3")."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")[:128]
+    return name or "imported"
+
+
+def config_to_spec(
+    config: dict[str, Any],
+    *,
+    name: str = "imported",
+    head: dict[str, Any] | None = None,
+    tokenizer: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Map a Hugging Face config mapping to a validated blueprint spec mapping.
+
+    Args:
+        config: the parsed ``config.json``.
+        name: the spec's name.
+        head: a head section that overrides the one implied by ``architectures`` (e.g. the
+            mean-pooled, normalised embeddings head of a sentence-transformers folder).
+        tokenizer: tokenizer fields found outside config.json (path, vocab_size, mask_id...).
+    Returns:
+        The spec as a plain mapping, already validated by ``ModelSpec``.
+    Raises:
+        BlueprintError: unknown model type, an unsupported value, or an unknown field (named).
+    """
+    model_type = config.get("model_type")
+    if model_type not in FAMILIES:
+        raise BlueprintError(
+            f"config.json: model_type {model_type!r} is not supported",
+            hint=f"supported: {', '.join(sorted(FAMILIES))}",
+        )
+    mapper, extra = FAMILIES[model_type]
+    reader = ConfigReader(config, model_type, extra)
+    body = mapper(reader, head)
+    reader.finish()
+    ids = body.pop("_tokenizer")
+    spec: dict[str, Any] = {"name": spec_name(name), **body}
+    if not spec.get("layers"):
+        spec.pop("layers", None)
+    tok = {**ids, **(tokenizer or {})}
+    limit = min(spec["vocab_size"], tok.get("vocab_size") or spec["vocab_size"])
+    bad = {k: v for k, v in tok.items() if k.endswith("_id") and v >= limit}
+    if bad:
+        raise BlueprintError(
+            f"special token id(s) {bad} are outside the vocabulary ({limit} ids)",
+            hint="fix bos/eos/pad_token_id in config.json or the tokenizer",
+        )
+    if tok:
+        spec["tokenizer"] = dict(sorted(tok.items(), key=lambda kv: kv[0] != "path"))
+    _validate(spec)
+    return spec
+
+
+def _validate(spec: dict[str, Any]) -> None:
+    from pydantic import ValidationError
+
+    from blueprint.spec.schema import ModelSpec
+
+    try:
+        ModelSpec.model_validate(spec)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BlueprintError(
+            f"the imported spec is invalid at {where}: {first['msg']}",
+            hint="this config uses a combination blueprint cannot express",
+        ) from None
+
+
+def import_folder(folder: Any, *, spec_dir: Any = None, name: str | None = None) -> dict[str, Any]:
+    """Read a Hugging Face model folder into a spec mapping (see ``blueprint.hf.folder``)."""
+    from blueprint.hf.folder import import_folder as _import
+
+    return _import(folder, spec_dir=spec_dir, name=name)
+
+
+__all__ = ["config_to_spec", "import_folder", "spec_name"]

@@ -1,0 +1,210 @@
+"""config.json -> spec mappings for decoder families: GPT-2, LLaMA/Mistral/Qwen2/Qwen3, GPT-NeoX.
+
+Each function reads fields through a ``ConfigReader`` (so unknown fields are caught) and returns
+the spec as a plain mapping; validation happens once, in ``blueprint.hf.config_to_spec``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blueprint.errors import BlueprintError
+from blueprint.hf.fields import ConfigReader
+
+# transformers activation names -> the spec's activation names (exact equivalents only).
+ACTIVATIONS = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "relu": "relu",
+    "silu": "silu",
+    "swish": "silu",
+}
+
+
+def activation(r: ConfigReader, key: str, default: str) -> str:
+    name = r.get(key, default)
+    if name not in ACTIVATIONS:
+        raise BlueprintError(
+            f"config.json: '{key}' = {name!r} is not supported "
+            f"(supported: {', '.join(sorted(ACTIVATIONS))})"
+        )
+    return ACTIVATIONS[name]
+
+
+def rope(r: ConfigReader, default_base: float = 10000.0) -> tuple[float, float]:
+    """(rope_base, rotary_fraction) from rope_parameters (transformers 5) or rope_theta (4.x).
+
+    Any rope scaling (linear, dynamic, yarn, llama3, ...) is refused: the spec cannot express it.
+    """
+    scaling = r.get("rope_scaling")
+    params = r.get("rope_parameters", {}) or {}
+    rope_type = params.get("rope_type", params.get("type", "default"))
+    if scaling or rope_type != "default":
+        raise BlueprintError(
+            f"config.json: rope scaling ({scaling or rope_type!r}) is not supported",
+            hint="blueprint models plain RoPE only; remove the model's context extension first",
+        )
+    unknown = set(params) - {"rope_theta", "rope_type", "type", "partial_rotary_factor"}
+    if unknown:
+        raise BlueprintError(f"config.json: rope_parameters field(s) {sorted(unknown)} are not understood")
+    base = params.get("rope_theta", r.first("rope_theta", "rotary_emb_base", default=default_base))
+    fraction = params.get("partial_rotary_factor", r.first("partial_rotary_factor", "rotary_pct", default=1.0))
+    return float(base), float(fraction)
+
+
+def _tokenizer_ids(r: ConfigReader) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for key, field in (("bos_token_id", "bos_id"), ("eos_token_id", "eos_id"), ("pad_token_id", "pad_id")):
+        value = r.get(key)
+        if isinstance(value, list):  # several eos ids (chat models): the first is the canonical one
+            value = value[0] if value else None
+        if value is not None:
+            out[field] = int(value)
+    return out
+
+
+def gpt2(r: ConfigReader) -> dict[str, Any]:
+    r.expect("scale_attn_weights", (True,), "GPT-2 without 1/sqrt(head_dim) scaling is not modelled")
+    r.expect("scale_attn_by_inverse_layer_idx", (False,), "per-layer attention scaling is not modelled")
+    r.expect("add_cross_attention", (False,), "cross-attention is not modelled")
+    d = r.require("n_embd")
+    n_positions = r.require("n_positions")
+    n_ctx = r.get("n_ctx", n_positions)
+    if n_ctx != n_positions:
+        raise BlueprintError(f"config.json: n_ctx ({n_ctx}) differs from n_positions ({n_positions})")
+    # fp16 upcasting switch: changes nothing in float32
+    r.get("reorder_and_upcast_attn")
+    return {
+        "vocab_size": r.require("vocab_size"),
+        "max_seq_len": n_positions,
+        "embed_dim": d,
+        "num_layers": r.require("n_layer"),
+        "tie_embeddings": bool(r.get("tie_word_embeddings", True)),
+        "dropout": {
+            "embed": r.get("embd_pdrop", 0.0),
+            "attention": r.get("attn_pdrop", 0.0),
+            "residual": r.get("resid_pdrop", 0.0),
+        },
+        "init": {"std": r.get("initializer_range", 0.02), "scaled_residual": True},
+        "positional": {"kind": "learned"},
+        "norm": {"kind": "layernorm", "norm_eps": r.get("layer_norm_epsilon", 1e-5)},
+        "final_norm": True,
+        "block": {
+            "norm_placement": "pre",
+            "attention": {"num_heads": r.require("n_head"), "causal": True, "qkv_bias": True, "out_bias": True},
+            "ffn": {
+                "kind": "mlp",
+                "activation": activation(r, "activation_function", "gelu_new"),
+                "hidden_dim": r.get("n_inner", 4 * d),
+                "bias": True,
+            },
+        },
+        "head": {"kind": "causal_lm"},
+        "_tokenizer": _tokenizer_ids(r),
+    }
+
+
+def llama(r: ConfigReader) -> dict[str, Any]:
+    """LLaMA, Mistral (sliding window), Qwen2 (q/k/v bias), Qwen3 (q/k RMSNorm per head)."""
+    family = r.family
+    r.expect("hidden_act", ("silu",), "the SwiGLU FFN uses SiLU")
+    d = r.require("hidden_size")
+    heads = r.require("num_attention_heads")
+    layers = r.require("num_hidden_layers")
+    base, fraction = rope(r)
+    if fraction != 1.0:
+        raise BlueprintError(f"config.json: partial rotary ({fraction}) is not used by {family}")
+    attn_bias = bool(r.get("attention_bias", False))
+    attention: dict[str, Any] = {
+        "num_heads": heads,
+        "num_kv_heads": r.get("num_key_value_heads", heads),
+        "head_dim": r.get("head_dim", d // heads),
+        "causal": True,
+        "qkv_bias": attn_bias or family == "qwen2",
+        "out_bias": attn_bias,
+        "qk_norm": family == "qwen3",
+    }
+    overrides: list[dict[str, Any]] = []
+    window = _sliding_window(r, layers)
+    if isinstance(window, int):
+        attention["window"] = window
+    elif window is not None:  # per-layer list: layers with a window get an override
+        for i, w in enumerate(window):
+            if w is not None:
+                overrides.append({"index": i, "set": {"attention": {"window": w}}})
+    return {
+        "vocab_size": r.require("vocab_size"),
+        "max_seq_len": r.require("max_position_embeddings"),
+        "embed_dim": d,
+        "num_layers": layers,
+        "tie_embeddings": bool(r.get("tie_word_embeddings", False)),
+        "dropout": {"attention": r.get("attention_dropout", 0.0)},
+        "init": {"std": r.get("initializer_range", 0.02)},
+        "positional": {"kind": "rope", "rope_base": base},
+        "norm": {"kind": "rmsnorm", "norm_eps": r.get("rms_norm_eps", 1e-6)},
+        "final_norm": True,
+        "block": {
+            "norm_placement": "pre",
+            "attention": attention,
+            "ffn": {"kind": "swiglu", "hidden_dim": r.require("intermediate_size"), "bias": bool(r.get("mlp_bias", False))},
+        },
+        "layers": overrides,
+        "head": {"kind": "causal_lm"},
+        "_tokenizer": _tokenizer_ids(r),
+    }
+
+
+def _sliding_window(r: ConfigReader, layers: int) -> int | list[int | None] | None:
+    """Mistral: ``sliding_window`` on every layer. Qwen: only with ``use_sliding_window`` and per
+    ``layer_types`` (or ``max_window_layers``)."""
+    window = r.get("sliding_window")
+    use = r.get("use_sliding_window", r.family not in ("qwen2", "qwen3"))
+    r.get("max_window_layers")
+    types = r.get("layer_types")
+    if not use or window is None:
+        if types and any(t != "full_attention" for t in types):
+            raise BlueprintError("config.json: layer_types has sliding layers but no sliding window is enabled")
+        return None
+    if types is None:
+        if r.family in ("qwen2", "qwen3"):
+            start = r.get("max_window_layers", layers)
+            return [window if i >= start else None for i in range(layers)]
+        return int(window)
+    if len(types) != layers:
+        raise BlueprintError(f"config.json: layer_types has {len(types)} entries, num_hidden_layers is {layers}")
+    bad = sorted({t for t in types} - {"full_attention", "sliding_attention"})
+    if bad:
+        raise BlueprintError(f"config.json: layer_types value(s) {bad} are not supported")
+    if all(t == "sliding_attention" for t in types):
+        return int(window)
+    return [int(window) if t == "sliding_attention" else None for t in types]
+
+
+def gpt_neox(r: ConfigReader) -> dict[str, Any]:
+    """GPT-NeoX / Pythia: parallel residual (two norms), partial rotary, biases everywhere."""
+    d = r.require("hidden_size")
+    base, fraction = rope(r)
+    parallel = r.get("use_parallel_residual", True)
+    r.expect("attention_bias", (True,), "GPT-NeoX without attention bias is not modelled")
+    return {
+        "vocab_size": r.require("vocab_size"),
+        "max_seq_len": r.require("max_position_embeddings"),
+        "embed_dim": d,
+        "num_layers": r.require("num_hidden_layers"),
+        "tie_embeddings": bool(r.get("tie_word_embeddings", False)),
+        "dropout": {"attention": r.get("attention_dropout", 0.0), "residual": r.get("hidden_dropout", 0.0)},
+        "init": {"std": r.get("initializer_range", 0.02)},
+        "positional": {"kind": "rope", "rope_base": base, "rotary_fraction": fraction},
+        "norm": {"kind": "layernorm", "norm_eps": r.get("layer_norm_eps", 1e-5)},
+        "final_norm": True,
+        "block": {
+            "norm_placement": "pre",
+            "residual": "parallel" if parallel else "sequential",
+            "attention": {"num_heads": r.require("num_attention_heads"), "causal": True, "qkv_bias": True, "out_bias": True},
+            "ffn": {"kind": "mlp", "activation": activation(r, "hidden_act", "gelu"),
+                    "hidden_dim": r.require("intermediate_size"), "bias": True},
+        },
+        "head": {"kind": "causal_lm"},
+        "_tokenizer": _tokenizer_ids(r),
+    }
