@@ -1,11 +1,53 @@
-"""`blueprint validate`: not implemented yet."""
+"""`blueprint validate SPEC...`: check specs and report every problem with file:line:column.
 
-from blueprint.errors import BlueprintError
+Exit status: 0 when every spec is valid (warnings allowed), 1 when any spec is invalid (or, with
+``--strict``, has warnings), 2 for usage errors (argparse). Imports no torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from blueprint.errors import SpecError
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("specs", nargs="+", metavar="SPEC", help="spec files to check")
+    parser.add_argument("--strict", action="store_true",
+                        help="treat warnings (e.g. sizes not a multiple of 64) as failures")
+    parser.add_argument("--lock", action="store_true",
+                        help="print each valid spec's lock file (every default resolved)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print errors only: no warnings, no 'ok' lines")
 
 
-def run(args):
-    raise BlueprintError("'validate' is not implemented yet")
+def run(args: argparse.Namespace) -> int:
+    from blueprint.spec.load import load_spec_file
+    from blueprint.spec.lock import dump_lock
+
+    failed = 0
+    for path in args.specs:
+        try:
+            loaded = load_spec_file(path)
+        except SpecError as err:
+            failed += 1
+            print(err.format(), file=sys.stderr, flush=True)
+            n = len(err.issues)
+            print(f"{path}: invalid ({n} error{'s' if n != 1 else ''})", file=sys.stderr, flush=True)
+            continue
+        spec, warnings = loaded.spec, loaded.warnings
+        if warnings and not args.quiet:
+            print("\n".join(w.format() for w in warnings), file=sys.stderr, flush=True)
+        if args.strict and warnings:
+            failed += 1
+            print(f"{path}: {len(warnings)} warning(s) with --strict", file=sys.stderr, flush=True)
+            continue
+        if not args.quiet:
+            head = "decoder" if spec.is_decoder else f"encoder ({spec.head.kind})"
+            note = f", {len(warnings)} warning(s)" if warnings else ""
+            print(f"{path}: ok ({spec.name}: {head}, {spec.num_layers} layers, "
+                  f"embed_dim {spec.embed_dim}{note})", flush=True)
+        if args.lock:
+            print(dump_lock(spec), end="")
+    return 1 if failed else 0
