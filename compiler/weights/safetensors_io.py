@@ -26,8 +26,6 @@ from blueprint.errors import BlueprintError
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 MAX_HEADER_BYTES = 100_000_000  # the limit safetensors itself enforces
 
-# safetensors dtype tag -> (torch dtype, is it a floating type a parameter can hold)
-FLOAT_TAGS = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 
 _PICKLE_HINT = (
     "convert it to safetensors in a trusted environment, e.g. "
@@ -103,15 +101,12 @@ def read_header(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of one safetensors file, after the header checks; float dtypes only."""
+    """Every tensor of one safetensors file, after the header checks.
+
+    Integer tensors are read too (checkpoints carry buffers such as BERT's position_ids); whether
+    a tensor can be a parameter is decided after name mapping, in ``validate_state_dict``.
+    """
     header = read_header(path)
-    for name, entry in header.items():
-        if entry["dtype"] not in FLOAT_TAGS:
-            raise BlueprintError(
-                f"{path}: tensor '{name}' has dtype {entry['dtype']}, which cannot hold a "
-                "model parameter",
-                hint="parameters must be stored as F32, F16, BF16 or F64",
-            )
     tensors: dict[str, torch.Tensor] = {}
     try:
         with safe_open(str(path), framework="pt") as fh:
