@@ -1,11 +1,187 @@
-"""`blueprint explain`: not implemented yet."""
+"""`blueprint explain SPEC`: the resolved spec as a per-layer table, parameter counts and costs.
 
-from blueprint.errors import BlueprintError
+Parameter counts come from ``compiler.naming.parameter_shapes`` (the same table the compiled
+model's state_dict must match), so they are exact. FLOPs, KV-cache and activation memory come
+from ``compiler.cost.cost_report`` when the cost model is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", metavar="SPEC", help="spec file to explain")
+    parser.add_argument("--batch", type=_positive, default=1, metavar="B",
+                        help="batch size for the memory estimates (default 1)")
+    parser.add_argument("--seq-len", type=_positive, default=None, metavar="S",
+                        help="sequence length for the estimates (default: the spec's max_seq_len)")
 
 
-def run(args):
-    raise BlueprintError("'explain' is not implemented yet")
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def human_flops(n: float) -> str:
+    for unit, scale in (("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6), ("kFLOP", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n:.0f} FLOP"
+
+
+def table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
+    """Left/right-aligned plain-text columns."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return [line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows]
+
+
+# ----------------------------------------------------------------------------- content
+
+
+def attention_kind(num_heads: int, num_kv_heads: int) -> str:
+    if num_kv_heads == num_heads:
+        return "MHA"
+    return "MQA" if num_kv_heads == 1 else "GQA"
+
+
+def layer_row(spec: Any, i: int, block: Any, params: int) -> list[str]:
+    a, f = block.attention, block.ffn
+    if a.window is None:
+        window = "global"
+    else:
+        window = str(a.window) if a.causal else f"{a.window} (±{a.window // 2})"
+    rope = "-"
+    if spec.positional.kind == "rope":
+        rope = f"{a.rope_base if a.rope_base is not None else spec.positional.rope_base:g}"
+    norms = block.norm_placement + ("" if block.attn_norm else ", no attn_norm")
+    if block.residual == "parallel":
+        norms += ", parallel"
+    act = getattr(f, "activation", None)
+    ffn = f"{f.kind}{' ' + act if act and f.kind == 'mlp' else ''} {f.hidden_dim}"
+    if f.kind == "geglu" and act == "gelu_tanh":
+        ffn = f"geglu(tanh) {f.hidden_dim}"
+    extras = [x for x, on in (("qk_norm", a.qk_norm), ("qkv_bias", a.qkv_bias)) if on]
+    return [str(i), attention_kind(a.num_heads, a.kv_heads), f"{a.num_heads}/{a.kv_heads}",
+            str(a.head_dim), "causal" if a.causal else "bidi", window, rope, norms,
+            ffn + (" +" + ",".join(extras) if extras else ""), f"{params:,}"]
+
+
+def component_params(shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
+    """Parameter count per component: 'embed', 'layers.0', ..., 'final_norm', 'head'."""
+    out: dict[str, int] = {}
+    for name, shape in shapes.items():
+        parts = name.split(".")
+        comp = ".".join(parts[:2]) if parts[0] == "layers" else parts[0]
+        n = 1
+        for s in shape:
+            n *= s
+        out[comp] = out.get(comp, 0) + n
+    return out
+
+
+def describe(spec: Any, batch: int, seq_len: int | None) -> list[str]:
+    from compiler.naming import parameter_shapes
+
+    shapes = parameter_shapes(spec)
+    per = component_params(shapes)
+    pos = spec.positional
+    pos_text = pos.kind
+    if pos.kind == "rope":
+        pos_text += f" (base {pos.rope_base:g}, rotary_fraction {pos.rotary_fraction:g})"
+    norm = spec.norm
+    norm_text = f"{norm.kind} (eps {norm.norm_eps:g}{', no bias' if getattr(norm, 'bias', True) is False else ''})"
+    head = spec.head.kind + ("" if spec.is_decoder else " (encoder)")
+    out = [
+        f"{spec.name}: {head}, {spec.num_layers} layers, embed_dim {spec.embed_dim}, "
+        f"vocab_size {spec.vocab_size}, max_seq_len {spec.max_seq_len}, {spec.dtype}",
+        f"positional: {pos_text}; norm: {norm_text}; embed_norm: {spec.embed_norm}; "
+        f"final_norm: {spec.final_norm}; tie_embeddings: {spec.tie_embeddings}; "
+        f"checkpointing: {_policy(spec.training.checkpointing)}",
+        "",
+    ]
+    rows = [layer_row(spec, i, b, per.get(f"layers.{i}", 0))
+            for i, b in enumerate(spec.resolved_layers())]
+    out += table(["layer", "attn", "heads q/kv", "head_dim", "mask", "window", "rope_base",
+                  "norm", "ffn", "params"], rows, right={0, 2, 3, 9})
+    layer_total = sum(v for k, v in per.items() if k.startswith("layers."))
+    comp_rows = [["embed", f"{per.get('embed', 0):,}", ""],
+                 ["layers", f"{layer_total:,}", f"{spec.num_layers} layers"],
+                 ["final_norm", f"{per.get('final_norm', 0):,}", ""],
+                 ["head", f"{per.get('head', 0):,}",
+                  "output projection tied to embed.tokens" if spec.tie_embeddings and
+                  spec.head.kind in ("causal_lm", "masked_lm") else ""],
+                 ["total", f"{sum(per.values()):,}", f"{len(shapes)} tensors"]]
+    out += ["", "parameters"] + ["  " + line for line in
+                                 table(["component", "count", ""], comp_rows, right={1})]
+    out += [""] + cost_lines(spec, batch, seq_len)
+    return out
+
+
+def _policy(policy: Any) -> str:
+    if isinstance(policy, str):
+        return policy
+    if hasattr(policy, "every"):
+        return f"every:{policy.every}"
+    return "layers:" + ",".join(map(str, policy.layers))
+
+
+def cost_lines(spec: Any, batch: int, seq_len: int | None) -> list[str]:
+    """Cost lines from ``compiler.cost.cost_report`` (contract 6), or a note if absent."""
+    try:
+        from compiler.cost import cost_report
+    except ImportError:
+        return ["costs: unavailable (compiler.cost is not installed)"]
+    report = cost_report(spec, batch=batch, seq_len=seq_len)
+    s = seq_len or spec.max_seq_len
+    lines = [f"costs (batch {batch}, seq_len {s}, {spec.dtype})",
+             f"  FLOPs per token: prefill {human_flops(report.flops_per_token_prefill)}, "
+             f"decode {human_flops(report.flops_per_token_decode)}"]
+    if spec.is_decoder:
+        lines.append(f"  KV cache per token: {human_bytes(report.kv_cache_bytes_per_token)} "
+                     f"needed (window-aware), {human_bytes(report.kv_cache_bytes_per_token_full)}"
+                     f" held by the exported full cache")
+    if report.activation_bytes:
+        lines.append("  activations saved for backward per training step:")
+        for label, size in report.activation_bytes.items():
+            lines.append(f"    {label:<14} {human_bytes(size)}")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    from blueprint.spec.load import load_spec_file
+
+    loaded = load_spec_file(args.spec)
+    if args.seq_len is not None and args.seq_len > loaded.spec.max_seq_len:
+        from blueprint.errors import BlueprintError
+
+        raise BlueprintError(f"--seq-len {args.seq_len} exceeds the spec's max_seq_len "
+                             f"({loaded.spec.max_seq_len})")
+    for warning in loaded.warnings:
+        print(warning.format())
+    if loaded.warnings:
+        print()
+    print("\n".join(describe(loaded.spec, args.batch, args.seq_len)))
+    return 0
