@@ -1,11 +1,85 @@
-"""`blueprint export-hf`: not implemented yet."""
+"""`blueprint export-hf BUILD_DIR -o OUT`: a build as a Hugging Face model folder.
+
+Writes config.json and model.safetensors in the layout of the matching transformers class
+(gpt2, llama, mistral, qwen2, qwen3, bert, modernbert), copies tokenizer.json, and for a
+mean/cls-pooled embeddings head writes the sentence-transformers module files so the pooling
+travels too. The folder is assembled in a temporary directory and moved into place when done.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
 
 from blueprint.errors import BlueprintError
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser) -> None:
+    parser.add_argument("build_dir", metavar="BUILD_DIR", help="a build folder (spec.lock.yaml + weights.safetensors)")
+    parser.add_argument("-o", "--output", metavar="OUT", required=True, help="folder to write")
+    parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
 
 
-def run(args):
-    raise BlueprintError("'export-hf' is not implemented yet")
+def _sentence_transformers_files(spec, out: Path) -> None:
+    head = spec.head
+    if head.kind != "embeddings" or head.pooler != "none":
+        return
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    if head.normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+        (out / "2_Normalize").mkdir()
+    (out / "modules.json").write_text(json.dumps(modules, indent=2) + "\n")
+    (out / "1_Pooling").mkdir()
+    pooling = {"word_embedding_dimension": spec.embed_dim,
+               "pooling_mode_cls_token": head.pooling == "cls",
+               "pooling_mode_mean_tokens": head.pooling == "mean",
+               "pooling_mode_max_tokens": False,
+               "pooling_mode_mean_sqrt_len_tokens": False,
+               "pooling_mode_lasttoken": head.pooling == "last"}
+    (out / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2) + "\n")
+
+
+def export(build_dir: Path, output: Path, *, force: bool = False) -> Path:
+    from blueprint import load_spec
+    from blueprint.hf.to_config import spec_to_config
+    from compiler.weights import load_weights
+    from compiler.weights.hf_export import to_hf_state
+    from compiler.weights.safetensors_io import write_tensors
+
+    lock = build_dir / "spec.lock.yaml"
+    if not lock.is_file():
+        raise BlueprintError(f"{build_dir}: no spec.lock.yaml; not a blueprint build folder",
+                             hint="run `blueprint build SPEC` first and pass its output folder")
+    if output.exists() and any(output.iterdir()) and not force:
+        raise BlueprintError(f"{output} exists and is not empty", hint="pass --force to replace it")
+    spec = load_spec(lock)
+    config = spec_to_config(spec)
+    weights = load_weights(build_dir / "weights.safetensors", spec)
+    state = to_hf_state(weights, spec, config)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".export-hf-", dir=output.parent))
+    try:
+        config = {**config, "torch_dtype": spec.dtype}
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        write_tensors(state, tmp / "model.safetensors", metadata={"format": "pt"})
+        if (build_dir / "tokenizer.json").is_file():
+            shutil.copyfile(build_dir / "tokenizer.json", tmp / "tokenizer.json")
+        _sentence_transformers_files(spec, tmp)
+        if output.exists():
+            shutil.rmtree(output)
+        tmp.rename(output)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return output
+
+
+def run(args) -> int:
+    out = export(Path(args.build_dir), Path(args.output), force=args.force)
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    print(f"wrote {out} ({', '.join(files)})", file=sys.stderr)
+    return 0

@@ -1,0 +1,68 @@
+"""Tiny seeded transformers reference models for each family, saved with save_pretrained.
+
+Weights are re-drawn with a larger spread than transformers' 0.02 init (norm weights around 1)
+so that mistakes in layout (a transposition, swapped GeGLU halves, a wrong window) change the
+outputs by far more than the test tolerances.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+VOCAB = 96
+
+
+def _configs():
+    import transformers as T
+
+    common_dec = dict(vocab_size=VOCAB, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    return {
+        "gpt2": (T.GPT2LMHeadModel, T.GPT2Config(
+            n_positions=64, n_embd=32, n_layer=2, n_head=4, activation_function="gelu_new",
+            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **common_dec)),
+        "llama": (T.LlamaForCausalLM, T.LlamaConfig(
+            hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-5,
+            tie_word_embeddings=False, **common_dec)),
+        "mistral": (T.MistralForCausalLM, T.MistralConfig(
+            hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-5, sliding_window=5,
+            tie_word_embeddings=False, **common_dec)),
+        "bert": (T.BertForMaskedLM, T.BertConfig(
+            vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
+            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)),
+        "modernbert": (T.ModernBertForMaskedLM, T.ModernBertConfig(
+            vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=4,
+            num_attention_heads=4, local_attention=6, max_position_embeddings=128,
+            pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2)),
+    }
+
+
+FAMILIES = ("gpt2", "llama", "mistral", "bert", "modernbert")
+
+
+def randomize(model: torch.nn.Module, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            if p.dim() == 1 and "norm" in name.lower() and name.endswith("weight"):
+                p.copy_(1.0 + 0.1 * noise)
+            else:
+                p.copy_(0.15 * noise)
+
+
+def make_reference(family: str, folder: Path, seed: int = 0, attn: str = "eager"):
+    """Build, randomise and save the reference model; return it in eval mode."""
+    cls, config = _configs()[family]
+    config._attn_implementation = attn
+    torch.manual_seed(seed)
+    model = cls(config)
+    randomize(model, seed)
+    model.tie_weights()
+    model.eval()
+    model.save_pretrained(folder)
+    return model
