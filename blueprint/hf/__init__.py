@@ -26,7 +26,7 @@ FAMILIES: dict[str, tuple[Callable[..., dict[str, Any]], frozenset[str]]] = {
     "mistral": (lambda r, head: decoders.llama(r), frozenset()),
     "qwen2": (lambda r, head: decoders.llama(r), frozenset()),
     "qwen3": (lambda r, head: decoders.llama(r), frozenset()),
-    "gpt_neox": (lambda r, head: decoders.gpt_neox(r), frozenset({"classifier_dropout"})),
+    "gpt_neox": (lambda r, head: decoders.gpt_neox(r), frozenset({"classifier_dropout", "is_decoder"})),
     "bert": (encoders.bert, frozenset()),
     "modernbert": (encoders.modernbert, frozenset()),
 }
@@ -66,6 +66,9 @@ def config_to_spec(
         )
     mapper, extra = FAMILIES[model_type]
     reader = ConfigReader(config, model_type, extra)
+    reader.expect("is_encoder_decoder", (False,), "encoder-decoder models are not modelled")
+    reader.expect("tie_encoder_decoder", (False,), "encoder-decoder models are not modelled")
+    reader.expect("cross_attention_hidden_size", (None,), "cross-attention is not modelled")
     body = mapper(reader, head)
     reader.finish()
     ids = body.pop("_tokenizer")

