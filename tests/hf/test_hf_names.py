@@ -1,0 +1,145 @@
+"""Hugging Face checkpoints -> canonical names: layouts, refusals, notes, and export round trips."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from blueprint.errors import BlueprintError
+from compiler.naming import parameter_shapes
+from compiler.weights import load_weights, save_weights
+
+from .hf_models import FAMILIES
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_parameter_mapped(references, family):
+    ref = references[family]
+    notes: list[str] = []
+    weights = load_weights(ref.folder, ref.spec, on_note=notes.append)
+    assert list(weights) == list(parameter_shapes(ref.spec))
+    assert notes == []
+
+
+def test_gpt2_conv1d_transposed_and_split(references):
+    ref = references["gpt2"]
+    w = load_weights(ref.folder, ref.spec)
+    attn = ref.model.transformer.h[1].attn
+    d = ref.spec.embed_dim
+    c_attn = attn.c_attn.weight  # Conv1D [in, out]
+    assert torch.equal(w["layers.1.attn.k_proj.weight"], c_attn[:, d : 2 * d].t())
+    assert torch.equal(w["layers.1.attn.v_proj.bias"], attn.c_attn.bias[2 * d :])
+    assert torch.equal(w["layers.1.ffn.down_proj.weight"], ref.model.transformer.h[1].mlp.c_proj.weight.t())
+    assert "head.proj.weight" not in w  # tied: stored once, as the embedding
+
+
+def test_modernbert_wi_halves(references):
+    ref = references["modernbert"]
+    w = load_weights(ref.folder, ref.spec)
+    wi = ref.model.model.layers[2].mlp.Wi.weight
+    hidden = ref.spec.layer(2).ffn.hidden_dim
+    # transformers: input, gate = Wi(x).chunk(2); act(input) * gate -> the first half is activated
+    assert torch.equal(w["layers.2.ffn.gate_proj.weight"], wi[:hidden])
+    assert torch.equal(w["layers.2.ffn.up_proj.weight"], wi[hidden:])
+    assert "layers.0.attn_norm.weight" not in w and "layers.1.attn_norm.weight" in w
+
+
+def test_gpt_neox_interleaved_qkv(tmp_path):
+    import transformers as T
+
+    from blueprint.hf import import_folder
+    from blueprint.spec.schema import ModelSpec
+
+    cfg = T.GPTNeoXConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=4, intermediate_size=64,
+                          vocab_size=50, bos_token_id=0, eos_token_id=2, max_position_embeddings=64)
+    model = T.GPTNeoXForCausalLM(cfg)
+    model.save_pretrained(tmp_path)
+    spec = ModelSpec.model_validate(import_folder(tmp_path))
+    w = load_weights(tmp_path, spec)
+    qkv = model.gpt_neox.layers[0].attention.query_key_value.weight  # rows [H, 3, hd]
+    per_head = qkv.view(4, 3, 8, 32)
+    assert torch.equal(w["layers.0.attn.k_proj.weight"], per_head[:, 1].reshape(32, 32))
+
+
+def test_unknown_checkpoint_tensor_named(references, tmp_path):
+    ref = references["llama"]
+    state = load_file(str(ref.folder / "model.safetensors"))
+    state["model.layers.0.self_attn.rel_bias.weight"] = torch.zeros(4)
+    save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    (tmp_path / "config.json").write_text((ref.folder / "config.json").read_text())
+    with pytest.raises(BlueprintError, match="model.layers.0.self_attn.rel_bias.weight"):
+        load_weights(tmp_path, ref.spec)
+
+
+def test_tied_head_that_differs_refused(references, tmp_path):
+    ref = references["gpt2"]
+    state = load_file(str(ref.folder / "model.safetensors"))
+    state["lm_head.weight"] = state["transformer.wte.weight"] + 1.0
+    save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    (tmp_path / "config.json").write_text((ref.folder / "config.json").read_text())
+    with pytest.raises(BlueprintError, match="ties embeddings.*lm_head.weight"):
+        load_weights(tmp_path, ref.spec)
+
+
+def test_sharded_hf_folder(references, tmp_path):
+    ref = references["llama"]
+    state = load_file(str(ref.folder / "model.safetensors"))
+    names = sorted(state)
+    shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    for file, ns in shards.items():
+        save_file({n: state[n] for n in ns}, str(tmp_path / file), metadata={"format": "pt"})
+    index = {"metadata": {}, "weight_map": {n: f for f, ns in shards.items() for n in ns}}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    (tmp_path / "config.json").write_text((ref.folder / "config.json").read_text())
+    sharded = load_weights(tmp_path, ref.spec)
+    single = load_weights(ref.folder, ref.spec)
+    assert all(torch.equal(sharded[n], single[n]) for n in single)
+
+
+def test_minilm_pooler_reported_not_silent(minilm_dir):
+    from blueprint.hf import import_folder
+    from blueprint.spec.schema import ModelSpec
+
+    spec = ModelSpec.model_validate(import_folder(minilm_dir))
+    notes: list[str] = []
+    weights = load_weights(minilm_dir, spec, on_note=notes.append)
+    assert len(weights) == len(parameter_shapes(spec))
+    assert any("pooler.dense.weight" in n and "pools by mean" in n for n in notes), notes
+
+
+def test_pooler_used_when_spec_has_one(minilm_dir):
+    from blueprint.hf import config_to_spec
+    from blueprint.spec.schema import ModelSpec
+
+    config = json.loads((minilm_dir / "config.json").read_text())
+    spec = ModelSpec.model_validate(config_to_spec(config))  # BertModel -> cls + dense_tanh pooler
+    weights = load_weights(minilm_dir, spec, on_note=lambda m: None)
+    assert "head.pooler.weight" in weights
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_export_hf_round_trip_same_logits(references, family, tmp_path):
+    """import -> canonical weights -> build-like folder -> export-hf -> transformers: same outputs."""
+    import transformers as T
+
+    from blueprint import dump_lock
+    from blueprint.cli import main
+
+    ref = references[family]
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "spec.lock.yaml").write_text(dump_lock(ref.spec))
+    save_weights(load_weights(ref.folder, ref.spec), build / "weights.safetensors")
+    out = tmp_path / "hf"
+    assert main(["export-hf", str(build), "-o", str(out)]) == 0
+    auto = T.AutoModelForCausalLM if ref.spec.is_decoder else T.AutoModelForMaskedLM
+    loaded = auto.from_pretrained(out, attn_implementation="eager").eval()
+    assert type(loaded) is type(ref.model)
+    ids = torch.randint(3, 96, (2, 12), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = ref.model(input_ids=ids).logits
+        got = loaded(input_ids=ids).logits
+    assert torch.equal(got, expected)
