@@ -6,8 +6,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from blueprint.errors import BlueprintError
 from blueprint.runtime.tokenizer import Tokenizer
 
@@ -61,7 +59,7 @@ def open_build(directory: str | Path, *, tokenizer: str | Path | None = None, th
     """
     import onnxruntime as ort
 
-    from blueprint.spec.schema import ModelSpec
+    from blueprint import load_spec
 
     directory = Path(directory)
     manifest_path = directory / "manifest.json"
@@ -73,7 +71,7 @@ def open_build(directory: str | Path, *, tokenizer: str | Path | None = None, th
     if missing:
         raise BlueprintError(f"{directory}: build is incomplete, missing {', '.join(missing)}",
                              hint="rebuild it with blueprint build")
-    spec = ModelSpec.model_validate(yaml.safe_load((directory / "spec.lock.yaml").read_text()))
+    spec = load_spec(directory / "spec.lock.yaml")
     session = ort.InferenceSession(str(directory / "model.onnx"), session_options(threads, spinning),
                                    providers=["CPUExecutionProvider"])
     tok_path = Path(tokenizer) if tokenizer else directory / "tokenizer.json"

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import yaml
-
+import blueprint
 from blueprint.errors import BlueprintError
 from compiler.export import onnx_export, verify as verify_mod
 from compiler.export.io import symbolic_dims
@@ -42,9 +41,16 @@ class Progress:
             n = STAGES.index(stage) + 1
             print(f"[{n}/{len(STAGES)}] {stage:8} {detail}".rstrip() + " ...", end="", file=self.stream, flush=True)
 
+    def fail(self) -> None:
+        """End an unfinished stage line so the error message starts on its own line."""
+        if self.enabled and self._start:
+            print(" failed", file=self.stream, flush=True)
+        self._start = 0.0
+
     def end(self, note: str = "done") -> None:
         if self.enabled:
             print(f" {note} ({time.perf_counter() - self._start:.1f}s)", file=self.stream, flush=True)
+        self._start = 0.0
 
     def info(self, text: str) -> None:
         if self.enabled:
@@ -58,32 +64,12 @@ class BuildResult:
     report: verify_mod.VerifyReport | None
 
 
-def load_spec(path: Path):
-    """Validate through the front end (``blueprint.load_spec``)."""
-    import blueprint
-
-    try:
-        return blueprint.load_spec(path)
-    except ModuleNotFoundError:  # TEMPORARY: the front end's loader has not landed yet
-        from blueprint.spec.schema import ModelSpec
-
-        try:
-            return ModelSpec.model_validate(yaml.safe_load(Path(path).read_text()))
-        except Exception as err:  # pydantic ValidationError
-            raise BlueprintError(f"{path}: invalid spec:\n{err}") from None
-
-
 def default_compile(spec, *, kv_cache: bool):
     """The real compiler: compile_spec, then the inference graph (checkpointing stripped)."""
     from compiler import compile_spec
     from compiler.passes import strip_checkpointing
 
     return strip_checkpointing(compile_spec(spec, kv_cache=kv_cache))
-
-
-def lock_yaml(spec) -> str:
-    """The fully resolved spec as YAML: a build is reproducible from this text alone."""
-    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
 def sha256_file(path: Path) -> str:
@@ -98,8 +84,6 @@ def versions() -> dict[str, str]:
     import onnx
     import onnxruntime
     import torch
-
-    import blueprint
 
     return {"blueprint": blueprint.__version__, "torch": torch.__version__, "onnx": onnx.__version__,
             "onnxruntime": onnxruntime.__version__}
@@ -137,17 +121,17 @@ def _save_weights(module, path: Path) -> None:
     save_weights(module, path)
 
 
-def _copy_tokenizer(spec, spec_path: Path, tmp: Path) -> list[str]:
+def _tokenizer_source(spec, spec_path: Path) -> Path | None:
+    """The spec's tokenizer.json (relative to the spec file), checked before any work is done."""
     if spec.tokenizer is None or not spec.tokenizer.path:
-        return []
+        return None
     source = (Path(spec_path).parent / spec.tokenizer.path).resolve()
     if not source.is_file():
         raise BlueprintError(
             f"{spec_path}: tokenizer.path '{spec.tokenizer.path}' not found (looked for {source})",
             hint="the path is relative to the spec file; fix it or remove tokenizer.path",
         )
-    shutil.copyfile(source, tmp / "tokenizer.json")
-    return ["tokenizer.json"]
+    return source
 
 
 def build(
@@ -160,26 +144,38 @@ def build(
     verify: bool = True,
     progress: Progress | None = None,
     compile_fn: Callable | None = None,
-    external_threshold: int = onnx_export.EXTERNAL_DATA_THRESHOLD,
+    external_threshold: int | None = None,
 ) -> BuildResult:
     """Build ``spec_path`` into ``out_dir`` (default ``build/<spec name>``).
 
     Raises:
         BlueprintError: invalid spec, weights that do not fit, export or verification failure.
     """
-    import torch
-
     progress = progress or Progress(enabled=False)
-    compile_fn = compile_fn or default_compile
     if dtype not in ("fp32", "fp16"):
         raise BlueprintError(f"--dtype must be fp32 or fp16, got '{dtype}'")
-    spec_path = Path(spec_path)
+    try:
+        return _build(Path(spec_path), out_dir, weights=weights, opset=opset, dtype=dtype, verify=verify,
+                      progress=progress, compile_fn=compile_fn or default_compile,
+                      external_threshold=onnx_export.EXTERNAL_DATA_THRESHOLD if external_threshold is None
+                      else external_threshold)
+    except BaseException:
+        progress.fail()
+        raise
+
+
+def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress, compile_fn,
+           external_threshold) -> BuildResult:
+    import torch
 
     progress.begin("validate", str(spec_path))
-    spec = load_spec(spec_path)
+    spec, warnings = blueprint.load_spec_with_warnings(spec_path)
     target = Path(out_dir) if out_dir is not None else Path("build") / spec.name
-    lock = lock_yaml(spec)
+    lock = blueprint.dump_lock(spec)  # the build is reproducible from this text alone
+    tokenizer = _tokenizer_source(spec, spec_path)
     progress.end()
+    for warning in warnings:
+        progress.info(warning.format())
 
     kv_cache = spec.is_decoder
     progress.begin("compile", f"{spec.name} (kv_cache={kv_cache})")
@@ -202,9 +198,9 @@ def build(
             raise BlueprintError(f"ONNX export of '{spec.name}' failed: {_first_line(err)}",
                                  hint="try another --opset, or report the spec that fails") from err
         vers = versions()
-        metadata = {"blueprint.spec": lock, "blueprint.spec_sha256": hashlib.sha256(lock.encode()).hexdigest(),
-                    "blueprint.dtype": dtype, "blueprint.kv_cache": str(kv_cache).lower(),
-                    **{f"{k}.version": v for k, v in vers.items()}}
+        spec_sha = hashlib.sha256(lock.encode()).hexdigest()
+        metadata = {"blueprint.spec": lock, "blueprint.spec_sha256": spec_sha, "blueprint.dtype": dtype,
+                    "blueprint.kv_cache": str(kv_cache).lower(), **{f"{k}.version": v for k, v in vers.items()}}
         files = onnx_export.save_model(model, tmp, metadata=metadata, external_threshold=external_threshold)
         progress.end()
 
@@ -219,24 +215,12 @@ def build(
         progress.begin("write", str(target))
         _save_weights(module, tmp / "weights.safetensors")
         (tmp / "spec.lock.yaml").write_text(lock)
-        files += ["weights.safetensors", "spec.lock.yaml"] + _copy_tokenizer(spec, spec_path, tmp)
-        manifest = {
-            "name": spec.name,
-            "kind": "decoder" if spec.is_decoder else "encoder",
-            "spec_sha256": metadata["blueprint.spec_sha256"],
-            "versions": vers,
-            "opset": opset,
-            "dtype": dtype,
-            "kv_cache": kv_cache,
-            "dynamic_axes": {n: symbolic_dims(n) for n in (v.name for v in model.graph.inputs)},
-            "signature": _signature(model),
-            "verification": None if report is None else {
-                "tolerance": report.tolerance,
-                "cases": [{"case": c.case, "batch": c.shape.batch, "seq": c.shape.seq, "past": c.shape.past,
-                           "max_abs": c.max_abs} for c in report.cases],
-            },
-            "files": {f: sha256_file(tmp / f) for f in sorted(files)},
-        }
+        files += ["weights.safetensors", "spec.lock.yaml"]
+        if tokenizer is not None:
+            shutil.copyfile(tokenizer, tmp / "tokenizer.json")
+            files.append("tokenizer.json")
+        manifest = _manifest(spec, model, tmp, files, spec_sha=spec_sha, versions=vers, opset=opset, dtype=dtype,
+                             kv_cache=kv_cache, report=report)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         _replace(tmp, target)
         progress.end()
@@ -244,6 +228,27 @@ def build(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return BuildResult(target, manifest, report)
+
+
+def _manifest(spec, model, tmp: Path, files: list[str], *, spec_sha, versions, opset, dtype, kv_cache, report) -> dict:
+    """What the build is: spec hash, tool versions, opset, the I/O signature, file hashes."""
+    return {
+        "name": spec.name,
+        "kind": "decoder" if spec.is_decoder else "encoder",
+        "spec_sha256": spec_sha,
+        "versions": versions,
+        "opset": opset,
+        "dtype": dtype,
+        "kv_cache": kv_cache,
+        "dynamic_axes": {n: symbolic_dims(n) for n in (v.name for v in model.graph.inputs)},
+        "signature": _signature(model),
+        "verification": None if report is None else {
+            "tolerance": report.tolerance,
+            "cases": [{"case": c.case, "batch": c.shape.batch, "seq": c.shape.seq, "past": c.shape.past,
+                       "max_abs": c.max_abs} for c in report.cases],
+        },
+        "files": {f: sha256_file(tmp / f) for f in sorted(files)},
+    }
 
 
 def _replace(tmp: Path, target: Path) -> None:

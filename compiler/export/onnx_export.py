@@ -174,7 +174,9 @@ def save_model(model, directory: Path, *, metadata: dict[str, str], external_thr
         model.metadata_props[key] = metadata[key]
     path = Path(directory) / "model.onnx"
     if initializer_bytes(model) > external_threshold:
-        ir.save(model, path, external_data=DATA_FILE, size_threshold_bytes=0)
+        # Small tensors (shape constants, axes) stay inline: onnxruntime's shape inference must
+        # read them while loading, before external data is attached.
+        ir.save(model, path, external_data=DATA_FILE, size_threshold_bytes=1024)
         return ["model.onnx", DATA_FILE]
     ir.save(model, path)
     return ["model.onnx"]

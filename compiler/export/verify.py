@@ -111,7 +111,10 @@ def verify(module, spec, onnx_path, *, kv_cache: bool, dtype: str = "fp32", seed
         reference = copy.deepcopy(module).float()
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types
+        raise BlueprintError(f"verification failed: onnxruntime cannot load the exported model: {_first_line(err)}") from err
     rng = np.random.default_rng(seed)
     tolerance = FP16_TOLERANCE if dtype == "fp16" else FP32_TOLERANCE
     results = []
@@ -119,7 +122,14 @@ def verify(module, spec, onnx_path, *, kv_cache: bool, dtype: str = "fp32", seed
         feeds = make_inputs(spec, shape, kv_cache=kv_cache, rng=rng, pad=pad, dtype=dtype)
         expected = _reference(reference, spec, feeds, kv_cache)
         names = output_names(spec, kv_cache)
-        got = dict(zip(names, session.run(names, feeds)))
+        try:
+            got = dict(zip(names, session.run(names, feeds)))
+        except Exception as err:
+            raise BlueprintError(
+                f"verification failed: case '{case}' (batch={shape.batch} seq={shape.seq} past={shape.past}): "
+                f"onnxruntime failed: {_first_line(err)}",
+                hint="the exported graph does not run at this shape; a dynamic axis was probably specialised",
+            ) from err
         result = CaseResult(case, shape)
         for n in names:
             if got[n].shape != expected[n].shape:
@@ -141,3 +151,8 @@ def check(report: VerifyReport) -> None:
             hint="the export changed the model's numbers; rebuild with the failing case's shape to "
             "investigate, or report it (--no-verify skips this check but the model is then untrusted)",
         )
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__

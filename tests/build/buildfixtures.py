@@ -1,0 +1,81 @@
+"""Shared, session-scoped builds of the tiny specs (exports take seconds: build each once).
+
+Imported by tests/build/conftest.py and tests/runtime/conftest.py; both directories get the same
+``builds`` cache because it lives under the session's base temp directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import blueprint
+
+REPO = Path(__file__).resolve().parents[2]
+SPECS = REPO / "specs"
+TINY = sorted(p.stem for p in SPECS.glob("*-tiny.yaml"))
+DECODERS = [n for n in TINY if blueprint.load_spec(SPECS / f"{n}.yaml").is_decoder]
+ENCODERS = [n for n in TINY if n not in DECODERS]
+
+
+def compile_fn():
+    """The real compiler (contract 4), or the test stand-in while it has not landed."""
+    try:
+        from compiler import compile_spec  # noqa: F401
+        from compiler.passes import strip_checkpointing  # noqa: F401
+    except ImportError:
+        from standin import compile_standin
+
+        return compile_standin
+    from compiler.export.build import default_compile
+
+    return default_compile
+
+
+def load_tiny(name: str):
+    return blueprint.load_spec(SPECS / f"{name}.yaml")
+
+
+class Builds:
+    """Builds each tiny spec at most once per test session."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._done: dict[str, object] = {}
+
+    def __call__(self, name: str):
+        if name not in self._done:
+            from compiler.export.build import build
+
+            self._done[name] = build(SPECS / f"{name}.yaml", self.root / name, compile_fn=compile_fn())
+        return self._done[name]
+
+
+@pytest.fixture(scope="session")
+def builds(tmp_path_factory) -> Builds:
+    return Builds(tmp_path_factory.mktemp("builds"))
+
+
+@pytest.fixture(scope="session")
+def torch_model():
+    """torch_model(name, kv_cache) -> the eval-mode torch graph holding the build's weights."""
+    cache: dict = {}
+
+    def get(build_result, kv_cache: bool):
+        key = (str(build_result.directory), kv_cache)
+        if key not in cache:
+            from blueprint import runtime
+            from compiler.weights import load_weights
+
+            spec = runtime.open_build(build_result.directory).spec
+            fn = compile_fn()
+            module = fn(spec, kv_cache=kv_cache)
+            if fn.__name__ != "compile_standin":  # the stand-in is seeded; its names are not canonical
+                state = load_weights(build_result.directory / "weights.safetensors", spec)
+                _, unexpected = module.load_state_dict(state, strict=False)
+                assert not unexpected, unexpected
+            cache[key] = module.eval()
+        return cache[key]
+
+    return get
