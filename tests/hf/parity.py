@@ -1,0 +1,58 @@
+"""Shared machinery for parity against transformers: compiled model with imported weights,
+padded inputs, and reference outputs/gradients mapped to canonical names."""
+
+from __future__ import annotations
+
+import torch
+
+from compiler.weights import load_weights
+from compiler.weights.hf_names import hf_to_canonical
+
+
+def compile_with_weights(ref, *, kv_cache: bool = False) -> torch.fx.GraphModule:
+    """The compiled GraphModule for ``ref.spec`` carrying the reference's weights (eval mode)."""
+    from compiler import compile_spec
+
+    gm = compile_spec(ref.spec, kv_cache=kv_cache)
+    weights = load_weights(ref.folder, ref.spec)
+    missing, unexpected = gm.load_state_dict(weights, strict=False)
+    params = dict(gm.named_parameters(remove_duplicate=False))
+    tied = {k for k in missing if params.get(k) is params.get("embed.tokens.weight")}
+    assert not unexpected and set(missing) == tied, (missing, unexpected)
+    return gm.eval()
+
+
+def padded_batch(seq: int, *, pad_right: int = 0, pad_left: int = 0, vocab: int = 96, seed: int = 0):
+    """Two rows: row 0 full, row 1 padded on the right or left. Returns ids, mask, position ids."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, vocab, (2, seq), generator=g)
+    mask = torch.ones(2, seq, dtype=torch.int64)
+    if pad_right:
+        mask[1, seq - pad_right :] = 0
+    if pad_left:
+        mask[1, :pad_left] = 0
+    ids = ids.masked_fill(mask == 0, 0)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids, mask, positions
+
+
+def max_abs_on(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> float:
+    """Max |a - b| over the real (mask == 1) positions of [b, s, ...] tensors."""
+    keep = mask.bool()
+    return float((a[keep] - b[keep]).abs().max())
+
+
+def canonical_grads(ref, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The reference model's parameter gradients under blueprint's canonical names."""
+    import json
+
+    config = json.loads((ref.folder / "config.json").read_text())
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    return hf_to_canonical(grads, config, ref.spec, note=lambda m: None)
+
+
+def compare_grads(ref_grads: dict[str, torch.Tensor], gm: torch.nn.Module, tol: float) -> None:
+    ours = {n: p.grad for n, p in gm.named_parameters() if p.grad is not None}
+    assert set(ours) == set(ref_grads), sorted(set(ours) ^ set(ref_grads))
+    worst = max(((float((ours[n] - ref_grads[n]).abs().max()), n) for n in ours))
+    assert worst[0] < tol, f"gradient of {worst[1]} differs by {worst[0]:.2e}"
