@@ -1,0 +1,86 @@
+"""`blueprint export-hf`: sentence-transformers folders, refusals, and re-import."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from blueprint import dump_lock
+from blueprint.cli import main
+from blueprint.errors import BlueprintError
+from blueprint.hf import import_folder
+from blueprint.spec.schema import ModelSpec
+from compiler.weights import load_weights, save_weights
+
+from .conftest import random_state, tiny_spec
+
+
+def _fake_build(tmp_path, spec, weights, tokenizer=None):
+    """A folder with what export-hf reads from a build: spec.lock.yaml, weights, tokenizer."""
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "spec.lock.yaml").write_text(dump_lock(spec))
+    save_weights(weights, build / "weights.safetensors")
+    if tokenizer is not None:
+        shutil.copyfile(tokenizer, build / "tokenizer.json")
+    return build
+
+
+def test_minilm_exports_as_sentence_transformers(tmp_path, minilm_dir):
+    from transformers import BertModel
+
+    spec = ModelSpec.model_validate(import_folder(minilm_dir, spec_dir=minilm_dir))
+    weights = load_weights(minilm_dir, spec, on_note=lambda m: None)
+    build = _fake_build(tmp_path, spec, weights, minilm_dir / "tokenizer.json")
+    out = tmp_path / "hf"
+    assert main(["export-hf", str(build), "-o", str(out)]) == 0
+    modules = json.loads((out / "modules.json").read_text())
+    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling", "Normalize"]
+    assert json.loads((out / "1_Pooling" / "config.json").read_text())["pooling_mode_mean_tokens"] is True
+    assert (out / "tokenizer.json").read_bytes() == (minilm_dir / "tokenizer.json").read_bytes()
+    # re-import gives the same architecture and head
+    again = ModelSpec.model_validate(import_folder(out, spec_dir=out, name=spec.name))
+    assert again.model_dump(exclude={"tokenizer"}) == spec.model_dump(exclude={"tokenizer"})
+    ids = torch.tensor([[101, 1037, 2158, 2003, 102]])
+    with torch.no_grad():
+        a = BertModel.from_pretrained(minilm_dir).eval()(input_ids=ids).last_hidden_state
+        b = BertModel.from_pretrained(out).eval()(input_ids=ids).last_hidden_state
+    assert torch.equal(a, b)
+
+
+def test_spec_without_hf_layout_refused(tmp_path):
+    spec = tiny_spec("gpt-tiny")  # a post-norm GPT: no transformers class computes it
+    build = _fake_build(tmp_path, spec, random_state(spec))
+    with pytest.raises(BlueprintError, match="cannot be written as a gpt2 config: final_norm is False"):
+        main_raise(["export-hf", str(build), "-o", str(tmp_path / "out")])
+
+
+def test_output_not_overwritten_without_force(tmp_path):
+    spec = tiny_spec("llama-tiny")
+    build = _fake_build(tmp_path, spec, random_state(spec))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(BlueprintError, match="not empty"):
+        main_raise(["export-hf", str(build), "-o", str(out)])
+    assert (out / "keep.txt").exists()
+    assert main(["export-hf", str(build), "-o", str(out), "--force"]) == 0
+    assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
+    again = ModelSpec.model_validate(import_folder(out, name=spec.name))
+    assert again.resolved_layers() == spec.resolved_layers()
+
+
+def main_raise(argv):
+    """Run a command's run() directly so the BlueprintError itself reaches the test."""
+    import argparse
+    import importlib
+
+    from blueprint.cli import COMMANDS
+
+    module = importlib.import_module(f"blueprint.commands.{COMMANDS[argv[0]][0]}")
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    return module.run(parser.parse_args(argv[1:]))
