@@ -59,14 +59,16 @@ def _run_decoder(model, args) -> int:
     stop = None if args.eos is None else _parse_ids(args.eos, "--eos")
     sampling = Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     text_mode = args.text is not None and not args.json
-    printed = ""
+    # Decode prompt + generated ids together and print the growth: decoding the new ids alone
+    # would lose the spacing a tokenizer puts between the prompt and the first new token.
+    printed = model.tokenizer.decode(prompt) if text_mode else ""
 
     def stream(token: int) -> None:  # print each token as it comes
         nonlocal printed
         if args.json:
             return
         if text_mode:
-            text = model.tokenizer.decode(generated + [token])
+            text = model.tokenizer.decode(prompt + generated + [token])
             sys.stdout.write(text[len(printed):])
             printed = text
         else:
