@@ -53,8 +53,12 @@ def lock_data(spec: ModelSpec) -> dict[str, Any]:
     return _plain_data(spec.model_dump(mode="python"))
 
 
+def dump_yaml(data: Any) -> str:
+    """Plain data as block-style YAML that both YAML 1.1 and blueprint's loader read back."""
+    return yaml.dump(_plain_data(data), Dumper=_LockDumper, sort_keys=False,
+                     default_flow_style=False, allow_unicode=True, width=100)
+
+
 def dump_lock(spec: ModelSpec) -> str:
     """YAML text of the fully resolved ``spec``; loading it gives back an equal ModelSpec."""
-    body = yaml.dump(lock_data(spec), Dumper=_LockDumper, sort_keys=False,
-                     default_flow_style=False, allow_unicode=True, width=100)
-    return HEADER + body
+    return HEADER + dump_yaml(lock_data(spec))

@@ -30,6 +30,7 @@ import re
 from typing import Any
 
 import yaml
+import yaml.reader
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
@@ -227,7 +228,14 @@ def load_yaml(text: str | bytes, file: str = "<spec>") -> tuple[Any, Positions]:
         except UnicodeDecodeError as err:
             raise SpecError(issues=[SpecIssue(f"not UTF-8 text ({err.reason} at byte "
                                               f"{err.start})", "", file, 1, 1)]) from None
-    loader = _BoundedLoader(text)
+    try:
+        loader = _BoundedLoader(text)  # the reader rejects non-printable characters here
+    except yaml.reader.ReaderError as err:
+        line = text.count("\n", 0, err.position) + 1
+        column = err.position - (text.rfind("\n", 0, err.position) + 1) + 1
+        code = err.character if isinstance(err.character, int) else ord(err.character)
+        raise SpecError(issues=[SpecIssue(f"non-printable character U+{code:04X} is not allowed",
+                                          "", file, line, column)]) from None
     try:
         node = loader.get_single_node()
     except _Refused as err:

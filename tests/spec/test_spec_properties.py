@@ -1,0 +1,194 @@
+"""Property tests: generated valid specs round-trip through the lock file unchanged; mutated
+specs (structure and raw text) never raise anything but SpecError.
+
+Budgets are set so this file runs in well under a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from blueprint.errors import SpecError
+from blueprint.spec.load import load_spec_text
+from blueprint.spec.lock import dump_lock, dump_yaml
+from blueprint.spec.schema import ModelSpec
+from blueprint.spec.source import iter_paths
+from compiler.naming import parameter_count
+
+FAST = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,12}", fullmatch=True)
+eps = st.floats(min_value=1e-12, max_value=1.0, allow_nan=False, allow_infinity=False)
+rates = st.floats(min_value=0.0, max_value=0.9, allow_nan=False) | st.sampled_from([0.0, 0.1, 1e-3])
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+@st.composite
+def valid_specs(draw) -> dict:
+    """A raw spec mapping that satisfies the schema and every cross-field rule."""
+    num_heads = draw(st.sampled_from([1, 2, 3, 4, 6, 8]))
+    head_dim = draw(st.sampled_from([2, 4, 8, 16]))
+    embed_dim = num_heads * head_dim
+    num_layers = draw(st.integers(1, 6))
+    max_seq_len = draw(st.integers(1, 512))
+    vocab_size = draw(st.integers(2, 1000))
+    pos_kind = draw(st.sampled_from(["learned", "sinusoidal", "rope", "alibi", "none"]))
+    positional: dict = {"kind": pos_kind}
+    if pos_kind == "rope":
+        positional["rope_base"] = draw(st.sampled_from([10000.0, 500000.0, 1e6]))
+        if head_dim % 4 == 0:
+            positional["rotary_fraction"] = draw(st.sampled_from([1.0, 0.5]))
+    head_kind = draw(st.sampled_from(["causal_lm", "masked_lm", "embeddings", "classification"]))
+    head: dict = {"kind": head_kind}
+    if head_kind == "classification":
+        head["num_labels"] = draw(st.integers(1, 10))
+    if head_kind in ("embeddings", "classification"):
+        head["pooling"] = draw(st.sampled_from(["cls", "mean", "last"]))
+    attention: dict = {"num_heads": num_heads}
+    if draw(st.booleans()):
+        attention["num_kv_heads"] = draw(st.sampled_from(_divisors(num_heads)))
+    if draw(st.booleans()):
+        attention["head_dim"] = head_dim
+    attention["causal"] = True if head_kind == "causal_lm" else draw(st.booleans())
+    if draw(st.booleans()):
+        attention["window"] = draw(st.integers(1, max_seq_len))
+    if pos_kind == "rope" and draw(st.booleans()):
+        attention["rope_base"] = draw(st.sampled_from([10000.0, 160000.0]))
+    for flag in ("qkv_bias", "out_bias", "qk_norm"):
+        if draw(st.booleans()):
+            attention[flag] = draw(st.booleans())
+    ffn_kind = draw(st.sampled_from(["mlp", "swiglu", "geglu"]))
+    ffn: dict = {"kind": ffn_kind}
+    if draw(st.booleans()):
+        ffn["hidden_dim"] = draw(st.integers(1, 300))
+    if ffn_kind == "mlp":
+        ffn["activation"] = draw(st.sampled_from(["gelu", "gelu_tanh", "relu", "silu"]))
+    norm = draw(st.sampled_from([{"kind": "layernorm"}, {"kind": "rmsnorm"},
+                                 {"kind": "layernorm", "bias": False}]))
+    norm["norm_eps"] = draw(eps)
+    spec: dict = {
+        "name": draw(names), "vocab_size": vocab_size, "max_seq_len": max_seq_len,
+        "embed_dim": embed_dim, "num_layers": num_layers, "positional": positional, "norm": norm,
+        "block": {"attention": attention, "ffn": ffn,
+                  "norm_placement": draw(st.sampled_from(["pre", "post", "sandwich"])),
+                  "residual": draw(st.sampled_from(["sequential", "parallel"]))},
+        "head": head,
+        "dropout": {"embed": draw(rates), "attention": draw(rates), "residual": draw(rates)},
+        "tie_embeddings": draw(st.booleans()) if head_kind in ("causal_lm", "masked_lm") else False,
+        "embed_norm": draw(st.booleans()), "final_norm": draw(st.booleans()),
+        "init": {"std": draw(st.floats(1e-4, 1.0)), "scaled_residual": draw(st.booleans()),
+                 "seed": draw(st.integers(0, 2**31))},
+    }
+    layers = []
+    for _ in range(draw(st.integers(0, 3))):
+        selector = draw(st.sampled_from(["index", "range", "every"]))
+        override: dict = {}
+        if selector == "index":
+            override["index"] = draw(st.integers(0, num_layers - 1))
+        elif selector == "range":
+            start = draw(st.integers(0, num_layers - 1))
+            override["range"] = [start, draw(st.integers(start + 1, num_layers))]
+        else:
+            override["every"] = draw(st.integers(1, 4))
+            override["offset"] = draw(st.integers(0, num_layers - 1))
+        body = draw(st.sampled_from([
+            {"attn_norm": False}, {"norm_placement": "post"}, {"residual": "parallel"},
+            {"attention": {"window": None}}, {"ffn": {"kind": "swiglu"}},
+            {"attention": {"num_kv_heads": 1}}, {"ffn": {"hidden_dim": 64}},
+        ]))
+        if pos_kind == "rope" and draw(st.booleans()):
+            body = {**body, "attention": {**body.get("attention", {}), "rope_base": 160000.0}}
+        layers.append({**override, "set": body})
+    if layers:
+        spec["layers"] = layers
+    policy = draw(st.sampled_from(["none", "every_layer", "every", "layers"]))
+    if policy == "every":
+        spec["training"] = {"checkpointing": {"every": draw(st.integers(1, 4))}}
+    elif policy == "layers":
+        spec["training"] = {"checkpointing": {"layers": draw(
+            st.lists(st.integers(0, num_layers - 1), min_size=1, max_size=3))}}
+    else:
+        spec["training"] = {"checkpointing": policy}
+    if draw(st.booleans()):
+        tok_vocab = draw(st.integers(1, vocab_size))
+        spec["tokenizer"] = {"vocab_size": tok_vocab, "eos_id": draw(st.integers(0, tok_vocab - 1))}
+    return spec
+
+
+def check_loaded(text: str) -> ModelSpec:
+    spec = load_spec_text(text, "gen.yaml").spec
+    lock = dump_lock(spec)
+    assert load_spec_text(lock, "spec.lock.yaml").spec == spec
+    assert ModelSpec.model_validate(yaml.safe_load(lock)) == spec
+    assert len(spec.resolved_layers()) == spec.num_layers
+    assert parameter_count(spec) > 0
+    return spec
+
+
+@settings(FAST, max_examples=600)
+@given(valid_specs())
+def test_valid_specs_round_trip_through_the_lock_file(raw):
+    spec = check_loaded(dump_yaml(raw))
+    assert spec.name == raw["name"] and spec.norm.norm_eps == raw["norm"]["norm_eps"]
+
+
+scalars = (st.none() | st.booleans() | st.integers(-5, 10**6) | st.sampled_from([0, -1, 10**12])
+           | st.floats(allow_nan=True, allow_infinity=True)
+           | st.text(max_size=8) | st.sampled_from(["rmsnorm", "none", "no", "1e-6", "every_layer"]))
+values = scalars | st.lists(scalars, max_size=3) | st.dictionaries(st.text(max_size=6), scalars, max_size=2)
+
+
+@st.composite
+def mutated_specs(draw) -> dict:
+    spec = copy.deepcopy(draw(valid_specs()))
+    for _ in range(draw(st.integers(1, 4))):
+        paths = list(iter_paths(spec))
+        path = draw(st.sampled_from(paths))
+        parent = spec
+        for item in path[:-1]:
+            parent = parent[item]
+        key = path[-1]
+        action = draw(st.sampled_from(["delete", "rename", "replace", "numeric"]))
+        if action == "delete":
+            parent.pop(key) if isinstance(parent, dict) else parent.pop(key)
+        elif action == "rename" and isinstance(parent, dict):
+            new = draw(st.sampled_from([key[:-1], key + "s", key.upper(), "kind", "extends", ""]))
+            parent[new] = parent.pop(key)
+        elif action == "numeric" and isinstance(parent[key], (int, float)) and not isinstance(parent[key], bool):
+            parent[key] = draw(st.sampled_from([0, -1, 1, parent[key] * 3 + 1, 10**9, 0.5]))
+        else:
+            parent[key] = draw(values)
+    return spec
+
+
+def _load_or_spec_error(text: str) -> None:
+    try:
+        check_loaded(text)
+    except SpecError as err:
+        assert err.issues and all(i.message for i in err.issues)
+        err.format()
+
+
+@settings(FAST, max_examples=900)
+@given(mutated_specs())
+def test_mutated_specs_raise_only_spec_errors(raw):
+    _load_or_spec_error(dump_yaml(raw))
+
+
+@settings(FAST, max_examples=600)
+@given(valid_specs(), st.data())
+def test_mutated_text_raises_only_spec_errors(raw, data):
+    text = dump_yaml(raw)
+    for _ in range(data.draw(st.integers(1, 3))):
+        i = data.draw(st.integers(0, len(text)))
+        j = data.draw(st.integers(i, min(len(text), i + 8)))
+        junk = data.draw(st.sampled_from(["", ":", "- ", "[", "{", "&a ", "*a", "\t", "\n  ", "!!x ", "'", "#", "\x00", "é"]))
+        text = text[:i] + junk + text[j:]
+    _load_or_spec_error(text)
