@@ -1,0 +1,135 @@
+"""`blueprint validate / schema / explain`: exit codes, output, and no traceback for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from blueprint.cli import main
+
+ROOT = Path(__file__).parent.parent.parent
+SPECS = ROOT / "specs"
+INVALID = ROOT / "tests" / "spec" / "invalid"
+
+
+def cli(*argv: str) -> tuple[int, str, str]:
+    """Run the real console entry point in a subprocess (what users run)."""
+    result = subprocess.run([sys.executable, "-m", "blueprint.cli", *argv], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    return result.returncode, result.stdout, result.stderr
+
+
+def test_validate_valid_specs_exits_0_and_prints_warnings(capsys):
+    assert main(["validate", str(SPECS / "gpt2.yaml"), str(SPECS / "llama-tiny.yaml")]) == 0
+    out, err = capsys.readouterr()
+    assert "gpt2.yaml: ok (gpt2: decoder, 12 layers, embed_dim 768, 1 warning(s))" in out
+    assert "gpt2.yaml:3:13: vocab_size: warning: vocab_size (50257) is not a multiple of 64" in err
+
+
+def test_validate_any_invalid_exits_1_and_reports_each_file(capsys):
+    code = main(["validate", str(SPECS / "gpt2-tiny.yaml"), str(INVALID / "unknown_key.yaml"),
+                 str(INVALID / "duplicate_key.yaml")])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "gpt2-tiny.yaml: ok" in out
+    assert f"{INVALID / 'unknown_key.yaml'}:9:29: block.attention.windw: unknown key 'windw'" in err
+    assert "hint: did you mean 'window'?" in err
+    assert "duplicate_key.yaml: invalid (1 error)" in err
+
+
+def test_validate_strict_fails_on_warnings_and_quiet_hides_them(capsys):
+    assert main(["validate", "--strict", str(SPECS / "gpt2.yaml")]) == 1
+    assert main(["validate", "-q", str(SPECS / "gpt2.yaml")]) == 0
+    out, err = capsys.readouterr()
+    assert "1 warning(s) with --strict" in err
+
+
+def test_validate_lock_prints_a_loadable_lock(capsys, tmp_path):
+    assert main(["validate", "-q", "--lock", str(SPECS / "mistral-tiny.yaml")]) == 0
+    lock = tmp_path / "spec.lock.yaml"
+    lock.write_text(capsys.readouterr().out)
+    from blueprint import load_spec
+
+    assert load_spec(lock) == load_spec(SPECS / "mistral-tiny.yaml")
+
+
+@pytest.mark.parametrize("argv", [["validate"], ["validate", "--bogus", "x.yaml"], ["explain"],
+                                  ["explain", "x.yaml", "--batch", "0"], ["nosuchcommand"]])
+def test_usage_errors_exit_2(argv):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+
+
+@pytest.mark.parametrize("bad", ["missing.yaml", str(ROOT / "specs"), str(INVALID / "syntax.yaml"),
+                                 str(INVALID / "anchor.yaml"), str(INVALID / "not_mapping.yaml")])
+def test_bad_input_never_shows_a_traceback(bad):
+    for command in (["validate", bad], ["explain", bad]):
+        code, out, err = cli(*command)
+        assert code == 1, (command, err)
+        assert "Traceback" not in out + err and err.strip()
+
+
+def test_hostile_yaml_is_refused_without_crash(tmp_path):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("[" * 40_000)
+    code, _, err = cli("validate", str(deep))
+    assert code == 1 and "nesting deeper than" in err and "Traceback" not in err
+
+
+def test_help_everywhere():
+    for argv in (["--help"], ["validate", "--help"], ["schema", "--help"], ["explain", "--help"]):
+        code, out, _ = cli(*argv)
+        assert code == 0 and "usage: blueprint" in out
+
+
+def test_schema_prints_draft7_json(capsys, tmp_path):
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+    target = tmp_path / "s.json"
+    assert main(["schema", "-o", str(target)]) == 0
+    assert json.loads(target.read_text()) == schema
+    assert main(["schema", "-o", str(tmp_path / "no" / "dir" / "s.json")]) == 1
+
+
+def test_explain_prints_layers_parameters_and_costs(capsys):
+    assert main(["explain", str(SPECS / "modernbert.yaml"), "--seq-len", "512", "--batch", "2"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    layer0 = next(line for line in lines if line.lstrip().startswith("0  "))
+    assert layer0.split()[:9] == ["0", "MHA", "12/12", "64", "bidi", "global", "160000", "pre,", "no"]
+    layer1 = next(line for line in lines if line.lstrip().startswith("1  "))
+    assert "128 (±64)" in layer1 and "10000" in layer1 and "geglu 1152" in layer1
+    assert "total       149,014,272" in out
+    assert "embed        38,683,392" in out
+
+
+def _row(out: str, layer: int) -> list[str]:
+    return next(line.split() for line in out.splitlines() if line.split()[:1] == [str(layer)])
+
+
+def test_explain_names_attention_kinds(capsys):
+    assert main(["explain", str(SPECS / "mistral.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert _row(out, 31)[:6] == ["31", "GQA", "32/8", "128", "causal", "4096"]
+    assert main(["explain", str(SPECS / "gpt2.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert _row(out, 0)[:6] == ["0", "MHA", "12/12", "64", "causal", "global"]
+    assert "output projection tied to embed.tokens" in out
+
+
+def test_explain_rejects_seq_len_beyond_the_spec(capsys):
+    assert main(["explain", str(SPECS / "gpt2-tiny.yaml"), "--seq-len", "65"]) == 1
+    assert "--seq-len 65 exceeds the spec's max_seq_len (64)" in capsys.readouterr().err
+
+
+def test_attention_kind_names():
+    from blueprint.commands.explain import attention_kind
+
+    assert [attention_kind(8, 8), attention_kind(8, 2), attention_kind(8, 1), attention_kind(1, 1)] == [
+        "MHA", "GQA", "MQA", "MHA"]
