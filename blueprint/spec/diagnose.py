@@ -10,6 +10,7 @@ union, or the other section where a misplaced key belongs.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import types
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -61,6 +62,7 @@ def _narrow(models: list[type[BaseModel]], data: Any) -> list[type[BaseModel]]:
     return models
 
 
+@functools.lru_cache(maxsize=8)
 def _key_homes(root: type[BaseModel]) -> dict[str, list[str]]:
     """field name -> dotted sections where it is a valid key (for "did you mean to put it in")."""
     homes: dict[str, list[str]] = {}

@@ -200,7 +200,8 @@ class RuleChecker:
                               "remove rope_base, or use positional: {kind: rope}")
         if pos.kind == "rope":
             rotary = a.head_dim * pos.rotary_fraction
-            if rotary != int(rotary) or int(rotary) % 2:
+            whole = round(rotary)
+            if abs(rotary - whole) > 1e-9 or whole % 2:  # 40 * 0.35 is 14.000000000000002
                 where = (("positional", "rotary_fraction") if pos.rotary_fraction != 1
                          else self.origin(sel, ("attention", "head_dim")))
                 self.report_layer(i, where,

@@ -133,3 +133,42 @@ def test_attention_kind_names():
 
     assert [attention_kind(8, 8), attention_kind(8, 2), attention_kind(8, 1), attention_kind(1, 1)] == [
         "MHA", "GQA", "MQA", "MHA"]
+
+
+def test_explain_formats_the_documented_cost_report(monkeypatch, capsys):
+    """Contract 6 fields, through a stand-in cost model (the real one is tested below)."""
+    import types
+    from dataclasses import dataclass, field
+
+    @dataclass(frozen=True)
+    class CostReport:
+        params_by_component: dict = field(default_factory=dict)
+        params_total: int = 0
+        flops_per_token_prefill: float = 2.5e9
+        flops_per_token_decode: float = 2.4e9
+        kv_cache_bytes_per_token: int = 36_864
+        kv_cache_bytes_per_token_full: int = 73_728
+        activation_bytes: dict = field(default_factory=lambda: {"none": 3 * 2**30, "every_layer": 2**29})
+
+    calls = []
+
+    def cost_report(spec, *, batch=1, seq_len=None):
+        calls.append((spec.name, batch, seq_len))
+        return CostReport()
+
+    monkeypatch.setitem(sys.modules, "compiler.cost", types.SimpleNamespace(cost_report=cost_report))
+    assert main(["explain", str(SPECS / "mistral-tiny.yaml"), "--batch", "4", "--seq-len", "32"]) == 0
+    out = capsys.readouterr().out
+    assert calls == [("mistral-tiny", 4, 32)]
+    assert "costs (batch 4, seq_len 32, float32)" in out
+    assert "FLOPs per token: prefill 2.50 GFLOP, decode 2.40 GFLOP" in out
+    assert "KV cache per token: 36.0 KiB needed (window-aware), 72.0 KiB held by the exported full cache" in out
+    assert "none           3.0 GiB" in out and "every_layer    512.0 MiB" in out
+
+
+def test_explain_with_the_real_cost_model(capsys):
+    pytest.importorskip("compiler.cost")
+    assert main(["explain", str(SPECS / "gpt2-tiny.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "costs (batch 1, seq_len 64, float32)" in out and "FLOPs per token: prefill" in out
+    assert "every_layer" in out
