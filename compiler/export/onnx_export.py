@@ -35,22 +35,21 @@ def example_shape(spec, kv_cache: bool) -> Shape:
     return Shape(batch=3, seq=seq, past=past)
 
 
-class _Ordered:
-    """Wraps a contract-4 module so the exporter sees outputs as a tuple in contract order."""
+def _ordered(module, names: list[str]):
+    """Wrap a contract-4 module so the exporter sees its outputs as a tuple in contract order
+    (the output names are then attached positionally, never by dict iteration order)."""
+    import torch
 
-    def __new__(cls, module, names):
-        import torch
+    class Ordered(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = module
 
-        class Ordered(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.inner = module
+        def forward(self, *args):
+            out = self.inner(*args)
+            return tuple(out[n] for n in names)
 
-            def forward(self, *args):
-                out = self.inner(*args)
-                return tuple(out[n] for n in names)
-
-        return Ordered()
+    return Ordered()
 
 
 def export_model(module, spec, *, kv_cache: bool, opset: int = DEFAULT_OPSET, dtype: str = "fp32"):
@@ -68,7 +67,7 @@ def export_model(module, spec, *, kv_cache: bool, opset: int = DEFAULT_OPSET, dt
     args = tuple(torch.from_numpy(feeds[n]) for n in ins)
     # One entry: the wrapper takes *args, which torch.export sees as a single tuple argument.
     dynamic = (tuple({axis: Dim.DYNAMIC for axis in symbolic_dims(n)} for n in ins),)
-    wrapper = _Ordered(module, outs).eval()
+    wrapper = _ordered(module, outs).eval()
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # "torchvision is not installed" notices are noise here
@@ -137,11 +136,10 @@ def _rename_dims(model) -> None:
 
 def strip_metadata(model) -> None:
     """Drop node metadata and doc strings (they hold absolute source paths and stack traces)."""
-    graphs = [model.graph, *[f for f in model.functions.values()]]
-    for graph in graphs:
+    for graph in [model.graph, *model.functions.values()]:
         graph.doc_string = None
         graph.metadata_props.clear()
-        for node in graph.all_nodes() if hasattr(graph, "all_nodes") else graph:
+        for node in graph.all_nodes():  # recursive: nodes of subgraphs too
             node.metadata_props.clear()
             node.doc_string = None
             for value in node.outputs:

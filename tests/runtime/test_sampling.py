@@ -65,3 +65,11 @@ def test_seeded_generation_is_reproducible_and_inside_the_vocab(builds):
     nucleus = Sampling(temperature=0.9, top_k=40, top_p=0.9)
     a = model.generate([5, 6], max_new_tokens=20, sampling=nucleus, seed=7, stop_ids=[]).ids
     assert a == model.generate([5, 6], max_new_tokens=20, sampling=nucleus, seed=7, stop_ids=[]).ids
+
+
+def test_runtime_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, blueprint.runtime, blueprint.commands.run; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
