@@ -48,7 +48,7 @@ def _has(data: Any, path: Path) -> bool:
 
 
 def _layer_list(layers: list[int]) -> str:
-    """[0, 1, 2, 5] -> '0-2, 5'."""
+    """[0, 1, 2, 5] -> '0-2, 5' (long lists are cut after six runs)."""
     parts: list[str] = []
     start = prev = layers[0]
     for cur in layers[1:] + [-1]:
@@ -57,6 +57,8 @@ def _layer_list(layers: list[int]) -> str:
             continue
         parts.append(str(start) if start == prev else f"{start}-{prev}")
         start = prev = cur
+    if len(parts) > 8:  # keep one message one line: 4096-layer specs exist
+        return ", ".join(parts[:6]) + f", ... ({len(layers)} layers in all)"
     return ", ".join(parts)
 
 
