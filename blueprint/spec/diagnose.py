@@ -124,8 +124,25 @@ def data_path(loc: tuple[Any, ...], data: Any) -> tuple[Path, Any]:
 
 
 def _show(value: Any) -> str:
+    """A value as the user wrote it in YAML terms (null, true), cut to one short line."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _yaml_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list",
+             dict: "mapping"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _got(value: Any) -> str:
+    return "null" if value is None else f"{_yaml_type(value)} {_show(value)}"
 
 
 _FIRST_CAP = re.compile(r"^[A-Z][a-z]")
@@ -171,9 +188,9 @@ def explain_error(err: dict[str, Any], data: Any, root: type[BaseModel]) -> tupl
         return path, False, f"{_show(value)} is not one of {', '.join(map(repr, expected))}", \
             did_you_mean(value, expected)
     if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return path, False, f"expected a mapping, got {type(value).__name__} {_show(value)}", None
+        return path, False, f"expected a mapping, got {_got(value)}", None
     if kind in ("list_type", "tuple_type"):
-        return path, False, f"expected a list, got {type(value).__name__} {_show(value)}", None
+        return path, False, f"expected a list, got {_got(value)}", None
     if kind == "checkpoint_policy":
         hint = None
         if isinstance(value, dict):
@@ -186,12 +203,12 @@ def explain_error(err: dict[str, Any], data: Any, root: type[BaseModel]) -> tupl
     message = _plain(err["msg"])
     hint = None
     if kind == "string_type" and isinstance(value, (bool, int, float)):
-        hint = "quote the value to make it a string (YAML read it as a " + type(value).__name__ + ")"
+        hint = f"quote the value to make it a string (YAML read it as a {_yaml_type(value)})"
     elif kind == "bool_parsing":
         hint = "use true or false"
     elif kind == "finite_number":
         hint = "use a finite number"
-    if not isinstance(value, (dict, list)) and value is not None:
+    if not isinstance(value, (dict, list)) and kind != "missing":
         message += f" (got {_show(value)})"
     return path, False, message, hint
 
