@@ -163,8 +163,12 @@ def explain_error(err: dict[str, Any], data: Any, root: type[BaseModel]) -> tupl
         hint = None
         match = close_match(str(key), allowed)
         homes = [h for h in _key_homes(root).get(str(key), []) if h != dotted(path[:-1])]
-        if homes:
-            hint = f"{key!r} belongs in {' or '.join(homes)}"
+        if len(homes) == 1:  # a key with one home is specific: the user put it in the wrong place
+            hint = f"{key!r} belongs in {homes[0]}"
+        elif homes and match:  # a generic key (bias, kind): more likely a near-miss here
+            hint = f"did you mean {match!r}? ({key!r} is a key of {' / '.join(homes[:3])})"
+        elif homes:
+            hint = f"{key!r} belongs in {' or '.join(homes[:3])}"
         elif match:
             hint = f"did you mean {match!r}?"
         elif allowed:

@@ -114,3 +114,11 @@ def test_many_layers_validate_quickly():
                 + "layers:\n" + "".join(f"  - {{every: {k}, set: {{attn_norm: false}}}}\n" for k in range(1, 200))).spec
     assert spec.num_layers == 4096
     assert time.perf_counter() - start < 5.0
+
+
+def test_unknown_key_hints_prefer_the_right_home_or_the_near_miss():
+    with pytest.raises(SpecError) as info:
+        load(base=BASE.replace("{num_heads: 4}", "{num_heads: 4, bias: true}") + "rope_base: 5.0e+5\n")
+    hints = {i.path: i.hint for i in info.value.issues}
+    assert hints["block.attention.bias"] == "did you mean 'qkv_bias'? ('bias' is a key of head / block.ffn / norm)"
+    assert hints["rope_base"] == "'rope_base' belongs in block.attention or positional"
