@@ -1,7 +1,7 @@
 """Hugging Face tensor names -> blueprint canonical names, one table per model family.
 
-Each family is a list of rules: a regular expression over the checkpoint name (after removing
-the base-model prefix, e.g. ``transformer.`` or ``model.``) and a function that turns the
+Each family is a list of rules: a regular expression over the checkpoint name (after an
+optional base-model prefix, e.g. ``transformer.`` or ``model.``) and a function that turns the
 matched tensor into one or more canonical tensors. The functions do the real layout work:
 GPT-2's Conv1D stores weights as [in, out] (transposed relative to nn.Linear); GPT-2's
 ``c_attn`` and ModernBERT's ``Wqkv`` fuse q, k, v along the output axis; GPT-NeoX fuses them
@@ -277,13 +277,6 @@ def family_for(config: dict[str, Any]) -> Family:
     return FAMILIES[model_type]
 
 
-def _strip(name: str, prefixes: tuple[str, ...]) -> str:
-    for p in prefixes:
-        if name.startswith(p):
-            return name[len(p) :]
-    return name
-
-
 def _put(out: Out, canonical: str, t: torch.Tensor, source: str, origin: dict[str, str]) -> None:
     """Store a mapped tensor; two checkpoint names may feed one parameter only if they agree."""
     if canonical in out:
@@ -312,20 +305,22 @@ def hf_to_canonical(
             one parameter with different values, or a tied head that differs from the embedding.
     """
     family = family_for(config)
-    rules = [(re.compile(p), h) for p, h in family.rules]
-    unused = [(re.compile(u.pattern), u) for u in family.unused]
+    # The base-model prefix is optional (a bare LlamaModel has none), and matching the full
+    # name keeps it in every error message (``m.string``).
+    prefix = "(?:" + "|".join(re.escape(p) for p in family.prefixes) + ")?"
+    rules = [(re.compile(prefix + p), h) for p, h in family.rules]
+    unused = [(re.compile(prefix + u.pattern), u) for u in family.unused]
     out: Out = {}
     origin: dict[str, str] = {}
     ignored: dict[str, list[str]] = {}
     unknown: list[str] = []
     for name in sorted(tensors):
-        short = _strip(name, family.prefixes)
-        skip = next((u for rx, u in unused if rx.fullmatch(short) and u.reason(spec)), None)
+        skip = next((u for rx, u in unused if rx.fullmatch(name) and u.reason(spec)), None)
         if skip is not None:
             ignored.setdefault(skip.reason(spec) or "", []).append(name)
             continue
         for rx, handler in rules:
-            m = rx.fullmatch(short)
+            m = rx.fullmatch(name)
             if m:
                 for canonical, t in handler(m, tensors[name], spec).items():
                     _put(out, canonical, t, name, origin)

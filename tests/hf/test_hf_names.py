@@ -143,3 +143,26 @@ def test_export_hf_round_trip_same_logits(references, family, tmp_path):
         expected = ref.model(input_ids=ids).logits
         got = loaded(input_ids=ids).logits
     assert torch.equal(got, expected)
+
+
+def test_file_inside_hf_folder_is_mapped(references):
+    ref = references["bert"]
+    direct = load_weights(ref.folder / "model.safetensors", ref.spec)
+    assert all(torch.equal(direct[n], t) for n, t in load_weights(ref.folder, ref.spec).items())
+
+
+def test_unknown_model_type_in_weights_folder(references, tmp_path):
+    ref = references["llama"]
+    (tmp_path / "model.safetensors").write_bytes((ref.folder / "model.safetensors").read_bytes())
+    config = json.loads((ref.folder / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": "falcon"}))
+    with pytest.raises(BlueprintError, match="model_type 'falcon' has no weight-name map"):
+        load_weights(tmp_path, ref.spec)
+
+
+def test_checkpoint_of_another_family_reports_names(references):
+    ref, other = references["llama"], references["gpt2"]
+    with pytest.raises(BlueprintError) as info:
+        load_weights(other.folder, ref.spec)
+    # GPT-2's fused c_attn cannot be split into this spec's GQA sizes; the full name is given
+    assert "'transformer.h.0.attn.c_attn.bias' has 96 rows" in info.value.message
