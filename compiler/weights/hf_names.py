@@ -336,7 +336,8 @@ def hf_to_canonical(
             "and the head kind in the spec",
         )
     for reason, names in ignored.items():
-        note(f"ignoring {len(names)} checkpoint tensor(s) ({', '.join(names)}): {reason}")
+        shown = ", ".join(names[:4]) + (f", ... ({len(names) - 4} more)" if len(names) > 4 else "")
+        note(f"ignoring {len(names)} checkpoint tensor(s) ({shown}): {reason}")
     _resolve_tied_head(out, origin, family, spec)
     return out
 
