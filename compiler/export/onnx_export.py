@@ -30,8 +30,9 @@ DATA_FILE = "model.onnx.data"
 def example_shape(spec, kv_cache: bool) -> Shape:
     """Export example sizes: batch >= 2 (batch 1 specialises the batch axis), seq >= 2,
     past >= 1, and all different so the tracer cannot unify two dynamic axes."""
-    seq, past = 5, (7 if kv_cache else 0)
-    seq = min(seq, max(2, spec.max_seq_len - past))
+    cap = spec.max_seq_len  # positions must stay inside a learned table
+    past = min(7, max(1, cap - 3)) if kv_cache else 0
+    seq = max(2, min(5, cap - past))
     return Shape(batch=3, seq=seq, past=past)
 
 
