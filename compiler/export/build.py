@@ -66,8 +66,12 @@ class BuildResult:
 
 def default_compile(spec, *, kv_cache: bool):
     """The real compiler: compile_spec, then the inference graph (checkpointing stripped)."""
-    from compiler import compile_spec
-    from compiler.passes import strip_checkpointing
+    try:
+        from compiler import compile_spec
+        from compiler.passes import strip_checkpointing
+    except ImportError as err:
+        raise BlueprintError(f"the compiler is not available in this installation ({err})",
+                             hint="reinstall blueprint: pip install -e .") from None
 
     return strip_checkpointing(compile_spec(spec, kv_cache=kv_cache))
 
