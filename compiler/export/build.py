@@ -226,6 +226,7 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
         manifest = _manifest(spec, model, tmp, files, spec_sha=spec_sha, versions=vers, opset=opset, dtype=dtype,
                              kv_cache=kv_cache, report=report)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        _normal_permissions(tmp)
         _replace(tmp, target)
         progress.end()
     except BaseException:
@@ -253,6 +254,15 @@ def _manifest(spec, model, tmp: Path, files: list[str], *, spec_sha, versions, o
         },
         "files": {f: sha256_file(tmp / f) for f in sorted(files)},
     }
+
+
+def _normal_permissions(directory: Path) -> None:
+    """mkdtemp makes a private (0700) directory; a build is an ordinary one (umask applies)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(directory, 0o777 & ~umask)
+    for path in directory.iterdir():
+        os.chmod(path, 0o666 & ~umask)
 
 
 def _replace(tmp: Path, target: Path) -> None:
