@@ -1,0 +1,102 @@
+"""Self-attention: MHA, GQA and MQA through grouped key/value heads.
+
+Shape glossary: b batch, s new (query) positions, t = past + s key positions, D embed_dim,
+H num_heads, KV num_kv_heads (H % KV == 0; KV == H is MHA, 1 is MQA), hd head_dim.
+
+K and V are projected to KV heads only (GQA stores and caches KV heads, never repeated
+weights); ``F.scaled_dot_product_attention(..., enable_gqa=True)`` shares each KV head among
+H / KV query heads. That call exports to a single ONNX ``Attention`` op at opset 23.
+
+Mask semantics (team contract 2): query i (cache index past + i) sees key j when the key is a
+real token (attention_mask == 1) and, causal, p - W < q <= p / bidirectional, |p - q| <= W // 2
+(window W; None is global). Every query also sees its own position, so no row is ever fully
+masked: a padding query's output is then finite and identical in torch and onnxruntime, and
+real queries never see padding keys, so padding cannot change real outputs. The mask is
+additive, filled with finfo(dtype).min, never -inf.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def allowed_keys(attention_mask: torch.Tensor, s: int, causal: bool, window: int | None) -> torch.Tensor:
+    """Which keys each query may see: bool [b, 1, s, t], plus the distance |q - k| [s, t].
+
+    attention_mask: int [b, t] over all key positions (past and new); queries are the last s.
+    """
+    t = attention_mask.shape[1]
+    q_pos = torch.arange(s, device=attention_mask.device) + (t - s)  # [s]
+    k_pos = torch.arange(t, device=attention_mask.device)  # [t]
+    diff = q_pos[:, None] - k_pos[None, :]  # [s, t]: how far back the key is
+    if causal:
+        ok = diff >= 0
+        if window is not None:
+            ok = ok & (diff < window)
+    else:
+        ok = torch.ones_like(diff, dtype=torch.bool)
+        if window is not None:
+            ok = diff.abs() <= window // 2
+    real = attention_mask[:, None, None, :].bool()  # [b, 1, 1, t]
+    allowed = (real & ok[None, None]) | (diff == 0)[None, None]  # [b, 1, s, t]
+    return allowed, diff.abs()
+
+
+class Attention(nn.Module):
+    """One layer's self-attention: project, (QK-norm), (RoPE), attend, project back.
+
+    Args:
+        q_norm, k_norm: per-head norms over hd (QK-norm), or None.
+        rope: a ``Rope`` applied to q and k, or None.
+        alibi: an ``Alibi`` adding per-head distance biases, or None.
+        softmax_scale: multiplies QK^T; None means 1/sqrt(hd).
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, num_kv_heads: int, head_dim: int, *,
+                 causal: bool, window: int | None, qkv_bias: bool, out_bias: bool,
+                 softmax_scale: float | None, dropout: float, q_norm: nn.Module | None = None,
+                 k_norm: nn.Module | None = None, rope: nn.Module | None = None,
+                 alibi: nn.Module | None = None):
+        super().__init__()
+        self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
+        self.causal, self.window, self.dropout = causal, window, dropout
+        self.softmax_scale = softmax_scale if softmax_scale is not None else head_dim ** -0.5
+        self.q_proj = nn.Linear(embed_dim, num_heads * head_dim, bias=qkv_bias)
+        self.k_proj = nn.Linear(embed_dim, num_kv_heads * head_dim, bias=qkv_bias)
+        self.v_proj = nn.Linear(embed_dim, num_kv_heads * head_dim, bias=qkv_bias)
+        self.o_proj = nn.Linear(num_heads * head_dim, embed_dim, bias=out_bias)
+        self.q_norm, self.k_norm = q_norm, k_norm
+        self.rope, self.alibi = rope, alibi
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor,
+                position_ids: torch.Tensor | None = None, past_key: torch.Tensor | None = None,
+                past_value: torch.Tensor | None = None):
+        """x: [b, s, D] -> [b, s, D], plus the full (past + new) K and V when a past is given."""
+        b, s, _ = x.shape
+        h, kv, hd = self.num_heads, self.num_kv_heads, self.head_dim
+        q = self.q_proj(x).view(b, s, h, hd).transpose(1, 2)  # [b, H, s, hd]
+        k = self.k_proj(x).view(b, s, kv, hd).transpose(1, 2)  # [b, KV, s, hd]
+        v = self.v_proj(x).view(b, s, kv, hd).transpose(1, 2)  # [b, KV, s, hd]
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if self.rope is not None:
+            if position_ids is None:  # encoders: positions are 0..s-1
+                position_ids = torch.arange(s, device=x.device)[None].expand(b, s)  # [b, s]
+            q, k = self.rope(q, k, position_ids)
+        if past_key is not None:
+            k = torch.cat((past_key, k), dim=2)  # [b, KV, t, hd]
+            v = torch.cat((past_value, v), dim=2)  # [b, KV, t, hd]
+        allowed, distance = allowed_keys(attention_mask, s, self.causal, self.window)
+        bias = torch.zeros((), dtype=q.dtype, device=q.device)
+        if self.alibi is not None:
+            bias = self.alibi(distance).to(q.dtype)  # [1, H, s, t]
+        mask = torch.where(allowed, bias, torch.finfo(q.dtype).min)  # [b, 1 or H, s, t]
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+            scale=self.softmax_scale, enable_gqa=h != kv)  # [b, H, s, hd]
+        out = self.o_proj(out.transpose(1, 2).reshape(b, s, h * hd))  # [b, s, D]
+        if past_key is not None:
+            return out, k, v
+        return out

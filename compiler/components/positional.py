@@ -1,0 +1,92 @@
+"""Position schemes: absolute tables added to the embeddings (learned, sinusoidal) and
+relative schemes applied inside attention (RoPE rotates queries and keys, ALiBi biases scores).
+
+Everything position-dependent is computed from the position tensor at run time rather than
+from a precomputed [max_seq_len, ...] table, so graphs export with dynamic sequence lengths.
+Frequencies and slopes are computed in float32 inside ``forward`` rather than stored as
+buffers, so ``module.half()`` cannot round them to fp16 (which would skew angles at large
+positions).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class SinusoidalPositions(nn.Module):
+    """Vaswani et al. (2017): pe[p, 2i] = sin(p / base^(2i/D)), pe[p, 2i+1] = cos(same)."""
+
+    def __init__(self, embed_dim: int, base: float):
+        super().__init__()
+        self.embed_dim, self.base = embed_dim, base
+
+    def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
+        half = (self.embed_dim + 1) // 2
+        exponent = torch.arange(half, device=position_ids.device).float() * 2 / self.embed_dim
+        inv_freq = 1.0 / self.base ** exponent  # [ceil(D/2)]
+        angles = position_ids.float()[..., None] * inv_freq  # [b, s, ceil(D/2)]
+        pe = torch.stack((angles.sin(), angles.cos()), dim=-1)  # [b, s, ceil(D/2), 2]
+        return pe.flatten(-2)[..., : self.embed_dim]  # [b, s, D]
+
+
+class Rope(nn.Module):
+    """Rotary position embedding (Su et al. 2021), rotate-half layout as in GPT-NeoX and LLaMA.
+
+    The first ``rotary_dim`` features of each head are rotated: pairs (x_j, x_{j+r/2}) turn by
+    angle p * base^(-2j/r); the rest pass through unchanged (partial rotary, ``rotary_fraction``).
+    """
+
+    def __init__(self, head_dim: int, rotary_fraction: float, rope_base: float):
+        super().__init__()
+        self.rotary_dim = int(round(head_dim * rotary_fraction))
+        self.rope_base = rope_base
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, position_ids: torch.Tensor):
+        """q: [b, H, s, hd], k: [b, KV, s, hd], position_ids: [b, s] -> rotated (q, k)."""
+        r = self.rotary_dim
+        exponent = torch.arange(0, r, 2, device=q.device).float() / r  # [r/2]
+        inv_freq = 1.0 / self.rope_base ** exponent  # [r/2]
+        freqs = position_ids.float()[..., None] * inv_freq  # [b, s, r/2]
+        angles = torch.cat((freqs, freqs), dim=-1)[:, None]  # [b, 1, s, r]
+        cos, sin = angles.cos(), angles.sin()
+        return self._rotate(q, cos, sin), self._rotate(k, cos, sin)
+
+    def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        r = self.rotary_dim
+        rot, rest = x[..., :r], x[..., r:]  # [b, n, s, r], [b, n, s, hd - r]
+        x1, x2 = rot[..., : r // 2], rot[..., r // 2 :]
+        rotated = torch.cat((-x2, x1), dim=-1)  # [b, n, s, r]
+        out = (rot.float() * cos + rotated.float() * sin).to(x.dtype)
+        return torch.cat((out, rest), dim=-1) if rest.shape[-1] else out
+
+
+def alibi_slopes(num_heads: int) -> torch.Tensor:
+    """Press et al. (2022): a geometric sequence 2^(-8/n), 2^(-16/n), ...; for a head count that
+    is not a power of two, the slopes of the nearest lower power plus every other slope of the
+    next power (the reference implementation's rule)."""
+
+    def power_of_two(n: int) -> list[float]:
+        start = 2.0 ** (-8.0 / n)
+        return [start ** (i + 1) for i in range(n)]
+
+    closest = 2 ** math.floor(math.log2(num_heads))
+    slopes = power_of_two(closest)
+    if closest != num_heads:
+        slopes += power_of_two(2 * closest)[0::2][: num_heads - closest]
+    return torch.tensor(slopes, dtype=torch.float32)
+
+
+class Alibi(nn.Module):
+    """Additive score bias -slope_h * distance(query, key), one slope per head."""
+
+    def __init__(self, num_heads: int):
+        super().__init__()
+        self.slopes = alibi_slopes(num_heads).tolist()
+
+    def forward(self, distance: torch.Tensor) -> torch.Tensor:
+        """distance: [s, t] non-negative -> bias [1, H, s, t] (float32)."""
+        slopes = torch.tensor(self.slopes, dtype=torch.float32, device=distance.device)  # [H]
+        return -slopes[:, None, None] * distance.float()[None]  # [1, H, s, t]

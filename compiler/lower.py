@@ -1,0 +1,116 @@
+"""Lowering: ModelSpec -> nn.Module tree of components.
+
+Each spec choice with a ``kind`` is built through a ``{kind: builder}`` table, so a new
+variant is a schema entry, a component, a table row and a test. Nothing here is read at run
+time: the module tree carries every decision.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from blueprint.spec.schema import BlockSpec, ModelSpec
+from compiler import signature
+from compiler.components.attention import Attention
+from compiler.components.block import Block
+from compiler.components.embeddings import Embeddings
+from compiler.components.ffn import GLU, MLP
+from compiler.components.heads import ClassificationHead, CausalLMHead, EmbeddingsHead, MaskedLMHead
+from compiler.components.norms import build_norm
+from compiler.components.positional import Alibi, Rope, SinusoidalPositions
+from compiler.components.transformer import Transformer
+
+# Absolute position modules added in the embeddings (None: nothing added there).
+EMBED_POSITIONS: dict[str, Callable[[ModelSpec], nn.Module | None]] = {
+    "learned": lambda spec: nn.Embedding(spec.max_seq_len, spec.embed_dim),
+    "sinusoidal": lambda spec: SinusoidalPositions(spec.embed_dim, spec.positional.base),
+    "rope": lambda spec: None,
+    "alibi": lambda spec: None,
+    "none": lambda spec: None,
+}
+
+
+def _rope(spec: ModelSpec, block: BlockSpec) -> dict:
+    a = block.attention
+    base = a.rope_base if a.rope_base is not None else spec.positional.rope_base
+    return {"rope": Rope(a.head_dim, spec.positional.rotary_fraction, base)}
+
+
+# Relative position modules handed to attention, as keyword arguments.
+ATTENTION_POSITIONS: dict[str, Callable[[ModelSpec, BlockSpec], dict]] = {
+    "rope": _rope,
+    "alibi": lambda spec, block: {"alibi": Alibi(block.attention.num_heads)},
+    "learned": lambda spec, block: {},
+    "sinusoidal": lambda spec, block: {},
+    "none": lambda spec, block: {},
+}
+
+FFNS: dict[str, Callable[[ModelSpec, BlockSpec], nn.Module]] = {
+    "mlp": lambda spec, b: MLP(spec.embed_dim, b.ffn.hidden_dim, b.ffn.activation, b.ffn.bias),
+    "swiglu": lambda spec, b: GLU(spec.embed_dim, b.ffn.hidden_dim, "silu", b.ffn.bias),
+    "geglu": lambda spec, b: GLU(spec.embed_dim, b.ffn.hidden_dim, b.ffn.activation, b.ffn.bias),
+}
+
+HEADS: dict[str, Callable[[ModelSpec], nn.Module]] = {
+    "causal_lm": lambda spec: CausalLMHead(spec.embed_dim, spec.vocab_size, spec.head.bias),
+    "masked_lm": lambda spec: MaskedLMHead(
+        spec.embed_dim, spec.vocab_size, activation=spec.head.activation,
+        dense_bias=spec.head.dense_bias, decoder_bias=spec.head.decoder_bias,
+        norm=build_norm(spec.norm, spec.embed_dim)),
+    "embeddings": lambda spec: EmbeddingsHead(
+        spec.embed_dim, spec.head.pooling, spec.head.pooler, spec.head.normalize),
+    "classification": lambda spec: ClassificationHead(
+        spec.embed_dim, spec.head.num_labels, spec.head.pooling, spec.head.pooler),
+}
+
+# Which head parameter is the vocabulary projection that ``tie_embeddings`` shares.
+TIED_HEAD_MODULE = {"causal_lm": "proj", "masked_lm": "decoder"}
+
+
+def build_attention(spec: ModelSpec, block: BlockSpec) -> Attention:
+    a = block.attention
+    qk = {}
+    if a.qk_norm:
+        qk = {"q_norm": build_norm(spec.norm, a.head_dim), "k_norm": build_norm(spec.norm, a.head_dim)}
+    return Attention(
+        spec.embed_dim, a.num_heads, a.kv_heads, a.head_dim, causal=a.causal, window=a.window,
+        qkv_bias=a.qkv_bias, out_bias=a.out_bias, softmax_scale=a.softmax_scale,
+        dropout=spec.dropout.attention, **qk, **ATTENTION_POSITIONS[spec.positional.kind](spec, block))
+
+
+def build_block(spec: ModelSpec, block: BlockSpec) -> Block:
+    norm = lambda: build_norm(spec.norm, spec.embed_dim)  # noqa: E731 - a fresh norm per use
+    sandwich = block.norm_placement == "sandwich"
+    return Block(
+        build_attention(spec, block), FFNS[block.ffn.kind](spec, block),
+        attn_norm=norm() if block.attn_norm else None, ffn_norm=norm(),
+        attn_out_norm=norm() if sandwich else None, ffn_out_norm=norm() if sandwich else None,
+        norm_placement=block.norm_placement, residual=block.residual, dropout=spec.dropout.residual)
+
+
+def build_embeddings(spec: ModelSpec) -> Embeddings:
+    return Embeddings(
+        spec.vocab_size, spec.embed_dim, positions=EMBED_POSITIONS[spec.positional.kind](spec),
+        type_vocab_size=spec.type_vocab_size,
+        norm=build_norm(spec.norm, spec.embed_dim) if spec.embed_norm else None,
+        dropout=spec.dropout.embed)
+
+
+def lower(spec: ModelSpec, *, kv_cache: bool = False) -> Transformer:
+    """The eager module tree for ``spec`` (parameters left at their constructors' values;
+    ``compiler.init.init_weights`` applies the spec's initialisation)."""
+    signature.check_kv_cache(spec, kv_cache)
+    embed = build_embeddings(spec)
+    head = HEADS[spec.head.kind](spec)
+    tied = TIED_HEAD_MODULE.get(spec.head.kind)
+    if spec.tie_embeddings and tied is not None:
+        # One Parameter under two names; state_dict lists both, safetensors saving keeps
+        # embed.tokens.weight only (compiler.naming).
+        getattr(head, tied).weight = embed.tokens.weight
+    return Transformer(
+        embed, [build_block(spec, b) for b in spec.resolved_layers()],
+        build_norm(spec.norm, spec.embed_dim) if spec.final_norm else None, head,
+        input_names=signature.input_names(spec, kv_cache),
+        output_names=signature.output_names(spec, kv_cache), kv_cache=kv_cache)
