@@ -23,6 +23,10 @@ class Tokenizer:
             self._tok = HFTokenizer.from_file(str(path))
         except Exception as err:  # the library raises a bare Exception on malformed files
             raise BlueprintError(f"{path}: not a valid tokenizer.json ({err})") from None
+        # A tokenizer.json may carry its own padding (all-MiniLM-L6-v2 pads every encoding to 128
+        # [PAD] ids, which would then count as real tokens); the runtime pads batches itself and
+        # builds the attention mask, so the file's padding is turned off.
+        self._tok.no_padding()
         self.path = path
 
     @property
