@@ -39,7 +39,7 @@ def padded_batch(seq: int, *, pad_right: int = 0, pad_left: int = 0, vocab: int 
 def max_abs_on(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> float:
     """Max |a - b| over the real (mask == 1) positions of [b, s, ...] tensors."""
     keep = mask.bool()
-    return float((a[keep] - b[keep]).abs().max())
+    return float((a.detach()[keep] - b.detach()[keep]).abs().max())
 
 
 def canonical_grads(ref, model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -70,9 +70,7 @@ def test_reference_itself_separates_paraphrases(reference_embeddings):
 
 
 def test_graphmodule_matches_transformers(minilm_spec_path, minilm_dir, batch, reference_embeddings):
-    compiler = pytest.importorskip("compiler")
-    if not hasattr(compiler, "compile_spec"):
-        pytest.skip("compiler.compile_spec has not landed yet")
+    import compiler
     from blueprint import load_spec
     from compiler.weights import load_weights
 
@@ -90,9 +88,6 @@ def test_graphmodule_matches_transformers(minilm_spec_path, minilm_dir, batch, r
 
 def test_build_and_run_text_matches_transformers(minilm_spec_path, minilm_dir, reference_embeddings,
                                                  tmp_path, capsys):
-    compiler = pytest.importorskip("compiler")
-    if not hasattr(compiler, "compile_spec"):
-        pytest.skip("compiler.compile_spec has not landed yet")
     build_dir = tmp_path / "build"
     assert main(["build", str(minilm_spec_path), "--weights", str(minilm_dir), "-o", str(build_dir), "-q"]) == 0
     assert (build_dir / "tokenizer.json").is_file()

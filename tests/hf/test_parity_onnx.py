@@ -14,10 +14,6 @@ from blueprint.cli import main
 
 from .parity import max_abs_on, padded_batch
 
-compiler = pytest.importorskip("compiler")
-if not hasattr(compiler, "compile_spec"):
-    pytest.skip("compiler.compile_spec has not landed yet", allow_module_level=True)
-
 TOL = 1e-4
 
 

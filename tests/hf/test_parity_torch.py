@@ -12,10 +12,6 @@ import torch
 
 from .parity import canonical_grads, compare_grads, compile_with_weights, max_abs_on, padded_batch
 
-compiler = pytest.importorskip("compiler")
-if not hasattr(compiler, "compile_spec"):
-    pytest.skip("compiler.compile_spec has not landed yet", allow_module_level=True)
-
 TOL = 1e-4
 DECODERS = ("gpt2", "llama", "mistral")
 ENCODERS = ("bert", "modernbert")
