@@ -30,6 +30,11 @@ def _configs():
             hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-5, sliding_window=5,
             tie_word_embeddings=False, **common_dec)),
+        "gpt_neox": (T.GPTNeoXForCausalLM, T.GPTNeoXConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            max_position_embeddings=64, hidden_dropout=0.0, attention_dropout=0.0,
+            rope_parameters={"rope_theta": 10000.0, "rope_type": "default", "partial_rotary_factor": 0.5},
+            use_parallel_residual=True, tie_word_embeddings=False, **common_dec)),
         "bert": (T.BertForMaskedLM, T.BertConfig(
             vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
@@ -41,7 +46,8 @@ def _configs():
     }
 
 
-FAMILIES = ("gpt2", "llama", "mistral", "bert", "modernbert")
+FAMILIES = ("gpt2", "llama", "mistral", "bert", "modernbert")  # import and export-hf
+IMPORT_ONLY = ("gpt_neox",)  # import-hf and weights only (no export-hf)
 
 
 def randomize(model: torch.nn.Module, seed: int) -> None:

@@ -13,7 +13,7 @@ import torch
 from .parity import canonical_grads, compare_grads, compile_with_weights, max_abs_on, padded_batch
 
 TOL = 1e-4
-DECODERS = ("gpt2", "llama", "mistral")
+DECODERS = ("gpt2", "llama", "mistral", "gpt_neox")
 ENCODERS = ("bert", "modernbert")
 
 
