@@ -7,23 +7,21 @@ RNG state preserved so dropout recomputes identically): only the layer's inputs 
 its activations are recomputed in backward. Otherwise (eval, ``torch.no_grad``, export) it is
 a plain call, so the pass costs nothing at inference.
 
-A policy is a function ``(layer_index) -> bool``; ``policy_from_spec`` turns the spec's
-``training.checkpointing`` value (none / every_layer / {every: k} / {layers: [...]}) into one.
-``{every: k}`` checkpoints layers 0, k, 2k, ...
+A policy is a function ``(layer_index) -> bool`` (``compiler.policy``); the spec's
+``training.checkpointing`` value (none / every_layer / {every: k} / {layers: [...]}) maps to
+one. ``{every: k}`` checkpoints layers 0, k, 2k, ...
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.utils.checkpoint
 from torch import fx, nn
 
-from blueprint.errors import BlueprintError
+from compiler.policy import policy_from_spec
 from compiler.trace import KIND, LAYER
-
-Policy = Callable[[int], bool]
 
 
 def checkpointed(block: nn.Module, *args: Any):
@@ -32,34 +30,6 @@ def checkpointed(block: nn.Module, *args: Any):
         return torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False,
                                                  preserve_rng_state=True)
     return block(*args)
-
-
-def policy_from_spec(value: Any) -> Policy:
-    """The layer selector for a spec ``training.checkpointing`` value, or a callable as is."""
-    if callable(value):
-        return value
-    if value == "none":
-        return lambda i: False
-    if value == "every_layer":
-        return lambda i: True
-    every = getattr(value, "every", None)
-    if every is not None:
-        return lambda i: i % every == 0
-    layers = getattr(value, "layers", None)
-    if layers is not None:
-        chosen = frozenset(layers)
-        return lambda i: i in chosen
-    raise BlueprintError(f"unknown checkpointing policy {value!r}",
-                         "use 'none', 'every_layer', {every: K} or {layers: [i, ...]}")
-
-
-def policy_label(value: Any) -> str:
-    """A short label for a spec policy value: none, every_layer, every:2, layers:0,3."""
-    if isinstance(value, str):
-        return value
-    if getattr(value, "every", None) is not None:
-        return f"every:{value.every}"
-    return "layers:" + ",".join(map(str, value.layers))
 
 
 def apply_checkpointing(gm: fx.GraphModule, policy: Any) -> fx.GraphModule:

@@ -1,0 +1,285 @@
+"""The cost model (team contract 6): exact parameters, FLOPs per token, KV-cache bytes and the
+activation memory a training step saves for backward, per checkpoint policy. Imports no torch.
+
+FLOPs count matrix multiplies only (2 per multiply-add): the projections, FFN and head
+(2 x their weights per token) and attention's QK^T and AV (2 x 2 x H x hd per visible key),
+window-aware: a token attends to the keys its mask allows, not to the padded square.
+
+Activation bytes follow what blueprint's components actually save for backward (measured with
+``torch.autograd.graph.saved_tensors_hooks`` and checked in tests/compiler to within 15%):
+per layer the hidden states kept by norms and linears, norm statistics, the FFN's hidden
+activations, dropout masks (stored as full-size float tensors on CPU), RoPE's cos/sin, and
+attention's saved tensors, which depend on the kernel ``scaled_dot_product_attention`` picks:
+the fused kernel (attention dropout 0) keeps q, k, v, the output, the log-sum-exp and the
+additive mask; with attention dropout the math path keeps three [b, H, s, s] score-sized
+tensors. A checkpointed layer keeps only its input; its activations are recomputed in backward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from compiler.naming import parameter_shapes
+
+if TYPE_CHECKING:
+    from blueprint.spec.schema import BlockSpec, ModelSpec
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+F32, I64 = 4, 8
+
+
+@dataclass(frozen=True)
+class CostReport:
+    params_by_component: dict[str, int]
+    params_total: int
+    flops_per_token_prefill: float
+    flops_per_token_decode: float
+    kv_cache_bytes_per_token: int
+    kv_cache_bytes_per_token_full: int
+    activation_bytes: dict[str, int]
+
+
+# ------------------------------------------------------------------------ parameters
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def params_by_component(spec: "ModelSpec") -> dict[str, int]:
+    """Parameter counts grouped as embed, layers.0 ... layers.{L-1}, final_norm, head (a tied
+    weight counts once, under embed)."""
+    groups: dict[str, int] = {"embed": 0}
+    groups.update({f"layers.{i}": 0 for i in range(spec.num_layers)})
+    if spec.final_norm:
+        groups["final_norm"] = 0
+    groups["head"] = 0
+    for name, shape in parameter_shapes(spec).items():
+        parts = name.split(".")
+        key = ".".join(parts[:2]) if parts[0] == "layers" else parts[0]
+        groups[key] += _numel(shape)
+    return groups
+
+
+# ----------------------------------------------------------------------------- FLOPs
+
+
+def _visible_keys(spec: "ModelSpec", block: "BlockSpec", s: int) -> float:
+    """Average number of keys a query attends to over a length-s sequence."""
+    a = block.attention
+    if a.causal:
+        w = a.window or s
+        # position p sees min(p + 1, w) keys
+        full = min(w, s)
+        total = full * (full + 1) // 2 + (s - full) * w
+        return total / s
+    if a.window is None:
+        return float(s)
+    half = a.window // 2
+    return sum(min(p + half, s - 1) - max(p - half, 0) + 1 for p in range(s)) / s
+
+
+def _matmul_params(spec: "ModelSpec") -> tuple[float, float]:
+    """(weights multiplied once per token, weights multiplied once per sequence)."""
+    per_token = per_sequence = 0
+    d = spec.embed_dim
+    for block in spec.resolved_layers():
+        a, f = block.attention, block.ffn
+        per_token += d * a.head_dim * (2 * a.num_heads + 2 * a.kv_heads)
+        per_token += d * f.hidden_dim * (2 if f.kind == "mlp" else 3)
+    head = spec.head
+    if head.kind == "causal_lm":
+        per_token += d * spec.vocab_size
+    elif head.kind == "masked_lm":
+        per_token += d * d + d * spec.vocab_size
+    else:
+        per_sequence += d * d * (head.pooler == "dense_tanh")
+        per_sequence += d * getattr(head, "num_labels", 0)
+    return per_token, per_sequence
+
+
+def _flops(spec: "ModelSpec", s: int, decode: bool) -> float:
+    per_token, per_sequence = _matmul_params(spec)
+    flops = 2.0 * per_token + 2.0 * per_sequence / s
+    for block in spec.resolved_layers():
+        a = block.attention
+        if decode:  # one new token after s - 1 cached ones
+            keys = float(min(a.window or s, s))
+        else:
+            keys = _visible_keys(spec, block, s)
+        flops += 2 * 2 * a.num_heads * a.head_dim * keys
+    return flops
+
+
+# -------------------------------------------------------------------------- KV cache
+
+
+def _kv_bytes(spec: "ModelSpec", s: int, window_aware: bool) -> int:
+    e = DTYPE_BYTES[spec.dtype]
+    total = 0
+    for block in spec.resolved_layers():
+        a = block.attention
+        kept = min(a.window, s) if (window_aware and a.window) else s
+        total += 2 * a.kv_heads * a.head_dim * e * kept
+    return total // s
+
+
+# ----------------------------------------------------------------------- activations
+
+
+def _norm_saves(spec: "ModelSpec", n: int, dim: int) -> int:
+    """Bytes a norm over n rows of ``dim`` keeps besides its input and output: LayerNorm its
+    mean and rstd, RMSNorm (computed in fp32) its rstd and normalised rows."""
+    if spec.norm.kind == "layernorm":
+        return 2 * n * F32
+    return n * F32 + n * dim * F32
+
+
+def _attention_saves(spec: "ModelSpec", block: "BlockSpec", b: int, s: int) -> int:
+    a, e = block.attention, DTYPE_BYTES[spec.dtype]
+    h, kv, hd, t = a.num_heads, a.kv_heads, a.head_dim, s
+    total = 0
+    if a.qk_norm:  # the norms keep q and k (projection outputs) and their statistics
+        total += b * s * (h + kv) * hd * e + _norm_saves(spec, b * s * h, hd) + _norm_saves(spec, b * s * kv, hd)
+    if spec.positional.kind == "rope":  # cos and sin, fp32 [b, 1, s, rotary_dim]
+        rotary = round(a.head_dim * spec.positional.rotary_fraction)
+        total += 2 * b * s * rotary * F32
+    out = b * s * h * hd * e  # the attention output, kept by o_proj
+    if spec.dropout.attention > 0:  # math path
+        scores = b * h * s * t * e
+        total += 3 * scores + b * s * h * hd * e + 2 * b * h * t * hd * e + out
+    else:  # fused kernel: q, k, v, output, log-sum-exp and the additive mask
+        mask_heads = h if spec.positional.kind == "alibi" else 1
+        total += b * s * h * hd * e + 2 * b * kv * t * hd * e + out
+        total += b * h * s * F32 + b * mask_heads * s * t * e
+    return total
+
+
+def _ffn_saves(spec: "ModelSpec", block: "BlockSpec", tokens: int) -> int:
+    e, f = DTYPE_BYTES[spec.dtype], block.ffn
+    # MLP: the pre-activation and the activation; GLU: gate, act(gate), up and their product
+    return (2 if f.kind == "mlp" else 4) * tokens * f.hidden_dim * e
+
+
+def _hidden_states(block: "BlockSpec") -> int:
+    """How many distinct [b, s, D] hidden states a layer's norms and linears keep."""
+    if block.residual == "parallel":
+        count = 3
+    else:
+        count = 4
+    if not block.attn_norm:
+        count -= 1
+    if block.norm_placement == "sandwich":
+        count += 2  # the sublayer outputs entering attn_out_norm and ffn_out_norm
+    return count
+
+
+def layer_activation_bytes(spec: "ModelSpec", block: "BlockSpec", b: int, s: int) -> int:
+    """Bytes one un-checkpointed layer saves for backward at batch b, sequence s."""
+    e, d, tokens = DTYPE_BYTES[spec.dtype], spec.embed_dim, b * s
+    norms = 1 + block.attn_norm + 2 * (block.norm_placement == "sandwich")
+    total = _hidden_states(block) * tokens * d * e + norms * _norm_saves(spec, tokens, d)
+    total += _attention_saves(spec, block, b, s) + _ffn_saves(spec, block, tokens)
+    if spec.dropout.residual > 0:
+        total += 2 * tokens * d * e  # one float mask per sublayer
+    return total
+
+
+def _outside_layers(spec: "ModelSpec", b: int, s: int) -> int:
+    """Embeddings, final norm and head."""
+    e, d, tokens = DTYPE_BYTES[spec.dtype], spec.embed_dim, b * s
+    total = tokens * I64  # token ids, kept by the embedding lookup
+    if spec.positional.kind == "learned":
+        total += tokens * I64
+    if spec.type_vocab_size:
+        total += tokens * I64
+    if spec.embed_norm:
+        total += tokens * d * e + _norm_saves(spec, tokens, d)
+    if spec.dropout.embed > 0:
+        total += tokens * d * e
+    if spec.final_norm:
+        total += tokens * d * e + _norm_saves(spec, tokens, d)
+    head = spec.head
+    if head.kind == "causal_lm":
+        total += tokens * d * e
+    elif head.kind == "masked_lm":
+        total += 4 * tokens * d * e + _norm_saves(spec, tokens, d)
+    else:
+        total += _pooled_head(spec, b, s)
+    return total
+
+
+def _pooled_head(spec: "ModelSpec", b: int, s: int) -> int:
+    """Embeddings / classification heads. CLS pooling is a view of the last hidden state, so
+    whatever keeps it keeps the whole [b, s, D] storage alive."""
+    e, d, head = DTYPE_BYTES[spec.dtype], spec.embed_dim, spec.head
+    pooled = b * d * e
+    total = 0
+    if head.pooling == "mean":
+        total += b * s * e + b * e  # the float mask and the token counts
+    elif head.pooling == "last":
+        total += b * I64  # the gathered positions
+    uses_pooled = head.pooler == "dense_tanh" or head.kind == "classification" or getattr(head, "normalize", False)
+    if uses_pooled:
+        total += b * s * d * e if head.pooling == "cls" else pooled
+    if head.pooler == "dense_tanh":
+        total += pooled  # tanh's result, also the next linear's input
+    if getattr(head, "normalize", False):
+        total += b * e  # the row norms (the vector itself is counted above)
+    return total
+
+
+def activation_bytes(spec: "ModelSpec", policy: Any, *, batch: int, seq_len: int) -> int:
+    """Bytes saved for backward by one training forward under checkpoint ``policy``."""
+    from compiler.policy import policy_from_spec
+
+    select = policy_from_spec(policy)
+    e, d, tokens = DTYPE_BYTES[spec.dtype], spec.embed_dim, batch * seq_len
+    total = _outside_layers(spec, batch, seq_len)
+    any_checkpointed = False
+    for i, block in enumerate(spec.resolved_layers()):
+        if select(i):
+            any_checkpointed = True
+            total += tokens * d * e  # the layer's input, kept to recompute it
+        else:
+            total += layer_activation_bytes(spec, block, batch, seq_len)
+    if any_checkpointed:
+        total += batch * seq_len * I64 * (1 + spec.is_decoder)  # the mask (and positions)
+    return total
+
+
+def _policies(spec: "ModelSpec") -> dict[str, Any]:
+    from compiler.policy import policy_label
+
+    policies: dict[str, Any] = {"none": "none", "every_layer": "every_layer"}
+    for k in (2, 4):
+        if spec.num_layers > k:
+            policies[f"every:{k}"] = _EveryK(k)
+    own = spec.training.checkpointing
+    policies.setdefault(policy_label(own), own)
+    return policies
+
+
+@dataclass(frozen=True)
+class _EveryK:
+    every: int
+
+
+def cost_report(spec: "ModelSpec", *, batch: int = 1, seq_len: int | None = None) -> CostReport:
+    """Costs of ``spec`` at ``batch`` x ``seq_len`` (default: ``spec.max_seq_len``)."""
+    s = seq_len or spec.max_seq_len
+    groups = params_by_component(spec)
+    return CostReport(
+        params_by_component=groups,
+        params_total=sum(groups.values()),
+        flops_per_token_prefill=_flops(spec, s, decode=False),
+        flops_per_token_decode=_flops(spec, s, decode=True) if spec.is_decoder else _flops(spec, s, decode=False),
+        kv_cache_bytes_per_token=_kv_bytes(spec, s, window_aware=True) if spec.is_decoder else 0,
+        kv_cache_bytes_per_token_full=_kv_bytes(spec, s, window_aware=False) if spec.is_decoder else 0,
+        activation_bytes={label: activation_bytes(spec, p, batch=batch, seq_len=s)
+                          for label, p in _policies(spec).items()},
+    )
