@@ -76,9 +76,11 @@ class ConfigReader:
         """Raise naming every field that was neither read nor known to be irrelevant."""
         unknown = sorted(k for k in self.config if k not in self.used and k not in self.irrelevant)
         if unknown:
+            listed = ", ".join(repr(k) for k in unknown)
+            what = f"field {listed} is" if len(unknown) == 1 else f"fields {listed} are"
             raise BlueprintError(
-                f"config.json: field(s) {', '.join(repr(k) for k in unknown)} are not understood "
-                f"for model_type '{self.family}'; importing would silently drop them",
+                f"config.json: {what} not understood for model_type '{self.family}'; "
+                "importing would silently drop them",
                 hint="these fields may change the architecture; blueprint refuses rather than "
                 "guess. Remove them only if you know they do not affect the computation",
             )
