@@ -1,0 +1,221 @@
+"""An independent plain-PyTorch reference for blueprint models, written separately from
+compiler/ (it shares no code with it): a functional forward pass over a canonical state dict.
+
+It reads the spec and the parameters by their canonical names (compiler.naming's contract) and
+recomputes everything from formulas: LayerNorm and RMSNorm by hand, erf/tanh GELU by formula,
+RoPE as a complex rotation of (x_j, x_{j+r/2}) pairs, ALiBi slopes in closed form, sinusoidal
+tables by their definition, and attention as an explicit softmax(QK^T * scale + mask) V with
+K/V heads repeated for GQA/MQA.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+
+def _norm(spec, P, prefix, x):
+    w = P[f"{prefix}.weight"]
+    if spec.norm.kind == "rmsnorm":
+        return x / torch.sqrt((x * x).mean(-1, keepdim=True) + spec.norm.norm_eps) * w
+    mu = x.mean(-1, keepdim=True)
+    var = ((x - mu) ** 2).mean(-1, keepdim=True)
+    y = (x - mu) / torch.sqrt(var + spec.norm.norm_eps) * w
+    b = P.get(f"{prefix}.bias")
+    return y if b is None else y + b
+
+
+def _linear(P, prefix, x):
+    y = x @ P[f"{prefix}.weight"].T
+    b = P.get(f"{prefix}.bias")
+    return y if b is None else y + b
+
+
+def _act(name, x):
+    if name == "gelu":
+        return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
+    if name == "gelu_tanh":
+        return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+    if name == "relu":
+        return torch.clamp(x, min=0.0)
+    if name == "silu":
+        return x * torch.sigmoid(x)
+    raise ValueError(name)
+
+
+def _rope(x, pos, base, rotary_dim):
+    """x [b, n, s, hd]; rotate pairs (j, j + r/2) by pos * base^(-2j/r) as complex numbers."""
+    half = rotary_dim // 2
+    theta = torch.tensor([base ** (-2.0 * j / rotary_dim) for j in range(half)], dtype=torch.float64)
+    angle = pos.double()[:, None, :, None] * theta  # [b, 1, s, half]
+    rot = torch.polar(torch.ones_like(angle), angle).to(torch.complex128 if x.dtype == torch.float64 else torch.complex64)
+    z = torch.complex(x[..., :half], x[..., half:rotary_dim]) * rot
+    return torch.cat([z.real, z.imag, x[..., rotary_dim:]], dim=-1)
+
+
+def _alibi_slopes(n):
+    def geo(k):
+        return [2.0 ** (-8.0 * (i + 1) / k) for i in range(k)]
+    p = 1
+    while p * 2 <= n:
+        p *= 2
+    extra = geo(2 * p)[::2][: n - p] if p < n else []
+    return torch.tensor(geo(p) + extra)
+
+
+def _mask(attention_mask, s, causal, window):
+    """bool [b, 1, s, t] from explicit query/key positions (contract 2; a query always sees
+    itself, so no row is empty)."""
+    b, t = attention_mask.shape
+    qpos = torch.tensor([t - s + i for i in range(s)])
+    kpos = torch.tensor(list(range(t)))
+    Q, K = qpos[:, None].expand(s, t), kpos[None, :].expand(s, t)
+    if causal:
+        ok = K <= Q
+        if window is not None:
+            ok = ok & (K > Q - window)
+    else:
+        ok = torch.ones(s, t, dtype=torch.bool)
+        if window is not None:
+            ok = (Q - K).abs() <= window // 2
+    ok = ok[None, None] & (attention_mask[:, None, None, :] == 1)
+    return ok | (Q == K)[None, None], (Q - K).abs().float()
+
+
+def _attention(spec, P, p, blk, x, attention_mask, pos, past):
+    a = blk.attention
+    b, s, _ = x.shape
+    h, kv, hd = a.num_heads, a.kv_heads, a.head_dim
+    q = _linear(P, f"{p}.q_proj", x).reshape(b, s, h, hd).permute(0, 2, 1, 3)
+    k = _linear(P, f"{p}.k_proj", x).reshape(b, s, kv, hd).permute(0, 2, 1, 3)
+    v = _linear(P, f"{p}.v_proj", x).reshape(b, s, kv, hd).permute(0, 2, 1, 3)
+    if a.qk_norm:
+        q, k = _norm(spec, P, f"{p}.q_norm", q), _norm(spec, P, f"{p}.k_norm", k)
+    if spec.positional.kind == "rope":
+        base = a.rope_base if a.rope_base is not None else spec.positional.rope_base
+        r = round(hd * spec.positional.rotary_fraction)
+        if pos is None:
+            pos = torch.arange(s)[None].repeat(b, 1)
+        q, k = _rope(q, pos, base, r), _rope(k, pos, base, r)
+    if past is not None:
+        k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
+    present = (k, v)
+    allowed, dist = _mask(attention_mask, s, a.causal, a.window)
+    kr, vr = k.repeat_interleave(h // kv, dim=1), v.repeat_interleave(h // kv, dim=1)
+    scale = a.softmax_scale if a.softmax_scale is not None else 1.0 / math.sqrt(hd)
+    scores = q @ kr.transpose(-1, -2) * scale  # [b, h, s, t]
+    if spec.positional.kind == "alibi":
+        scores = scores - _alibi_slopes(h).to(scores.dtype)[None, :, None, None] * dist.to(scores.dtype)
+    scores = torch.where(allowed, scores, torch.full_like(scores, torch.finfo(scores.dtype).min))
+    out = torch.softmax(scores, dim=-1) @ vr  # [b, h, s, hd]
+    out = out.permute(0, 2, 1, 3).reshape(b, s, h * hd)
+    return _linear(P, f"{p}.o_proj", out), present
+
+
+def _ffn(P, p, f, x):
+    if f.kind == "mlp":
+        return _linear(P, f"{p}.down_proj", _act(f.activation, _linear(P, f"{p}.up_proj", x)))
+    act = "silu" if f.kind == "swiglu" else f.activation
+    return _linear(P, f"{p}.down_proj", _act(act, _linear(P, f"{p}.gate_proj", x)) * _linear(P, f"{p}.up_proj", x))
+
+
+def _layer(spec, P, i, blk, x, attention_mask, pos, past):
+    p = f"layers.{i}"
+    N = lambda name, y: _norm(spec, P, f"{p}.{name}", y)  # noqa: E731
+    attn = lambda y: _attention(spec, P, f"{p}.attn", blk, y, attention_mask, pos, past)  # noqa: E731
+    ffn = lambda y: _ffn(P, f"{p}.ffn", blk.ffn, y)  # noqa: E731
+    place = blk.norm_placement
+    if blk.residual == "parallel":
+        if place == "post":
+            a, present = attn(x)
+            y = x + a + ffn(x)
+            if blk.attn_norm:
+                y = N("attn_norm", y)
+            return N("ffn_norm", y), present
+        a, present = attn(N("attn_norm", x) if blk.attn_norm else x)
+        f = ffn(N("ffn_norm", x))
+        if place == "sandwich":
+            a, f = N("attn_out_norm", a), N("ffn_out_norm", f)
+        return x + a + f, present
+    if place == "post":
+        a, present = attn(x)
+        x = x + a
+        if blk.attn_norm:
+            x = N("attn_norm", x)
+        return N("ffn_norm", x + ffn(x)), present
+    a, present = attn(N("attn_norm", x) if blk.attn_norm else x)
+    if place == "sandwich":
+        a = N("attn_out_norm", a)
+    x = x + a
+    f = ffn(N("ffn_norm", x))
+    if place == "sandwich":
+        f = N("ffn_out_norm", f)
+    return x + f, present
+
+
+def _sinusoid(pos, d, base):
+    i = torch.arange(d)
+    freq = base ** (-(2 * (i // 2)).double() / d)  # [d]
+    angle = pos.double()[..., None] * freq
+    return torch.where(i % 2 == 0, torch.sin(angle), torch.cos(angle))
+
+
+def reference_forward(spec, P, input_ids, attention_mask, position_ids=None, token_type_ids=None,
+                      past=None):
+    """The outputs of ``spec`` with parameters ``P`` (canonical names), as a dict like the
+    compiled model's (``present.{i}.key/.value`` when ``past`` is a list of (k, v))."""
+    b, s = input_ids.shape
+    x = P["embed.tokens.weight"][input_ids]
+    enc_pos = torch.arange(s)[None].repeat(b, 1)
+    pos = position_ids if position_ids is not None else enc_pos
+    if spec.positional.kind == "learned":
+        x = x + P["embed.positions.weight"][pos]
+    elif spec.positional.kind == "sinusoidal":
+        x = x + _sinusoid(pos, spec.embed_dim, spec.positional.base)
+    if spec.type_vocab_size:
+        x = x + P["embed.token_types.weight"][token_type_ids]
+    if spec.embed_norm:
+        x = _norm(spec, P, "embed.norm", x)
+    out = {}
+    for i, blk in enumerate(spec.resolved_layers()):
+        x, (k, v) = _layer(spec, P, i, blk, x, attention_mask, position_ids, None if past is None else past[i])
+        if past is not None:
+            out[f"present.{i}.key"], out[f"present.{i}.value"] = k, v
+    if spec.final_norm:
+        x = _norm(spec, P, "final_norm", x)
+    head = spec.head
+    tied = P["embed.tokens.weight"]
+    if head.kind == "causal_lm":
+        w = tied if spec.tie_embeddings else P["head.proj.weight"]
+        logits = x @ w.T
+        if "head.proj.bias" in P:
+            logits = logits + P["head.proj.bias"]
+        return {"logits": logits, **out}
+    result = {"last_hidden_state": x}
+    if head.kind == "masked_lm":
+        y = _norm(spec, P, "head.norm", _act(head.activation, _linear(P, "head.dense", x)))
+        w = tied if spec.tie_embeddings else P["head.decoder.weight"]
+        logits = y @ w.T
+        if "head.decoder.bias" in P:
+            logits = logits + P["head.decoder.bias"]
+        result["logits"] = logits
+        return result
+    m = attention_mask.to(x.dtype)
+    if head.pooling == "cls":
+        pooled = x[:, 0]
+    elif head.pooling == "mean":
+        pooled = (x * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1)
+    else:
+        last = torch.tensor([max([j for j in range(s) if attention_mask[r, j] == 1] or [0]) for r in range(b)])
+        pooled = x[torch.arange(b), last]
+    if head.pooler == "dense_tanh":
+        pooled = torch.tanh(_linear(P, "head.pooler", pooled))
+    if head.kind == "classification":
+        result["logits"] = _linear(P, "head.classifier", pooled)
+    else:
+        if head.normalize:
+            pooled = pooled / pooled.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        result["embeddings"] = pooled
+    return result
