@@ -161,20 +161,20 @@ def _attention_saves(spec: "ModelSpec", block: "BlockSpec", b: int, s: int) -> i
 
 def _ffn_saves(spec: "ModelSpec", block: "BlockSpec", tokens: int) -> int:
     e, f = DTYPE_BYTES[spec.dtype], block.ffn
-    # MLP: the pre-activation and the activation; GLU: gate, act(gate), up and their product
-    return (2 if f.kind == "mlp" else 4) * tokens * f.hidden_dim * e
+    if f.kind != "mlp":  # gate, act(gate), up and their product
+        return 4 * tokens * f.hidden_dim * e
+    # the pre-activation and the activation; ReLU keeps its result, which is also down's input
+    return (1 if f.activation == "relu" else 2) * tokens * f.hidden_dim * e
 
 
 def _hidden_states(block: "BlockSpec") -> int:
-    """How many distinct [b, s, D] hidden states a layer's norms and linears keep."""
-    if block.residual == "parallel":
-        count = 3
-    else:
-        count = 4
-    if not block.attn_norm:
-        count -= 1
-    if block.norm_placement == "sandwich":
-        count += 2  # the sublayer outputs entering attn_out_norm and ffn_out_norm
+    """How many distinct [b, s, D] hidden states a layer's norms and linears keep: sequential,
+    the layer input, both norms' outputs and the mid-layer residual; parallel has no
+    mid-layer residual; no attention norm drops its output; sandwich adds the two sublayer
+    outputs entering attn_out_norm and ffn_out_norm."""
+    count = 3 if block.residual == "parallel" else 4
+    count -= not block.attn_norm
+    count += 2 * (block.norm_placement == "sandwich")
     return count
 
 

@@ -76,8 +76,10 @@ class Attention(nn.Module):
         """x: [b, s, D] -> [b, s, D], plus the full (past + new) K and V when a past is given."""
         b, s, _ = x.shape
         h, kv, hd = self.num_heads, self.num_kv_heads, self.head_dim
-        q = self.q_proj(x).view(b, s, h, hd).transpose(1, 2)  # [b, H, s, hd]
-        k = self.k_proj(x).view(b, s, kv, hd).transpose(1, 2)  # [b, KV, s, hd]
+        # QK-norm and RoPE act per position in [b, s, n, hd] layout; transposing afterwards
+        # keeps SDPA's output in that layout, so merging the heads below is a view, not a copy.
+        q = self.q_proj(x).view(b, s, h, hd)  # [b, s, H, hd]
+        k = self.k_proj(x).view(b, s, kv, hd)  # [b, s, KV, hd]
         v = self.v_proj(x).view(b, s, kv, hd).transpose(1, 2)  # [b, KV, s, hd]
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
@@ -85,6 +87,7 @@ class Attention(nn.Module):
             if position_ids is None:  # encoders: positions are 0..s-1
                 position_ids = torch.arange(s, device=x.device)[None].expand(b, s)  # [b, s]
             q, k = self.rope(q, k, position_ids)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)  # [b, H, s, hd], [b, KV, s, hd]
         if past_key is not None:
             k = torch.cat((past_key, k), dim=2)  # [b, KV, t, hd]
             v = torch.cat((past_value, v), dim=2)  # [b, KV, t, hd]

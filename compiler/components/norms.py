@@ -38,9 +38,10 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.norm_eps)
-        return (h * self.weight.float()).to(x.dtype)
+        # F.rms_norm exports to one ONNX RMSNormalization op whose inputs are both fp32 here
+        # (a hand-written pattern got fused with an fp16 scale that onnxruntime rejects).
+        out = F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.norm_eps)
+        return out.to(x.dtype)
 
 
 def build_norm(norm_spec, dim: int) -> nn.Module:

@@ -45,20 +45,20 @@ class Rope(nn.Module):
         self.rope_base = rope_base
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, position_ids: torch.Tensor):
-        """q: [b, H, s, hd], k: [b, KV, s, hd], position_ids: [b, s] -> rotated (q, k)."""
+        """q: [b, s, H, hd], k: [b, s, KV, hd], position_ids: [b, s] -> rotated (q, k)."""
         r = self.rotary_dim
         exponent = torch.arange(0, r, 2, device=q.device).float() / r  # [r/2]
         inv_freq = 1.0 / self.rope_base ** exponent  # [r/2]
         freqs = position_ids.float()[..., None] * inv_freq  # [b, s, r/2]
-        angles = torch.cat((freqs, freqs), dim=-1)[:, None]  # [b, 1, s, r]
+        angles = torch.cat((freqs, freqs), dim=-1)[:, :, None]  # [b, s, 1, r]
         cos, sin = angles.cos(), angles.sin()
         return self._rotate(q, cos, sin), self._rotate(k, cos, sin)
 
     def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         r = self.rotary_dim
-        rot, rest = x[..., :r], x[..., r:]  # [b, n, s, r], [b, n, s, hd - r]
+        rot, rest = x[..., :r], x[..., r:]  # [b, s, n, r], [b, s, n, hd - r]
         x1, x2 = rot[..., : r // 2], rot[..., r // 2 :]
-        rotated = torch.cat((-x2, x1), dim=-1)  # [b, n, s, r]
+        rotated = torch.cat((-x2, x1), dim=-1)  # [b, s, n, r]
         out = (rot.float() * cos + rotated.float() * sin).to(x.dtype)
         return torch.cat((out, rest), dim=-1) if rest.shape[-1] else out
 

@@ -118,12 +118,12 @@ def test_rope_rotates_pairs_by_position():
     from compiler.components.positional import Rope
 
     rope = Rope(8, 1.0, 100.0)
-    q = torch.randn(1, 1, 3, 8)
+    q = torch.randn(1, 3, 1, 8)  # [b, s, H, hd]
     pos = torch.tensor([[0, 5, 11]])
-    rq, _ = rope(q, q[:, :0].expand(1, 0, 3, 8), pos)
+    rq, _ = rope(q, q[:, :, :0], pos)
     for i, p in enumerate([0, 5, 11]):
         for j in range(4):
             th = p * 100.0 ** (-2 * j / 8)
-            a, b = q[0, 0, i, j].item(), q[0, 0, i, j + 4].item()
-            assert math.isclose(rq[0, 0, i, j].item(), a * math.cos(th) - b * math.sin(th), abs_tol=1e-5)
-            assert math.isclose(rq[0, 0, i, j + 4].item(), b * math.cos(th) + a * math.sin(th), abs_tol=1e-5)
+            a, b = q[0, i, 0, j].item(), q[0, i, 0, j + 4].item()
+            assert math.isclose(rq[0, i, 0, j].item(), a * math.cos(th) - b * math.sin(th), abs_tol=1e-5)
+            assert math.isclose(rq[0, i, 0, j + 4].item(), b * math.cos(th) + a * math.sin(th), abs_tol=1e-5)

@@ -19,6 +19,7 @@ from compiler.cost import activation_bytes
 from compiler.passes import apply_checkpointing, checkpointed, strip_checkpointing
 from helpers import TINY, load, make_inputs
 from memory import saved_bytes
+from test_parity import VARIANTS
 
 
 def grads(gm, feeds, seed=0):
@@ -131,4 +132,17 @@ def test_cost_model_tracks_measured_activations_on_tiny_specs(name, policy):
     apply_checkpointing(gm, value)
     measured, _ = saved_bytes(gm, tuple(make_inputs(spec, 2, 24).values()))
     estimate = activation_bytes(spec, value, batch=2, seq_len=24)
+    assert abs(estimate - measured) <= 0.15 * measured, (estimate, measured)
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_cost_model_tracks_measured_activations_on_variants(name, dropout):
+    """Every mechanism variant; attention dropout switches SDPA from the fused to the math path."""
+    spec = VARIANTS[name]
+    spec = spec.model_copy(update={"dropout": spec.dropout.model_copy(
+        update={"embed": dropout, "attention": dropout, "residual": dropout})})
+    gm = compile_spec(spec, checkpointing=False).train()
+    measured, _ = saved_bytes(gm, tuple(make_inputs(spec, 2, 24).values()))
+    estimate = activation_bytes(spec, "none", batch=2, seq_len=24)
     assert abs(estimate - measured) <= 0.15 * measured, (estimate, measured)
