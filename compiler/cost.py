@@ -13,6 +13,7 @@ attention's saved tensors, which depend on the kernel ``scaled_dot_product_atten
 the fused kernel (attention dropout 0) keeps q, k, v, the output, the log-sum-exp and the
 additive mask; with attention dropout the math path keeps three [b, H, s, s] score-sized
 tensors. A checkpointed layer keeps only its input; its activations are recomputed in backward.
+The loss is not part of the model: a cross-entropy over the logits adds b x s x vocab x 4 bytes.
 """
 
 from __future__ import annotations
