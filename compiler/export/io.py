@@ -11,47 +11,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from compiler import signature
+
 # Symbolic names written into the ONNX file and the manifest for the dynamic dimensions.
 BATCH, SEQ, PAST, TOTAL = "batch", "seq", "past_seq", "total_seq"
 
 
 def input_names(spec, kv_cache: bool) -> list[str]:
     """Contract-4 input names, in positional order."""
-    try:
-        from compiler import signature
-    except ImportError:  # TEMPORARY until compiler.signature lands
-        return _fallback_inputs(spec, kv_cache)
     return list(signature.input_names(spec, kv_cache))
 
 
 def output_names(spec, kv_cache: bool) -> list[str]:
     """Contract-4 output names, in the order the export emits them."""
-    try:
-        from compiler import signature
-    except ImportError:  # TEMPORARY until compiler.signature lands
-        return _fallback_outputs(spec, kv_cache)
     return list(signature.output_names(spec, kv_cache))
-
-
-def _fallback_inputs(spec, kv_cache):
-    names = ["input_ids", "attention_mask"]
-    if spec.is_decoder:
-        if spec.positional.kind != "none":
-            names.append("position_ids")
-        if kv_cache:
-            names += [f"past_key_values.{i}.{p}" for i in range(spec.num_layers) for p in ("key", "value")]
-    elif spec.type_vocab_size:
-        names.append("token_type_ids")
-    return names
-
-
-def _fallback_outputs(spec, kv_cache):
-    if spec.is_decoder:
-        names = ["logits"]
-        if kv_cache:
-            names += [f"present.{i}.{p}" for i in range(spec.num_layers) for p in ("key", "value")]
-        return names
-    return ["last_hidden_state", "embeddings" if spec.head.kind == "embeddings" else "logits"]
 
 
 def symbolic_dims(name: str) -> dict[int, str]:
