@@ -23,4 +23,4 @@ blueprint build "${SPEC}" -o build/gpt2-tiny
 
 echo
 echo "== blueprint run build/gpt2-tiny"
-blueprint run build/gpt2-tiny --ids '1 2 3 4' --max-new-tokens 16
+blueprint run build/gpt2-tiny --ids '1 2 3 4' --max-new-tokens 16 --temperature 0.8 --top-p 0.95 --seed 0
