@@ -114,6 +114,12 @@ def _run_encoder(model, args) -> int:
         out = {"embeddings": emb.tolist()}
         lines = [f"input {r}: [{emb.shape[1]}] norm {float(np.linalg.norm(e)):.4f} first "
                  + " ".join(f"{v:+.4f}" for v in e[:4]) for r, e in enumerate(emb)]
+        if len(emb) > 1:  # what several sentences are usually embedded for: how alike they are
+            unit = emb / np.maximum(np.linalg.norm(emb, axis=-1, keepdims=True), 1e-12)
+            cosine = unit @ unit.T
+            out["cosine"] = cosine.tolist()
+            lines += ["cosine similarity"] + [f"  input {r}: " + " ".join(f"{v:+.4f}" for v in row)
+                                              for r, row in enumerate(cosine)]
     print(json.dumps(out) if args.json else "\n".join(lines))
     return 0
 

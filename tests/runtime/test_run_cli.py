@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 
@@ -66,6 +67,11 @@ def test_run_encoder_json(builds, capsys):
     rc, out, _ = _run(capsys, builds("bert-tiny").directory, "--ids", "2 10 11 3", "--ids", "2 5 3", "--json")
     data = json.loads(out)
     assert rc == 0 and len(data["embeddings"]) == 2 and len(data["embeddings"][0]) == 64
+    a, b = (np.array(e) for e in data["embeddings"])
+    cos = float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+    assert data["cosine"][0][1] == pytest.approx(cos, abs=1e-6) and data["cosine"][0][0] == pytest.approx(1.0)
+    rc, out, _ = _run(capsys, builds("bert-tiny").directory, "--ids", "2 10 11 3", "--ids", "2 5 3")
+    assert out.splitlines()[2] == "cosine similarity" and f"{cos:+.4f}" in out.splitlines()[3]
     rc, out, _ = _run(capsys, builds("modernbert-tiny").directory, "--ids", "2 10 11 3")
     assert rc == 0 and out.startswith("input 0: [64] norm")
 
