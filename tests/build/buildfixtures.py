@@ -19,20 +19,6 @@ DECODERS = [n for n in TINY if blueprint.load_spec(SPECS / f"{n}.yaml").is_decod
 ENCODERS = [n for n in TINY if n not in DECODERS]
 
 
-def compile_fn():
-    """The real compiler (contract 4), or the test stand-in while it has not landed."""
-    try:
-        from compiler import compile_spec  # noqa: F401
-        from compiler.passes import strip_checkpointing  # noqa: F401
-    except ImportError:
-        from standin import compile_standin
-
-        return compile_standin
-    from compiler.export.build import default_compile
-
-    return default_compile
-
-
 def load_tiny(name: str):
     return blueprint.load_spec(SPECS / f"{name}.yaml")
 
@@ -48,7 +34,7 @@ class Builds:
         if name not in self._done:
             from compiler.export.build import build
 
-            self._done[name] = build(SPECS / f"{name}.yaml", self.root / name, compile_fn=compile_fn())
+            self._done[name] = build(SPECS / f"{name}.yaml", self.root / name)
         return self._done[name]
 
 
@@ -66,15 +52,14 @@ def torch_model():
         key = (str(build_result.directory), kv_cache)
         if key not in cache:
             from blueprint import runtime
+            from compiler.export.build import default_compile
             from compiler.weights import load_weights
 
             spec = runtime.open_build(build_result.directory).spec
-            fn = compile_fn()
-            module = fn(spec, kv_cache=kv_cache)
-            if fn.__name__ != "compile_standin":  # the stand-in is seeded; its names are not canonical
-                state = load_weights(build_result.directory / "weights.safetensors", spec)
-                _, unexpected = module.load_state_dict(state, strict=False)
-                assert not unexpected, unexpected
+            module = default_compile(spec, kv_cache=kv_cache)
+            state = load_weights(build_result.directory / "weights.safetensors", spec)
+            _, unexpected = module.load_state_dict(state, strict=False)
+            assert not unexpected, unexpected
             cache[key] = module.eval()
         return cache[key]
 

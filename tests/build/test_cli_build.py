@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import onnx
-from buildfixtures import SPECS, compile_fn
+from buildfixtures import SPECS
 
 from blueprint import cli, runtime
 from compiler.export import build as build_mod
@@ -24,7 +24,6 @@ def _cli_build(tmp_path, monkeypatch, capsys, cwd_name, *extra):
 
 
 def test_rebuild_from_another_cwd_is_byte_identical_with_external_data(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(build_mod, "default_compile", compile_fn())
     monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_THRESHOLD", 0)  # force model.onnx.data
     first, out = _cli_build(tmp_path, monkeypatch, capsys, "a")
     for i, stage in enumerate(build_mod.STAGES, 1):

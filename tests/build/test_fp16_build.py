@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from buildfixtures import SPECS, compile_fn
+from buildfixtures import SPECS
 from safetensors import safe_open
 
 from blueprint import runtime
@@ -14,7 +14,7 @@ from compiler.export.verify import FP16_TOLERANCE
 
 
 def test_fp16_build_verifies_and_generates(tmp_path):
-    result = build(SPECS / "llama-tiny.yaml", tmp_path / "fp16", dtype="fp16", compile_fn=compile_fn())
+    result = build(SPECS / "llama-tiny.yaml", tmp_path / "fp16", dtype="fp16")
     assert result.report.ok and result.report.tolerance == FP16_TOLERANCE
     worst = max(max(c.max_abs.values()) for c in result.report.cases)
     assert 0 < worst <= FP16_TOLERANCE  # > 0: fp16 really ran in fp16

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from buildfixtures import SPECS, compile_fn
+from buildfixtures import SPECS
 from safetensors.torch import load_file, save_file
 
 from blueprint import cli, runtime
@@ -13,13 +13,7 @@ from blueprint.errors import BlueprintError
 from compiler.export import build as build_mod
 
 
-@pytest.fixture()
-def real_compiler():
-    if compile_fn().__name__ == "compile_standin":
-        pytest.skip("needs compiler.compile_spec (canonical parameter names)")
-
-
-def test_build_with_weights_uses_them(builds, tmp_path, capsys, real_compiler):
+def test_build_with_weights_uses_them(builds, tmp_path, capsys):
     base = builds("gpt2-tiny").directory
     state = load_file(str(base / "weights.safetensors"))
     gen = torch.Generator().manual_seed(0)
@@ -37,7 +31,7 @@ def test_build_with_weights_uses_them(builds, tmp_path, capsys, real_compiler):
     assert np.abs(a - b).max() > 1e-2  # the new weights changed the model (verification checked the rest)
 
 
-def test_weights_that_do_not_fit_fail_before_export(builds, tmp_path, monkeypatch, real_compiler):
+def test_weights_that_do_not_fit_fail_before_export(builds, tmp_path, monkeypatch):
     state = load_file(str(builds("gpt2-tiny").directory / "weights.safetensors"))
     state.pop(next(iter(state)))
     save_file(state, str(tmp_path / "w.safetensors"))
