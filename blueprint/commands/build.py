@@ -16,21 +16,35 @@ def add_arguments(parser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress display")
 
 
+def _terminated(signum, frame):
+    # SIGTERM (a CI cancel, `timeout`, `kill`) unwinds like Ctrl-C, so the build's cleanup runs
+    # and no temporary directory is left beside the target.
+    raise KeyboardInterrupt
+
+
 def run(args) -> int:
+    import signal
     import sys
+    import threading
 
     from compiler.export.build import Progress, build
     from compiler.export.onnx_export import DEFAULT_OPSET
 
-    result = build(
-        args.spec,
-        args.output,
-        weights=args.weights,
-        opset=args.opset or DEFAULT_OPSET,
-        dtype=args.dtype,
-        verify=not args.no_verify,
-        progress=Progress(sys.stderr, enabled=not args.quiet),
-    )
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
+    try:
+        result = build(
+            args.spec,
+            args.output,
+            weights=args.weights,
+            opset=args.opset or DEFAULT_OPSET,
+            dtype=args.dtype,
+            verify=not args.no_verify,
+            progress=Progress(sys.stderr, enabled=not args.quiet),
+        )
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     files = ", ".join(result.manifest["files"])
     print(f"built {result.directory} ({files})")
     return 0

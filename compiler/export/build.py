@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -175,6 +176,7 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
     progress.begin("validate", str(spec_path))
     spec, warnings = blueprint.load_spec_with_warnings(spec_path)
     target = Path(out_dir) if out_dir is not None else Path("build") / spec.name
+    _check_target(target)
     lock = blueprint.dump_lock(spec)  # the build is reproducible from this text alone
     tokenizer = _tokenizer_source(spec, spec_path)
     progress.end()
@@ -199,8 +201,7 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
         try:
             model = onnx_export.export_model(module, spec, kv_cache=kv_cache, opset=opset, dtype=dtype)
         except Exception as err:  # the exporter raises many types; the user needs the summary
-            raise BlueprintError(f"ONNX export of '{spec.name}' failed: {_first_line(err)}",
-                                 hint="try another --opset, or report the spec that fails") from err
+            raise _export_error(spec, err) from err
         vers = versions()
         spec_sha = hashlib.sha256(lock.encode()).hexdigest()
         metadata = {"blueprint.spec": lock, "blueprint.spec_sha256": spec_sha, "blueprint.dtype": dtype,
@@ -281,6 +282,39 @@ def _replace(tmp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _check_target(target: Path) -> None:
+    """Refuse to replace anything but a previous build (or an empty directory): ``-o src`` must
+    not delete a source tree."""
+    if not target.exists() and not target.is_symlink():
+        return
+    if target.is_dir() and not target.is_symlink() and ((target / "manifest.json").is_file() or not any(target.iterdir())):
+        return
+    raise BlueprintError(f"{target} exists and is not a build directory (no manifest.json); refusing to replace it",
+                         hint="choose another -o DIR, or remove it first")
+
+
+def _export_error(spec, err: Exception) -> BlueprintError:
+    """The exporter's summary plus its root cause, as one user-facing error. A Ctrl-C that the
+    exporter wrapped into its own error type (seen when it lands inside a lazy import) is
+    re-raised as the interrupt it was."""
+    chain, seen = [], set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, KeyboardInterrupt):
+            raise KeyboardInterrupt from err
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    message = f"ONNX export of '{spec.name}' failed: {_first_line(err)}"
+    root = _first_line(chain[-1])
+    if len(chain) > 1 and root not in message:
+        message += f"\n    cause: {type(chain[-1]).__name__}: {root}"
+    return BlueprintError(message, hint="try another --opset, or report the spec that fails")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
+    text = _ANSI.sub("", str(err)).strip().splitlines()
     return text[0] if text else type(err).__name__

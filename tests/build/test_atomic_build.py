@@ -11,7 +11,7 @@ import shutil
 
 import onnx_ir as ir
 import pytest
-from buildfixtures import SPECS, compile_fn
+from buildfixtures import SPECS
 
 from blueprint.errors import BlueprintError
 from compiler.export import build as build_mod
@@ -48,7 +48,7 @@ def test_broken_op_fails_verification_and_keeps_previous(builds, tmp_path, monke
     before = _snapshot(target)
     monkeypatch.setattr(onnx_export, "export_model", _reuse_export(good, break_op="Add"))
     with pytest.raises(BlueprintError) as err:
-        build_mod.build(SPECS / "gpt2-tiny.yaml", target, compile_fn=compile_fn())
+        build_mod.build(SPECS / "gpt2-tiny.yaml", target)
     text = err.value.format()
     assert "verification failed" in text and "FAIL" in text and "logits" in text and "tolerance 1e-04" in text
     assert _snapshot(target) == before
@@ -59,7 +59,7 @@ def test_failed_first_build_leaves_nothing(builds, tmp_path, monkeypatch):
     good = builds("gpt2-tiny").directory
     monkeypatch.setattr(onnx_export, "export_model", _reuse_export(good, break_op="Add"))
     with pytest.raises(BlueprintError):
-        build_mod.build(SPECS / "gpt2-tiny.yaml", tmp_path / "new", compile_fn=compile_fn())
+        build_mod.build(SPECS / "gpt2-tiny.yaml", tmp_path / "new")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -75,7 +75,7 @@ def test_interrupt_during_verify_keeps_previous(builds, tmp_path, monkeypatch):
 
     monkeypatch.setattr(build_mod.verify_mod, "verify", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        build_mod.build(SPECS / "gpt2-tiny.yaml", target, compile_fn=compile_fn())
+        build_mod.build(SPECS / "gpt2-tiny.yaml", target)
     assert _snapshot(target) == before
     assert _siblings(target) == ["out"]
 
@@ -86,7 +86,7 @@ def test_exporter_error_is_a_blueprint_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(onnx_export, "export_model", boom)
     with pytest.raises(BlueprintError, match="export of 'gpt2-tiny' failed: unsupported op aten::frobnicate"):
-        build_mod.build(SPECS / "gpt2-tiny.yaml", tmp_path / "x", compile_fn=compile_fn())
+        build_mod.build(SPECS / "gpt2-tiny.yaml", tmp_path / "x")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -109,9 +109,10 @@ def test_successful_rebuild_replaces_previous_and_copies_tokenizer(builds, tmp_p
 
     target = tmp_path / "out"
     target.mkdir()
+    (target / "manifest.json").write_text("{}")  # a previous build
     (target / "stale.txt").write_text("old")
     monkeypatch.setattr(onnx_export, "export_model", _reuse_export(good))
-    result = build_mod.build(spec_path, target, compile_fn=compile_fn())
+    result = build_mod.build(spec_path, target)
     names = sorted(p.name for p in target.iterdir())
     assert names == ["manifest.json", "model.onnx", "spec.lock.yaml", "tokenizer.json", "weights.safetensors"]
     assert (target / "tokenizer.json").read_bytes() == (tmp_path / "tok" / "my-tokenizer.json").read_bytes()
@@ -125,7 +126,7 @@ def test_missing_tokenizer_path_is_a_clear_error(tmp_path, monkeypatch):
     (tmp_path / "s.yaml").write_text(text)
     monkeypatch.setattr(onnx_export, "export_model", lambda *a, **k: pytest.fail("should not reach export"))
     with pytest.raises(BlueprintError, match="tokenizer.path 'nope.json' not found"):
-        build_mod.build(tmp_path / "s.yaml", tmp_path / "out", compile_fn=compile_fn())
+        build_mod.build(tmp_path / "s.yaml", tmp_path / "out")
 
 
 def test_ort_runtime_failure_is_reported(builds, tmp_path, monkeypatch):
@@ -141,5 +142,77 @@ def test_ort_runtime_failure_is_reported(builds, tmp_path, monkeypatch):
 
     monkeypatch.setattr(onnx_export, "export_model", fake)
     with pytest.raises(BlueprintError, match="verification failed: .*onnxruntime"):
-        build_mod.build(SPECS / "gpt2-tiny.yaml", tmp_path / "out", compile_fn=compile_fn())
+        build_mod.build(SPECS / "gpt2-tiny.yaml", tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_directory_that_is_not_a_build_is_never_replaced(tmp_path, monkeypatch):
+    """``-o src`` would move a source tree aside and delete it: refused before any work."""
+    target = tmp_path / "src"
+    target.mkdir()
+    (target / "main.py").write_text("precious")
+    monkeypatch.setattr(onnx_export, "export_model", lambda *a, **k: pytest.fail("should not reach export"))
+    with pytest.raises(BlueprintError, match="not a build directory"):
+        build_mod.build(SPECS / "gpt2-tiny.yaml", target)
+    assert (target / "main.py").read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BlueprintError, match="not a build directory"):
+        build_mod.build(SPECS / "gpt2-tiny.yaml", tmp_path / "file")
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_ctrl_c_wrapped_by_the_exporter_is_still_an_interrupt(builds, tmp_path, monkeypatch):
+    """Ctrl-C landing in one of the exporter's lazy imports surfaces as its own error type
+    (TorchExportError from AttributeError from KeyboardInterrupt); the build must stop as
+    interrupted, not report an export failure."""
+    good = builds("gpt2-tiny").directory
+    target = tmp_path / "out"
+    shutil.copytree(good, target)
+    before = _snapshot(target)
+
+    def interrupted_inside(*args, **kwargs):
+        try:
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt as ki:
+                raise AttributeError("module 'torch._dynamo' has no attribute 'exc'") from ki
+        except AttributeError as attr:
+            raise RuntimeError("Failed to export the model with torch.export.") from attr
+
+    monkeypatch.setattr(onnx_export, "export_model", interrupted_inside)
+    with pytest.raises(KeyboardInterrupt):
+        build_mod.build(SPECS / "gpt2-tiny.yaml", target)
+    assert _snapshot(target) == before
+    assert _siblings(target) == ["out"]
+
+
+def test_real_export_failure_names_the_root_cause(tmp_path, monkeypatch):
+    """The exporter's own first line is a generic "step 1/3" banner with ANSI colour codes; the
+    report must carry the reason (here a data-dependent branch) and no escape codes."""
+    import torch
+
+    real = build_mod.default_compile
+
+    def data_dependent(spec, *, kv_cache):
+        inner = real(spec, kv_cache=kv_cache)
+
+        class Branchy(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, *args):
+                if args[0].sum().item() > 3:  # cannot be exported without a guard
+                    return self.inner(*args)
+                return self.inner(*args)
+
+        return Branchy()
+
+    monkeypatch.setattr(build_mod, "default_compile", data_dependent)
+    with pytest.raises(BlueprintError) as err:
+        build_mod.build(SPECS / "gpt2-tiny.yaml", tmp_path / "out")
+    text = err.value.format()
+    assert "export of 'gpt2-tiny' failed" in text and "data-dependent" in text, text
+    assert "\x1b" not in text
     assert list(tmp_path.iterdir()) == []
