@@ -58,30 +58,25 @@ def _run_decoder(model, args) -> int:
         prompt = _parse_ids(args.ids[0], "--ids")
     stop = None if args.eos is None else _parse_ids(args.eos, "--eos")
     sampling = Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    if args.max_new_tokens < 0:
+        raise BlueprintError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
+    prompt = model.check_prompt(prompt)  # every user error before the first byte of output
     text_mode = args.text is not None and not args.json
-    # Decode prompt + generated ids together and print the growth: decoding the new ids alone
-    # would lose the spacing a tokenizer puts between the prompt and the first new token.
-    printed = model.tokenizer.decode(prompt) if text_mode else ""
+    text = _TextStream(model.tokenizer.decode, prompt) if text_mode else None
 
     def stream(token: int) -> None:  # print each token as it comes
-        nonlocal printed
         if args.json:
             return
-        if text_mode:
-            text = model.tokenizer.decode(prompt + generated + [token])
-            sys.stdout.write(text[len(printed):])
-            printed = text
-        else:
-            sys.stdout.write(f"{token} ")
-        generated.append(token)
+        sys.stdout.write(text.push(token) if text_mode else f"{token} ")
         sys.stdout.flush()
 
-    generated: list[int] = []
     if not args.json:
         sys.stdout.write(args.text[0] if text_mode else " ".join(map(str, prompt)) + " | ")
         sys.stdout.flush()
     result = model.generate(prompt, max_new_tokens=args.max_new_tokens, sampling=sampling, seed=args.seed,
                             stop_ids=stop, on_token=stream)
+    if text_mode:
+        sys.stdout.write(text.finish())
     if args.json:
         out = {"prompt_ids": result.prompt_ids, "ids": result.ids, "stop_reason": result.stop_reason,
                "prefill_ms": round(result.prefill_seconds * 1e3, 3),
@@ -93,6 +88,32 @@ def _run_decoder(model, args) -> int:
         print(f"\n[{len(result.ids)} tokens, stop: {result.stop_reason}, prefill {result.prefill_seconds * 1e3:.1f} ms, "
               f"{result.tokens_per_second:.0f} tokens/s]", file=sys.stderr)
     return 0
+
+
+class _TextStream:
+    """Incremental text of generated ids. Decodes prompt + generated ids together and yields the
+    growth (decoding the new ids alone would lose the space a tokenizer puts before a word), and
+    holds text back while it ends in an incomplete character: a byte-level BPE splits one
+    character (é, 中, an emoji) over several ids, and the partial decode shows U+FFFD."""
+
+    def __init__(self, decode, prompt: list[int]):
+        self.decode, self.ids = decode, list(prompt)
+        self.printed = decode(self.ids)
+
+    def push(self, token: int) -> str:
+        self.ids.append(token)
+        text = self.decode(self.ids)
+        if text.endswith("\ufffd"):
+            return ""  # wait for the ids that complete the character
+        return self._advance(text)
+
+    def finish(self) -> str:
+        """Whatever was held back (an incomplete character at the very end stays U+FFFD)."""
+        return self._advance(self.decode(self.ids))
+
+    def _advance(self, text: str) -> str:
+        new, self.printed = text[len(self.printed):], text
+        return new
 
 
 def _run_encoder(model, args) -> int:

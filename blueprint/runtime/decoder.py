@@ -80,14 +80,15 @@ class Decoder:
         present = {n: out[n.replace("past_key_values.", "present.")] for n in self._past_names}
         return out["logits"], present
 
-    def _check_prompt(self, ids: list[int]) -> list[int]:
+    def check_prompt(self, ids: list[int]) -> list[int]:
+        """The prompt as ints, or a BlueprintError saying why it cannot be generated from."""
         ids = [int(i) for i in ids]
         if not ids:
             raise BlueprintError("the prompt is empty", hint="pass at least one id, e.g. --ids '1 2 3'")
         bad = [i for i in ids if not 0 <= i < self.spec.vocab_size]
         if bad:
             raise BlueprintError(f"prompt ids {bad[:5]} are outside the model's vocabulary [0, {self.spec.vocab_size})")
-        if len(ids) >= self.spec.max_seq_len:
+        if len(ids) > self.spec.max_seq_len:
             raise BlueprintError(f"the prompt has {len(ids)} tokens; the model's max_seq_len is {self.spec.max_seq_len}",
                                  hint="shorten the prompt")
         return ids
@@ -104,7 +105,7 @@ class Decoder:
         stop = set(self.default_stop_ids() if stop_ids is None else stop_ids)
         if max_new_tokens < 0:
             raise BlueprintError(f"max-new-tokens must be >= 0, got {max_new_tokens}")
-        ids = self._check_prompt(prompt_ids)
+        ids = self.check_prompt(prompt_ids)
         rng = np.random.default_rng(seed)
         result = Generation(prompt_ids=ids)
         if max_new_tokens == 0:

@@ -86,6 +86,8 @@ class Encoder:
         """For each mask position in ``ids``: the ``top_k`` most likely ids with probabilities."""
         if self.spec.head.kind != "masked_lm":
             raise BlueprintError(f"fill-mask needs a masked_lm head; this build's head is '{self.spec.head.kind}'")
+        if top_k < 1:
+            raise BlueprintError(f"top-k for masked predictions must be >= 1, got {top_k}")
         mask_id = self.mask_id()
         positions = [p for p, i in enumerate(ids) if i == mask_id]
         if not positions:

@@ -8,6 +8,7 @@ tokens.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,8 +25,9 @@ class Sampling:
     top_p: float | None = None
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise BlueprintError(f"temperature must be >= 0, got {self.temperature}", hint="0 means greedy")
+        if not (0 <= self.temperature < math.inf):  # also rejects nan
+            raise BlueprintError(f"temperature must be >= 0 and finite, got {self.temperature}",
+                                 hint="0 means greedy")
         if self.top_k is not None and self.top_k < 1:
             raise BlueprintError(f"top-k must be >= 1, got {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
@@ -48,7 +50,10 @@ def next_token(logits: np.ndarray, sampling: Sampling, rng: np.random.Generator,
     scores = mask_vocab(logits, vocab_limit)
     if sampling.greedy:
         return int(np.argmax(scores))
-    scores = scores / sampling.temperature
+    # Shift before dividing: a tiny temperature then sends every other score to -inf (greedy in
+    # the limit) instead of overflowing the best one to inf and giving inf - inf = nan.
+    with np.errstate(over="ignore"):
+        scores = (scores - scores.max()) / sampling.temperature
     if sampling.top_k is not None and sampling.top_k < vocab_limit:
         kth = np.partition(scores[:vocab_limit], -sampling.top_k)[-sampling.top_k]
         scores[scores < kth] = -np.inf

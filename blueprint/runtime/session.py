@@ -33,7 +33,7 @@ class Build:
         limit = spec.vocab_size
         if spec.tokenizer is not None and spec.tokenizer.vocab_size:
             limit = min(limit, spec.tokenizer.vocab_size)
-        elif self.tokenizer is not None:
+        if self.tokenizer is not None:  # also a --tokenizer smaller than the spec's
             limit = min(limit, self.tokenizer.vocab_size)
         return limit
 
@@ -66,14 +66,22 @@ def open_build(directory: str | Path, *, tokenizer: str | Path | None = None, th
     if not manifest_path.is_file():
         raise BlueprintError(f"{directory} is not a build directory (no manifest.json)",
                              hint="create one with: blueprint build SPEC -o DIR")
-    manifest = json.loads(manifest_path.read_text())
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (ValueError, OSError) as err:
+        raise BlueprintError(f"{manifest_path}: unreadable manifest ({err})", hint="rebuild it with blueprint build") from None
     missing = [f for f in manifest.get("files", {}) if not (directory / f).is_file()]
     if missing:
         raise BlueprintError(f"{directory}: build is incomplete, missing {', '.join(missing)}",
                              hint="rebuild it with blueprint build")
     spec = load_spec(directory / "spec.lock.yaml")
-    session = ort.InferenceSession(str(directory / "model.onnx"), session_options(threads, spinning),
-                                   providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(directory / "model.onnx"), session_options(threads, spinning),
+                                       providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types
+        lines = str(err).strip().splitlines()
+        raise BlueprintError(f"{directory}: onnxruntime cannot load model.onnx: {lines[0] if lines else err!r}",
+                             hint="the build is damaged; rebuild it with blueprint build") from None
     tok_path = Path(tokenizer) if tokenizer else directory / "tokenizer.json"
     tok = Tokenizer(tok_path) if tokenizer or tok_path.is_file() else None
     return Build(directory, manifest, spec, session, tok)
