@@ -1,8 +1,8 @@
 """Prefill and decode latency: onnxruntime (the build) vs the torch graph it came from.
 
-Not part of the test suite. For each spec: build it (or reuse --build-root/<name> when it
-exists), load the same weights into the torch graph, then time, interleaved run by run so both
-engines see the same machine state:
+Not part of the test suite. For each spec: build it (or reuse --build-root/<name> when it was
+built from the same spec: the manifest's spec hash must match), load the same weights into the
+torch graph, then time, interleaved run by run so both engines see the same machine state:
 
 - prefill: batch 1 x --seq tokens, empty cache;
 - decode: one token over a cache of --seq tokens.
@@ -16,6 +16,8 @@ count as torch. Reports medians per engine and the median of the per-run ratios 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import statistics
 import sys
 import time
@@ -39,6 +41,18 @@ def _time(fn) -> float:
     return time.perf_counter() - start
 
 
+def _is_current(directory: Path, spec_path: Path) -> bool:
+    """A reusable build: it exists and was built from this spec (a stale build would time a
+    different model than the torch graph compiled here)."""
+    import blueprint
+
+    manifest = directory / "manifest.json"
+    if not manifest.is_file():
+        return False
+    lock = blueprint.dump_lock(blueprint.load_spec(spec_path))
+    return json.loads(manifest.read_text()).get("spec_sha256") == hashlib.sha256(lock.encode()).hexdigest()
+
+
 def bench_spec(name: str, args) -> dict:
     import torch
 
@@ -48,8 +62,9 @@ def bench_spec(name: str, args) -> dict:
     from compiler.weights import load_weights
 
     directory = Path(args.build_root) / name
-    if not (directory / "manifest.json").is_file():
-        build(REPO / "specs" / f"{name}.yaml", directory, progress=Progress(sys.stderr))
+    spec_path = REPO / "specs" / f"{name}.yaml"
+    if not _is_current(directory, spec_path):
+        build(spec_path, directory, progress=Progress(sys.stderr))
     decoder = runtime.load(directory, threads=args.threads, spinning=False)
     spec = decoder.spec
     module = default_compile(spec, kv_cache=True)
@@ -89,12 +104,12 @@ def bench_spec(name: str, args) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--specs", nargs="+", default=["gpt2-tiny", "gpt2"])
-    parser.add_argument("--seq", type=int, default=128)
-    parser.add_argument("--runs", type=int, default=15)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--build-root", default=str(REPO / "build" / "bench"))
+    parser.add_argument("--specs", nargs="+", default=["gpt2-tiny", "gpt2"], help="spec names under specs/")
+    parser.add_argument("--seq", type=int, default=128, help="prefill length and decode cache length")
+    parser.add_argument("--runs", type=int, default=15, help="timed runs per engine and case")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed runs per engine and case")
+    parser.add_argument("--threads", type=int, default=2, help="threads for both engines")
+    parser.add_argument("--build-root", default=str(REPO / "build" / "bench"), help="where builds are kept and reused")
     args = parser.parse_args(argv)
     print(f"{'spec':12} {'case':8} {'seq':>4} {'torch ms':>10} {'ort ms':>10} {'torch/ort':>10}")
     for name in args.specs:
