@@ -18,7 +18,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import blueprint
 from blueprint.errors import BlueprintError
@@ -148,7 +147,6 @@ def build(
     dtype: str = "fp32",
     verify: bool = True,
     progress: Progress | None = None,
-    compile_fn: Callable | None = None,
     external_threshold: int | None = None,
 ) -> BuildResult:
     """Build ``spec_path`` into ``out_dir`` (default ``build/<spec name>``).
@@ -161,7 +159,7 @@ def build(
         raise BlueprintError(f"--dtype must be fp32 or fp16, got '{dtype}'")
     try:
         return _build(Path(spec_path), out_dir, weights=weights, opset=opset, dtype=dtype, verify=verify,
-                      progress=progress, compile_fn=compile_fn or default_compile,
+                      progress=progress,
                       external_threshold=onnx_export.EXTERNAL_DATA_THRESHOLD if external_threshold is None
                       else external_threshold)
     except BaseException:
@@ -169,8 +167,7 @@ def build(
         raise
 
 
-def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress, compile_fn,
-           external_threshold) -> BuildResult:
+def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress, external_threshold) -> BuildResult:
     import torch
 
     progress.begin("validate", str(spec_path))
@@ -186,7 +183,7 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
     kv_cache = spec.is_decoder
     progress.begin("compile", f"{spec.name} (kv_cache={kv_cache})")
     torch.manual_seed(spec.init.seed)
-    module = compile_fn(spec, kv_cache=kv_cache)
+    module = default_compile(spec, kv_cache=kv_cache)
     if weights is not None:
         _load_weights(module, spec, Path(weights))
     module = module.eval()
