@@ -97,7 +97,7 @@ class Encoder:
         results = []
         for p in positions:
             probs = _softmax(mask_vocab(logits[p], limit))
-            best = np.argsort(-probs, kind="stable")[:top_k]
+            best = np.argsort(-probs, kind="stable")[: min(top_k, limit)]  # never a padded id
             results.append({"position": p, "top": [{"id": int(i), "prob": float(probs[i])} for i in best]})
         return results
 
