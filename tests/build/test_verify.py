@@ -1,0 +1,57 @@
+"""What build verification covers: a padded batch compared at every position (padding included),
+a sequence longer than any sliding window, and a cached decode step over a cache longer than the
+window; a difference only in padded rows fails the build's check."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from buildfixtures import DECODERS, TINY, load_tiny
+
+from compiler.export import verify as verify_mod
+from compiler.export.io import max_window
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_cases_cover_padding_windows_and_the_cache(name):
+    spec = load_tiny(name)
+    window = max_window(spec)
+    cases = {case: (shape, pad) for case, shape, pad in verify_mod.verification_cases(spec, spec.is_decoder)}
+    shape, pad = cases["padded batch"]
+    assert shape.batch == len(pad) >= 2 and sum(p > 0 for p in pad) >= 1 and pad[0] == 0
+    shape, _ = cases["long sequence"]
+    assert shape.seq > window and shape.seq <= spec.max_seq_len
+    if name in DECODERS:
+        shape, pad = cases["decode step"]
+        assert shape.seq == 1 and shape.past > window and any(pad)
+        assert shape.past + shape.seq <= spec.max_seq_len
+    if name in ("mistral-tiny", "modernbert-tiny"):
+        assert window > 0  # the window checks above are not vacuous for these
+
+
+class _PaddedRowsDiffer(torch.nn.Module):
+    """The torch graph with 1e-3 added to the logits of padding query positions only."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *args):
+        out = dict(self.inner(*args))
+        ids, mask = args[0], args[1]
+        padding = (mask[:, -ids.shape[1]:] == 0)[..., None]  # [b, s, 1]
+        out["logits"] = out["logits"] + 1e-3 * padding
+        return out
+
+
+def test_a_difference_only_in_padded_rows_fails(builds, torch_model):
+    result = builds("gpt2-tiny")
+    spec = load_tiny("gpt2-tiny")
+    module = _PaddedRowsDiffer(torch_model(result, kv_cache=True))
+    report = verify_mod.verify(module, spec, result.directory / "model.onnx", kv_cache=True)
+    assert not report.ok
+    by_case = {c.case: c for c in report.cases}
+    assert by_case["padded batch"].max_abs["logits"] == pytest.approx(1e-3, abs=1e-5)
+    assert by_case["long sequence"].max_abs["logits"] <= verify_mod.FP32_TOLERANCE  # no padding there
+    with pytest.raises(Exception, match="padded batch"):
+        verify_mod.check(report)
