@@ -37,7 +37,7 @@ def run(args) -> int:
             args.spec,
             args.output,
             weights=args.weights,
-            opset=args.opset or DEFAULT_OPSET,
+            opset=DEFAULT_OPSET if args.opset is None else args.opset,
             dtype=args.dtype,
             verify=not args.no_verify,
             progress=Progress(sys.stderr, enabled=not args.quiet),

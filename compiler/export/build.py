@@ -157,6 +157,7 @@ def build(
     progress = progress or Progress(enabled=False)
     if dtype not in ("fp32", "fp16"):
         raise BlueprintError(f"--dtype must be fp32 or fp16, got '{dtype}'")
+    onnx_export.check_opset(opset)
     try:
         return _build(Path(spec_path), out_dir, weights=weights, opset=opset, dtype=dtype, verify=verify,
                       progress=progress,
@@ -199,6 +200,7 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
             model = onnx_export.export_model(module, spec, kv_cache=kv_cache, opset=opset, dtype=dtype)
         except Exception as err:  # the exporter raises many types; the user needs the summary
             raise _export_error(spec, err) from err
+        onnx_export.check_exported_opset(model, opset)
         vers = versions()
         spec_sha = hashlib.sha256(lock.encode()).hexdigest()
         metadata = {"blueprint.spec": lock, "blueprint.spec_sha256": spec_sha, "blueprint.dtype": dtype,

@@ -21,6 +21,7 @@ import numpy as np
 from compiler.export.io import Shape, input_names, make_inputs, output_names, symbolic_dims
 
 DEFAULT_OPSET = 23
+MIN_OPSET = 18  # the torch exporter's own opset; older ones go through a lossy version converter
 # Above this many bytes of initializers the weights go to model.onnx.data (protobuf caps a
 # single file at 2 GB; staying well below it leaves room for the graph itself).
 EXTERNAL_DATA_THRESHOLD = 1 << 30
@@ -34,6 +35,29 @@ def example_shape(spec, kv_cache: bool) -> Shape:
     past = min(7, max(1, cap - 3)) if kv_cache else 0
     seq = max(2, min(5, cap - past))
     return Shape(batch=3, seq=seq, past=past)
+
+
+def check_opset(opset: int) -> None:
+    """Raise a BlueprintError unless ``opset`` is one the exporter and the installed onnx know."""
+    import onnx
+
+    from blueprint.errors import BlueprintError
+
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= newest:
+        raise BlueprintError(f"--opset {opset} is not supported: use {MIN_OPSET} to {newest}",
+                             hint=f"the default is {DEFAULT_OPSET}")
+
+
+def check_exported_opset(model, opset: int) -> None:
+    """The exporter falls back to the unconverted model when it cannot convert to the requested
+    opset (logging a traceback and carrying on); a build must not claim an opset it lacks."""
+    from blueprint.errors import BlueprintError
+
+    actual = model.opset_imports.get("")
+    if actual != opset:
+        raise BlueprintError(f"ONNX export could not produce opset {opset} (the exporter gave opset {actual})",
+                             hint=f"use --opset {DEFAULT_OPSET} (the default)")
 
 
 def _ordered(module, names: list[str]):
@@ -69,10 +93,10 @@ def export_model(module, spec, *, kv_cache: bool, opset: int = DEFAULT_OPSET, dt
     # One entry: the wrapper takes *args, which torch.export sees as a single tuple argument.
     dynamic = (tuple({axis: Dim.DYNAMIC for axis in symbolic_dims(n)} for n in ins),)
     wrapper = _ordered(module, outs).eval()
-    quiet = logging.getLogger("torch.onnx")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # "torchvision is not installed" notices are noise here
-    with warnings.catch_warnings(), torch.no_grad(), _restore_level(quiet, level):
+    # "torchvision is not installed" notices and the version converter's logged tracebacks are
+    # noise here; a failed conversion is caught by check_exported_opset.
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript")]
+    with warnings.catch_warnings(), torch.no_grad(), _quiet(loggers):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             wrapper,
@@ -92,11 +116,15 @@ def export_model(module, spec, *, kv_cache: bool, opset: int = DEFAULT_OPSET, dt
 
 
 @contextlib.contextmanager
-def _restore_level(logger, level):
+def _quiet(loggers):
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _rename_dims(model) -> None:

@@ -216,3 +216,23 @@ def test_real_export_failure_names_the_root_cause(tmp_path, monkeypatch):
     assert "export of 'gpt2-tiny' failed" in text and "data-dependent" in text, text
     assert "\x1b" not in text
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("opset", [0, 17, 10_000])
+def test_an_opset_the_exporter_cannot_target_is_refused_up_front(tmp_path, capsys, opset):
+    from blueprint import cli
+
+    rc = cli.main(["build", str(SPECS / "gpt2-tiny.yaml"), "-o", str(tmp_path / "out"), "--opset", str(opset)])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"--opset {opset} is not supported: use 18 to" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_export_in_another_opset_than_requested_fails(builds, tmp_path, monkeypatch):
+    """When the version converter fails, the exporter returns the unconverted model; the build
+    must fail instead of writing a manifest that claims the requested opset."""
+    good = builds("gpt2-tiny").directory  # opset 23
+    monkeypatch.setattr(onnx_export, "export_model", _reuse_export(good))
+    with pytest.raises(BlueprintError, match="could not produce opset 24 .*gave opset 23"):
+        build_mod.build(SPECS / "gpt2-tiny.yaml", tmp_path / "out", opset=24)
+    assert list(tmp_path.iterdir()) == []
