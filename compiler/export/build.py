@@ -193,7 +193,8 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
     progress.end()
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    _sweep_leftovers(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     try:
         progress.begin("export", f"opset {opset}, {dtype}")
         try:
@@ -263,6 +264,27 @@ def _normal_permissions(directory: Path) -> None:
     os.chmod(directory, 0o777 & ~umask)
     for path in directory.iterdir():
         os.chmod(path, 0o666 & ~umask)
+
+
+def _sweep_leftovers(target: Path) -> None:
+    """Delete the temporary and set-aside directories of earlier builds of ``target`` whose
+    process is gone: SIGKILL (the OOM killer, on a big model) gives no chance to clean up, and
+    each leftover can hold gigabytes. Directories of running builds are left alone."""
+    pattern = re.compile(re.escape(f".{target.name}.") + r"(?:tmp-(\d+)-\w+|old-(\d+))")
+    for path in target.parent.iterdir():
+        match = pattern.fullmatch(path.name)
+        if match and path.is_dir() and not path.is_symlink() and not _alive(int(match.group(1) or match.group(2))):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _replace(tmp: Path, target: Path) -> None:

@@ -236,3 +236,27 @@ def test_an_export_in_another_opset_than_requested_fails(builds, tmp_path, monke
     with pytest.raises(BlueprintError, match="could not produce opset 24 .*gave opset 23"):
         build_mod.build(SPECS / "gpt2-tiny.yaml", tmp_path / "out", opset=24)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_leftovers_of_killed_builds_are_swept(builds, tmp_path, monkeypatch):
+    """A SIGKILLed build (no cleanup possible) leaves .out.tmp-<pid>-* / .out.old-<pid>; the next
+    build of the same target deletes those whose process is gone, and nothing else."""
+    import os
+
+    dead = 4_000_000  # above any pid_max in use: no such process
+    while True:
+        try:
+            os.kill(dead, 0)
+            dead += 1
+        except ProcessLookupError:
+            break
+        except PermissionError:
+            dead += 1
+    leftovers = [f".out.tmp-{dead}-abc123", f".out.old-{dead}"]
+    kept = [f".out.tmp-{os.getpid()}-running", f".other.tmp-{dead}-abc", ".out.notes"]
+    for name in leftovers + kept:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.onnx.data").write_bytes(b"x" * 10)
+    monkeypatch.setattr(onnx_export, "export_model", _reuse_export(builds("gpt2-tiny").directory))
+    build_mod.build(SPECS / "gpt2-tiny.yaml", tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept + ["out"])
