@@ -34,7 +34,7 @@ def _run(sess, feeds):
     return dict(zip(names, sess.run(names, {k: np.ascontiguousarray(v) for k, v in feeds.items()})))
 
 
-@pytest.mark.parametrize("family", ["gpt2", "mistral"])
+@pytest.mark.parametrize("family", ["gpt2", "llama", "mistral"])
 def test_decoder_onnx(references, family, tmp_path):
     ref = references[family]
     sess = _session(ref, tmp_path)
