@@ -48,9 +48,11 @@ class BlueprintError(Exception):
 
 @dataclass
 class SpecError(BlueprintError):
-    """Every error found in a spec (warnings travel separately, on the loaded result)."""
+    """Every error found in a spec. ``warnings`` holds the warnings found in the same pass (not
+    part of ``format()``), so a caller can show them beside the errors."""
 
     issues: list[SpecIssue] = field(default_factory=list)
+    warnings: list[SpecIssue] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         Exception.__init__(self, self.format())

@@ -1,5 +1,8 @@
 """`blueprint validate SPEC...`: check specs and report every problem with file:line:column.
 
+Errors and warnings of an invalid spec are printed together, in source order. Unlike
+``load_spec``, validate also requires the files a spec names (``tokenizer.path``) to exist.
+
 Exit status: 0 when every spec is valid (warnings allowed), 1 when any spec is invalid (or, with
 ``--strict``, has warnings), 2 for usage errors (argparse). Imports no torch.
 """
@@ -23,16 +26,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from blueprint.spec.diagnose import sort_issues
     from blueprint.spec.load import load_spec_file
     from blueprint.spec.lock import dump_lock
 
     failed = 0
     for path in args.specs:
         try:
-            loaded = load_spec_file(path)
+            loaded = load_spec_file(path, check_files=True)
         except SpecError as err:
             failed += 1
-            print(err.format(), file=sys.stderr, flush=True)
+            shown = err.issues if args.quiet else sort_issues(err.issues + err.warnings)
+            print("\n".join(issue.format() for issue in shown), file=sys.stderr, flush=True)
             n = len(err.issues)
             print(f"{path}: invalid ({n} error{'s' if n != 1 else ''})", file=sys.stderr, flush=True)
             continue

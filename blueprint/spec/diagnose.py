@@ -21,21 +21,21 @@ from blueprint.errors import SpecIssue
 from blueprint.spec.source import Path, Positions, dotted
 
 
-def _expand(tp: Any) -> list[Any]:
+def expand_type(tp: Any) -> list[Any]:
     """Unwrap Annotated / Optional / Union into the concrete alternatives."""
     origin = get_origin(tp)
     if origin is Annotated:
-        return _expand(get_args(tp)[0])
+        return expand_type(get_args(tp)[0])
     if origin is Union or origin is types.UnionType:
-        return [t for arg in get_args(tp) for t in _expand(arg)]
+        return [t for arg in get_args(tp) for t in expand_type(arg)]
     return [tp]
 
 
-def _is_model(tp: Any) -> bool:
+def is_model(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, BaseModel)
 
 
-def _kind_of(model: type[BaseModel]) -> str | None:
+def kind_of(model: type[BaseModel]) -> str | None:
     field = model.model_fields.get("kind")
     return field.default if field is not None and isinstance(field.default, str) else None
 
@@ -46,18 +46,18 @@ def models_at(root: type[BaseModel], path: Path) -> list[type[BaseModel]]:
     for item in path:
         nxt: list[Any] = []
         for tp in current:
-            if _is_model(tp) and isinstance(item, str) and item in tp.model_fields:
-                nxt += _expand(tp.model_fields[item].annotation)
+            if is_model(tp) and isinstance(item, str) and item in tp.model_fields:
+                nxt += expand_type(tp.model_fields[item].annotation)
             elif get_origin(tp) is list and isinstance(item, int):
-                nxt += _expand(get_args(tp)[0])
+                nxt += expand_type(get_args(tp)[0])
         current = nxt
-    return [tp for tp in current if _is_model(tp)]
+    return [tp for tp in current if is_model(tp)]
 
 
 def _narrow(models: list[type[BaseModel]], data: Any) -> list[type[BaseModel]]:
     """Keep the union variant whose ``kind`` the data names, when it names one."""
     if isinstance(data, dict) and isinstance(data.get("kind"), str):
-        chosen = [m for m in models if _kind_of(m) == data["kind"]]
+        chosen = [m for m in models if kind_of(m) == data["kind"]]
         return chosen or models
     return models
 
@@ -77,10 +77,10 @@ def _key_homes(root: type[BaseModel]) -> dict[str, list[str]]:
             homes.setdefault(name, [])
             if prefix not in homes[name]:
                 homes[name].append(prefix or "the top level")
-            for sub in _expand(field.annotation):
+            for sub in expand_type(field.annotation):
                 if get_origin(sub) is list:
-                    sub = next((s for s in _expand(get_args(sub)[0]) if _is_model(s)), None)
-                if _is_model(sub):
+                    sub = next((s for s in expand_type(get_args(sub)[0]) if is_model(s)), None)
+                if is_model(sub):
                     todo.append((sub, f"{prefix}.{name}" if prefix else name))
     return homes
 
@@ -182,7 +182,7 @@ def explain_error(err: dict[str, Any], data: Any, root: type[BaseModel]) -> tupl
             path = path + (field,)
         return path, False, ctx.get("reason", err["msg"]), None
     if kind in ("union_tag_invalid", "union_tag_not_found"):
-        tags = [k for m in models_at(root, path) if (k := _kind_of(m))]
+        tags = [k for m in models_at(root, path) if (k := kind_of(m))]
         if kind == "union_tag_not_found":
             return path, True, "missing 'kind'", f"add kind: one of {', '.join(tags)}"
         tag = ctx.get("tag")

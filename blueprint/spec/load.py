@@ -1,9 +1,12 @@
 """Load a spec: YAML with positions -> ``extends`` -> schema -> cross-field rules.
 
 This is the one entry point the rest of blueprint uses (``blueprint.load_spec``). Every stage
-reports all the problems it finds as located ``SpecIssue``s; a stage that fails stops the
-pipeline (cross-field rules need a schema-valid spec), and the caller gets one ``SpecError``
-with every error of that stage. Warnings never stop loading; they come back beside the spec.
+reports all the problems it finds as located ``SpecIssue``s. The YAML stages (parse,
+``extends``) stop at their errors: without a mapping there is nothing to check. The schema and
+the cross-field rules run together: when the schema rejects part of the spec, the rules still
+run on every part it accepted (``blueprint.spec.partial``), so the caller gets one
+``SpecError`` with every error, and with the warnings found beside them. Warnings never stop
+loading; they come back beside the spec.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from blueprint.errors import SpecError, SpecIssue
-from blueprint.spec.diagnose import issues_from_validation
+from blueprint.spec.diagnose import issues_from_validation, sort_issues
 from blueprint.spec.extends import read_spec_file, resolve_extends
-from blueprint.spec.rules import check_rules
+from blueprint.spec.partial import salvage
+from blueprint.spec.rules import CONTEXT, check_rules
 from blueprint.spec.schema import ModelSpec
 from blueprint.spec.source import Positions
 from blueprint.spec.yamlload import load_yaml
@@ -32,11 +36,14 @@ class LoadedSpec:
     file: str = "<spec>"
 
 
-def validate_mapping(data: Any, positions: Positions) -> LoadedSpec:
+def validate_mapping(data: Any, positions: Positions,
+                     files_dir: FsPath | None = None) -> LoadedSpec:
     """Validate an already parsed (and ``extends``-resolved) mapping.
 
+    ``files_dir``: also check that files the spec names exist, relative to this folder.
+
     Raises:
-        SpecError: every schema error, or (if the schema passes) every cross-field error.
+        SpecError: every schema and cross-field error (``warnings`` carries the warnings).
     """
     file = positions.root.file
     if not isinstance(data, dict):
@@ -44,12 +51,14 @@ def validate_mapping(data: Any, positions: Positions) -> LoadedSpec:
         raise SpecError(issues=[SpecIssue(f"a spec must be a mapping of keys to values, got {got}",
                                           "", file, 1, 1, "start from a preset: extends: gpt2")])
     try:
-        spec = ModelSpec.model_validate(data)
+        spec = ModelSpec.model_validate(data, context=CONTEXT)
+        schema_errors = []
     except ValidationError as err:
-        raise SpecError(issues=issues_from_validation(err, data, positions, ModelSpec)) from None
-    errors, warnings = check_rules(spec, data, positions)
-    if errors:
-        raise SpecError(issues=errors)
+        schema_errors = issues_from_validation(err, data, positions, ModelSpec)
+        spec = salvage(ModelSpec, data, context=CONTEXT)
+    errors, warnings = check_rules(spec, data, positions, files_dir)
+    if schema_errors or errors:
+        raise SpecError(issues=sort_issues(schema_errors + errors), warnings=warnings)
     return LoadedSpec(spec, warnings, file)
 
 
@@ -74,13 +83,17 @@ def load_spec_with_warnings(path: str | FsPath) -> tuple[ModelSpec, list[SpecIss
     return loaded.spec, loaded.warnings
 
 
-def load_spec_file(path: str | FsPath) -> LoadedSpec:
-    """Like ``load_spec_with_warnings`` but returns a ``LoadedSpec``."""
+def load_spec_file(path: str | FsPath, *, check_files: bool = False) -> LoadedSpec:
+    """Like ``load_spec_with_warnings`` but returns a ``LoadedSpec``.
+
+    ``check_files``: also require the files the spec names (``tokenizer.path``) to exist,
+    relative to the spec file (``blueprint validate`` does; a build's lock file may not).
+    """
     fs_path = FsPath(path)
     data, positions = read_spec_file(fs_path, str(path))
     data, positions = resolve_extends(data, positions, fs_path.parent,
                                       (str(fs_path.resolve()),))
-    return validate_mapping(data, positions)
+    return validate_mapping(data, positions, fs_path.parent if check_files else None)
 
 
 def load_spec(path: str | FsPath) -> ModelSpec:

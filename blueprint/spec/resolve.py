@@ -15,24 +15,31 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from blueprint.spec.partial import UNKNOWN, derive
+
 if TYPE_CHECKING:
     from blueprint.spec.schema import BlockSpec, ModelSpec
 
 
 def fill_block_defaults(block: "BlockSpec", embed_dim: int) -> "BlockSpec":
-    """Return ``block`` with every dimension-dependent default made explicit."""
-    attn = block.attention
-    attn_updates: dict[str, Any] = {}
-    if attn.num_kv_heads is None:
-        attn_updates["num_kv_heads"] = attn.num_heads
-    if attn.head_dim is None:
-        attn_updates["head_dim"] = max(1, embed_dim // attn.num_heads)
-    ffn = block.ffn
+    """Return ``block`` with every dimension-dependent default made explicit.
+
+    On a partially validated block (``blueprint.spec.partial``) a rejected part stays UNKNOWN,
+    and so does a default derived from an UNKNOWN value.
+    """
+    attn, ffn = block.attention, block.ffn
     updates: dict[str, Any] = {}
-    if attn_updates:
-        updates["attention"] = attn.model_copy(update=attn_updates)
-    if ffn.hidden_dim is None:
-        updates["ffn"] = ffn.model_copy(update={"hidden_dim": 4 * embed_dim})
+    if attn is not UNKNOWN:
+        attn_updates: dict[str, Any] = {}
+        if attn.num_kv_heads is None:
+            attn_updates["num_kv_heads"] = attn.num_heads
+        if attn.head_dim is None:
+            attn_updates["head_dim"] = derive(lambda e, h: max(1, e // h), embed_dim,
+                                              attn.num_heads)
+        if attn_updates:
+            updates["attention"] = attn.model_copy(update=attn_updates)
+    if ffn is not UNKNOWN and ffn.hidden_dim is None:
+        updates["ffn"] = ffn.model_copy(update={"hidden_dim": derive(lambda e: 4 * e, embed_dim)})
     return block.model_copy(update=updates) if updates else block
 
 

@@ -1,8 +1,12 @@
 """Cross-field rules: what no single section can check on its own.
 
-Runs on a schema-valid ``ModelSpec`` together with the raw mapping and its positions, so every
-finding points at the line that caused it: a window set by an override is reported inside that
-override, a default block value inside ``block``. Messages carry the values involved.
+Runs on the ``ModelSpec`` together with the raw mapping and its positions, so every finding
+points at the line that caused it: a window set by an override is reported inside that override,
+a default block value inside ``block``. Messages carry the values involved.
+
+The spec may be partial (``blueprint.spec.partial``): when the schema rejected a piece, it is
+UNKNOWN and each rule that needs it stops quietly; every other rule still runs, so one pass
+reports every error. No rule gates another: a bad override index does not hide a bad window.
 
 Decisions worth knowing:
 
@@ -16,6 +20,10 @@ Decisions worth knowing:
 - ``tie_embeddings`` with a head that has no output projection (embeddings, classification) is a
   warning: it changes nothing, but published BERT configs carry it.
 - Hardware-unfriendly sizes (not a multiple of 64) are warnings, never errors.
+- ``num_heads % num_kv_heads`` is checked here rather than by the schema (the loader asks the
+  schema to leave it, ``LOCATED_RULES``) so that it does not reject ``block.attention`` whole.
+- ``tokenizer.path`` is checked against the file system only when asked (``blueprint
+  validate``); a lock file copied into a build folder no longer sits beside its tokenizer.
 
 Layers are grouped by the overrides that select them, so a 4096-layer spec costs one
 validation per distinct layer kind, not per layer.
@@ -23,17 +31,23 @@ validation per distinct layer kind, not per layer.
 
 from __future__ import annotations
 
+import os
+from contextlib import suppress
+from pathlib import Path as FsPath
 from typing import Any
 
 from pydantic import ValidationError
 
 from blueprint.errors import SpecIssue
+from blueprint.spec.base import LOCATED_RULES
 from blueprint.spec.diagnose import explain_error, sort_issues
+from blueprint.spec.partial import UNKNOWN, Unknown, dump, known, salvage, without_unknown
 from blueprint.spec.resolve import deep_merge, fill_block_defaults
-from blueprint.spec.schema import BlockSpec, ModelSpec
+from blueprint.spec.schema import BlockSpec, ModelSpec, heads_problem
 from blueprint.spec.source import Path, Positions, dotted
 
 ALIGN = 64  # matmul tiles, SIMD widths and tensor cores all like multiples of 64
+CONTEXT = {LOCATED_RULES: True}  # validation context of every spec the loader validates
 
 
 def _has(data: Any, path: Path) -> bool:
@@ -63,12 +77,19 @@ def _layer_list(layers: list[int]) -> str:
 
 
 class RuleChecker:
-    """Collects errors and warnings for one spec; ``run`` returns both, sorted by position."""
+    """Collects errors and warnings for one spec; ``run`` returns both, sorted by position.
 
-    def __init__(self, spec: ModelSpec, data: dict[str, Any], positions: Positions):
+    Each finding is checked under ``suppress(Unknown)``: a check whose inputs were rejected by
+    the schema stops there and the others go on.
+    """
+
+    def __init__(self, spec: ModelSpec, data: dict[str, Any], positions: Positions,
+                 files_dir: FsPath | None = None):
         self.spec, self.data, self.positions = spec, data, positions
+        self.files_dir = files_dir
         self.errors: list[SpecIssue] = []
         self.warnings: list[SpecIssue] = []
+        self._seen: set[tuple[str, str, str]] = set()  # (severity, path, message) reported
         # (path, message, hint, severity) -> layers it applies to
         self._per_layer: dict[tuple[Path, str, str | None, str], list[int]] = {}
 
@@ -79,14 +100,14 @@ class RuleChecker:
         loc = self.positions.locate(path, on_key=on_key)
         issue = SpecIssue(message, dotted(path), loc.file, loc.line, loc.column, hint,
                           "warning" if warning else "error")
-        bucket = self.warnings if warning else self.errors
-        if all((i.path, i.message) != (issue.path, issue.message) for i in bucket):
-            bucket.append(issue)
+        if (issue.severity, issue.path, issue.message) not in self._seen:
+            self._seen.add((issue.severity, issue.path, issue.message))
+            (self.warnings if warning else self.errors).append(issue)
 
-    def report_layer(self, layer: int, path: Path, message: str, hint: str | None = None,
-                     *, warning: bool = False) -> None:
+    def report_layers(self, layers: list[int], path: Path, message: str, hint: str | None = None,
+                      *, warning: bool = False) -> None:
         key = (path, message, hint, "warning" if warning else "error")
-        self._per_layer.setdefault(key, []).append(layer)
+        self._per_layer.setdefault(key, []).extend(layers)
 
     def _flush_layers(self) -> None:
         for (path, message, hint, severity), layers in self._per_layer.items():
@@ -95,7 +116,7 @@ class RuleChecker:
                 message += f" ({noun} {_layer_list(sorted(set(layers)))})"
             self.report(path, message, hint, warning=severity == "warning")
 
-    # ------------------------------------------------------------------ layers
+    # ------------------------------------------------------------------ blame
 
     def origin(self, selecting: tuple[int, ...], field: Path) -> Path:
         """Where a resolved block field came from: the last override that sets it, else block."""
@@ -103,32 +124,6 @@ class RuleChecker:
             if _has(self.data, ("layers", k, "set") + field):
                 return ("layers", k, "set") + field
         return ("block",) + field
-
-    def resolve_groups(self) -> list[tuple[tuple[int, ...], list[int], BlockSpec | None]]:
-        """(selecting overrides, layers, resolved block or None if the overrides are invalid)."""
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i in range(self.spec.num_layers):
-            selecting = tuple(k for k, o in enumerate(self.spec.layers) if o.selects(i))
-            groups.setdefault(selecting, []).append(i)
-        out = []
-        for selecting, layers in groups.items():
-            out.append((selecting, layers, self._resolve(selecting)))
-        return out
-
-    def _resolve(self, selecting: tuple[int, ...]) -> BlockSpec | None:
-        if not selecting:
-            return self.spec.block
-        merged = self.spec.block.model_dump(mode="python")
-        for k in selecting:
-            merged = deep_merge(merged, self.spec.layers[k].set)
-        try:
-            return fill_block_defaults(BlockSpec.model_validate(merged), self.spec.embed_dim)
-        except ValidationError as err:
-            for e in err.errors():
-                path, on_key, message, hint = explain_error(e, merged, BlockSpec)
-                blame = self._blame(selecting, path)
-                self.report(("layers", blame, "set") + path, message, hint, on_key=on_key)
-            return None
 
     def _blame(self, selecting: tuple[int, ...], path: Path) -> int:
         """The override whose ``set`` holds the longest prefix of ``path`` (last one on ties)."""
@@ -139,37 +134,6 @@ class RuleChecker:
             if n >= best_len and n > 0:
                 best, best_len = k, n
         return best
-
-    # ------------------------------------------------------------------ rules
-
-    def check_selectors(self) -> bool:
-        n, ok = self.spec.num_layers, True
-        for k, o in enumerate(self.spec.layers):
-            if o.index is not None and o.index >= n:
-                self.report(("layers", k, "index"), f"index {o.index} does not exist: "
-                            f"num_layers is {n} (layers 0..{n - 1})")
-                ok = False
-            if o.range is not None and o.range[1] > n:
-                self.report(("layers", k, "range"), f"range {list(o.range)} goes past the last "
-                            f"layer: num_layers is {n} (stop may be at most {n})")
-                ok = False
-            if o.every is not None and o.offset >= n:
-                self.report(("layers", k, "offset"), f"every {o.every} from offset {o.offset} "
-                            f"selects no layer: num_layers is {n}")
-                ok = False
-        return ok
-
-    def check_default_heads(self) -> bool:
-        """embed_dim must split evenly into heads unless head_dim is explicit; False if not."""
-        attn = self.spec.block.attention
-        if not _has(self.data, ("block", "attention", "head_dim")) and self.spec.embed_dim % attn.num_heads:
-            self.report(self._later(("embed_dim",), ("block", "attention", "num_heads")),
-                        f"embed_dim ({self.spec.embed_dim}) is not divisible by num_heads "
-                        f"({attn.num_heads})",
-                        f"choose num_heads dividing {self.spec.embed_dim}, or set head_dim "
-                        f"explicitly (then num_heads * head_dim may differ from embed_dim)")
-            return False
-        return True
 
     def _later(self, a: Path, b: Path) -> Path:
         """Of two paths behind one error, the one written in the extending file (else ``b``).
@@ -182,85 +146,210 @@ class RuleChecker:
             return a
         return b
 
-    def check_layer(self, sel: tuple[int, ...], i: int, b: BlockSpec) -> None:
-        spec, a = self.spec, b.attention
-        if not a.causal and spec.head.kind == "causal_lm":
-            self.report_layer(i, self.origin(sel, ("attention", "causal")),
-                              "bidirectional attention (causal: false) contradicts the "
-                              "causal_lm head: a decoder must not see the tokens it predicts",
-                              "set causal: true, or use an encoder head (masked_lm, "
-                              "embeddings, classification)")
-        if a.window is not None and a.window > spec.max_seq_len:
-            self.report_layer(i, self.origin(sel, ("attention", "window")),
-                              f"window ({a.window}) exceeds max_seq_len ({spec.max_seq_len})",
-                              f"use a window <= {spec.max_seq_len}, or null for global attention")
-        pos = spec.positional
-        if a.rope_base is not None and pos.kind != "rope":
-            self.report_layer(i, self.origin(sel, ("attention", "rope_base")),
-                              f"rope_base ({a.rope_base:g}) is set but positional.kind is "
-                              f"{pos.kind!r}; only RoPE has a base",
-                              "remove rope_base, or use positional: {kind: rope}")
-        if pos.kind == "rope":
-            rotary = a.head_dim * pos.rotary_fraction
-            whole = round(rotary)
-            if abs(rotary - whole) > 1e-9 or whole % 2:  # 40 * 0.35 is 14.000000000000002
-                where = (("positional", "rotary_fraction") if pos.rotary_fraction != 1
-                         else self.origin(sel, ("attention", "head_dim")))
-                self.report_layer(i, where,
-                                  f"RoPE needs an even rotary dimension: head_dim ({a.head_dim}) "
-                                  f"* rotary_fraction ({pos.rotary_fraction:g}) = {rotary:g}",
-                                  "choose head_dim and rotary_fraction whose product is an even "
-                                  "integer")
+    def _changed_last(self, a: Path, b: Path) -> Path:
+        """Of two origins behind one error: the later override, else ``_later`` (ties: ``b``)."""
+        rank_a, rank_b = (p[1] + 1 if p[0] == "layers" else 0 for p in (a, b))
+        if rank_a != rank_b:
+            return a if rank_a > rank_b else b
+        return self._later(a, b) if rank_a == 0 else b
+
+    # ------------------------------------------------------------------ layers
+
+    def layer_groups(self) -> dict[tuple[int, ...], list[int]]:
+        """Selecting overrides -> the layers they select (raises Unknown if a selector is)."""
+        groups: dict[tuple[int, ...], list[int]] = {}
+        overrides = [known(o) for o in self.spec.layers]
+        for i in range(self.spec.num_layers):
+            selecting = tuple(k for k, o in enumerate(overrides) if o.selects(i))
+            groups.setdefault(selecting, []).append(i)
+        return groups
+
+    def _resolve(self, selecting: tuple[int, ...], base: BlockSpec) -> BlockSpec:
+        """The block of the layers ``selecting`` selects; errors of their ``set`` bodies are
+        reported in the override to blame, and the parts they break come back UNKNOWN."""
+        if not selecting:
+            return base
+        merged = dump(base)
+        for k in selecting:
+            merged = deep_merge(merged, self.spec.layers[k].set)
+        clean, unknown = without_unknown(merged)
+        try:
+            block = BlockSpec.model_validate(clean, context=CONTEXT)
+            if not unknown:
+                return fill_block_defaults(block, self.spec.embed_dim)
+        except ValidationError as err:
+            for e in err.errors():
+                path, on_key, message, hint = explain_error(e, clean, BlockSpec)
+                if any(path[:len(u)] == u for u in unknown):
+                    continue  # a part rejected in ``block``: reported there already
+                blame = self._blame(selecting, path)
+                self.report(("layers", blame, "set") + path, message, hint, on_key=on_key)
+        block = salvage(BlockSpec, clean, context=CONTEXT, unknown=frozenset(unknown))
+        return fill_block_defaults(block, self.spec.embed_dim)
+
+    def check_layers(self) -> None:
+        block = self.spec.block
+        with suppress(Unknown):
+            if not self.check_default_heads():  # head_dim has no sound default: do not use it
+                attention = block.attention.model_copy(update={"head_dim": UNKNOWN})
+                block = block.model_copy(update={"attention": attention})
+        base = fill_block_defaults(block, self.spec.embed_dim)
+        with suppress(Unknown):  # the heads of ``block`` must agree even where overridden
+            self.rule_heads((), [], base)
+        for selecting, layers in self.layer_groups().items():
+            with suppress(Unknown):
+                block = self._resolve(selecting, base)
+                for rule in (self.rule_heads, self.rule_causal, self.rule_window,
+                             self.rule_rope_base, self.rule_rope_even, self.rule_hidden):
+                    with suppress(Unknown):
+                        rule(selecting, layers, block)
+
+    # ------------------------------------------------------------------ per-layer rules
+
+    def rule_heads(self, sel: tuple[int, ...], layers: list[int], b: BlockSpec) -> None:
+        problem = heads_problem(b.attention.num_heads, b.attention.kv_heads)
+        if problem:  # one report per origin: the values in the message tell the layers apart
+            heads, kv = (self.origin(sel, ("attention", f)) for f in ("num_heads", "num_kv_heads"))
+            self.report(self._changed_last(heads, kv), problem)
+
+    def rule_causal(self, sel: tuple[int, ...], layers: list[int], b: BlockSpec) -> None:
+        if not b.attention.causal and self.spec.head.kind == "causal_lm":
+            self.report_layers(layers, self.origin(sel, ("attention", "causal")),
+                               "bidirectional attention (causal: false) contradicts the "
+                               "causal_lm head: a decoder must not see the tokens it predicts",
+                               "set causal: true, or use an encoder head (masked_lm, "
+                               "embeddings, classification)")
+
+    def rule_window(self, sel: tuple[int, ...], layers: list[int], b: BlockSpec) -> None:
+        window, max_seq_len = b.attention.window, self.spec.max_seq_len
+        if window is not None and window > max_seq_len:
+            self.report_layers(layers, self.origin(sel, ("attention", "window")),
+                               f"window ({window}) exceeds max_seq_len ({max_seq_len})",
+                               f"use a window <= {max_seq_len}, or null for global attention")
+
+    def rule_rope_base(self, sel: tuple[int, ...], layers: list[int], b: BlockSpec) -> None:
+        rope_base, kind = b.attention.rope_base, self.spec.positional.kind
+        if rope_base is not None and kind != "rope":
+            self.report_layers(layers, self.origin(sel, ("attention", "rope_base")),
+                               f"rope_base ({rope_base:g}) is set but positional.kind is "
+                               f"{kind!r}; only RoPE has a base",
+                               "remove rope_base, or use positional: {kind: rope}")
+
+    def rule_rope_even(self, sel: tuple[int, ...], layers: list[int], b: BlockSpec) -> None:
+        pos, head_dim = self.spec.positional, b.attention.head_dim
+        if pos.kind != "rope":
+            return
+        rotary = head_dim * pos.rotary_fraction
+        whole = round(rotary)
+        if abs(rotary - whole) > 1e-9 or whole % 2:  # 40 * 0.35 is 14.000000000000002
+            where = (("positional", "rotary_fraction") if pos.rotary_fraction != 1
+                     else self.origin(sel, ("attention", "head_dim")))
+            self.report_layers(layers, where,
+                               f"RoPE needs an even rotary dimension: head_dim ({head_dim}) "
+                               f"* rotary_fraction ({pos.rotary_fraction:g}) = {rotary:g}",
+                               "choose head_dim and rotary_fraction whose product is an even "
+                               "integer")
+
+    def rule_hidden(self, sel: tuple[int, ...], layers: list[int], b: BlockSpec) -> None:
         hidden = b.ffn.hidden_dim
         if hidden % ALIGN:
-            self.report_layer(i, self.origin(sel, ("ffn", "hidden_dim")),
-                              f"ffn hidden_dim ({hidden}) is not a multiple of {ALIGN}",
-                              f"{_round_up(hidden)} runs faster on most hardware", warning=True)
+            self.report_layers(layers, self.origin(sel, ("ffn", "hidden_dim")),
+                               f"ffn hidden_dim ({hidden}) is not a multiple of {ALIGN}",
+                               f"{_round_up(hidden)} runs faster on most hardware", warning=True)
 
-    def check_model(self) -> None:
-        spec = self.spec
-        tok = spec.tokenizer
-        if tok is not None:
-            limit = spec.vocab_size
-            if tok.vocab_size is not None:
-                if tok.vocab_size > spec.vocab_size:
-                    self.report(("tokenizer", "vocab_size"),
-                                f"tokenizer vocab_size ({tok.vocab_size}) exceeds the model's "
-                                f"vocab_size ({spec.vocab_size})",
-                                f"raise vocab_size to at least {tok.vocab_size}")
-                limit = min(limit, tok.vocab_size)
-            for name in ("bos_id", "eos_id", "pad_id", "mask_id"):
+    # ------------------------------------------------------------------ model rules
+
+    def check_default_heads(self) -> bool:
+        """embed_dim must split evenly into heads unless head_dim is explicit; False if not."""
+        embed_dim, num_heads = self.spec.embed_dim, self.spec.block.attention.num_heads
+        if not _has(self.data, ("block", "attention", "head_dim")) and embed_dim % num_heads:
+            self.report(self._later(("embed_dim",), ("block", "attention", "num_heads")),
+                        f"embed_dim ({embed_dim}) is not divisible by num_heads ({num_heads})",
+                        f"choose num_heads dividing {embed_dim}, or set head_dim "
+                        f"explicitly (then num_heads * head_dim may differ from embed_dim)")
+            return False
+        return True
+
+    def check_selectors(self) -> None:
+        n = self.spec.num_layers
+        for k, o in enumerate(self.spec.layers):
+            with suppress(Unknown):
+                if o.index is not None and o.index >= n:
+                    self.report(("layers", k, "index"), f"index {o.index} does not exist: "
+                                f"num_layers is {n} (layers 0..{n - 1})")
+            with suppress(Unknown):
+                if o.range is not None and o.range[1] > n:
+                    self.report(("layers", k, "range"), f"range {list(o.range)} goes past the "
+                                f"last layer: num_layers is {n} (stop may be at most {n})")
+            with suppress(Unknown):
+                if o.every is not None and o.offset >= n:
+                    self.report(("layers", k, "offset"), f"every {o.every} from offset "
+                                f"{o.offset} selects no layer: num_layers is {n}")
+
+    def check_tokenizer(self) -> None:
+        spec, tok = self.spec, self.spec.tokenizer
+        if tok is None:
+            return
+        with suppress(Unknown):
+            if tok.vocab_size is not None and tok.vocab_size > spec.vocab_size:
+                self.report(("tokenizer", "vocab_size"),
+                            f"tokenizer vocab_size ({tok.vocab_size}) exceeds the model's "
+                            f"vocab_size ({spec.vocab_size})",
+                            f"raise vocab_size to at least {tok.vocab_size}")
+        limit = spec.vocab_size if tok.vocab_size is None else min(spec.vocab_size, tok.vocab_size)
+        for name in ("bos_id", "eos_id", "pad_id", "mask_id"):
+            with suppress(Unknown):
                 value = getattr(tok, name)
                 if value is not None and value >= limit:
                     self.report(("tokenizer", name), f"{name} ({value}) is not a token id: the "
                                 f"vocabulary has {limit} ids (0..{limit - 1})")
-        policy = spec.training.checkpointing
-        layers = getattr(policy, "layers", None)
-        if layers is not None:
-            for j, i in enumerate(layers):
-                if i >= spec.num_layers:
+
+    def check_tokenizer_file(self) -> None:
+        tok = self.spec.tokenizer
+        if self.files_dir is None or tok is None or tok.path is None:
+            return
+        target = FsPath(os.path.abspath(self.files_dir / tok.path))
+        try:
+            found = target.is_file()
+        except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+            found = False
+        if not found:
+            self.report(("tokenizer", "path"), f"no tokenizer file at {tok.path!r} "
+                        f"(looked for {str(target)!r})",
+                        f"the path is relative to the spec file's folder ({self.files_dir}); "
+                        f"fix it or remove tokenizer.path")
+
+    def check_checkpoint_layers(self) -> None:
+        n = self.spec.num_layers
+        for j, i in enumerate(getattr(self.spec.training.checkpointing, "layers", None) or []):
+            with suppress(Unknown):
+                if i >= n:
                     self.report(("training", "checkpointing", "layers", j),
-                                f"layer {i} does not exist: num_layers is {spec.num_layers}")
-        if spec.tie_embeddings and spec.head.kind in ("embeddings", "classification"):
-            self.report(("tie_embeddings",), f"tie_embeddings has no effect: the "
-                        f"{spec.head.kind!r} head has no vocabulary projection to tie",
+                                f"layer {i} does not exist: num_layers is {n}")
+
+    def check_tie(self) -> None:
+        kind = self.spec.head.kind
+        if self.spec.tie_embeddings and kind in ("embeddings", "classification"):
+            self.report(("tie_embeddings",), f"tie_embeddings has no effect: the {kind!r} head "
+                        f"has no vocabulary projection to tie",
                         "remove tie_embeddings (or use a causal_lm / masked_lm head)",
                         warning=True)
+
+    def check_sizes(self) -> None:
         for field in ("vocab_size", "embed_dim"):
-            value = getattr(spec, field)
-            if value % ALIGN:
-                self.report((field,), f"{field} ({value}) is not a multiple of {ALIGN}",
-                            f"{_round_up(value)} runs faster on most hardware", warning=True)
+            with suppress(Unknown):
+                value = getattr(self.spec, field)
+                if value % ALIGN:
+                    self.report((field,), f"{field} ({value}) is not a multiple of {ALIGN}",
+                                f"{_round_up(value)} runs faster on most hardware", warning=True)
 
     def run(self) -> tuple[list[SpecIssue], list[SpecIssue]]:
-        self.check_model()
-        heads_ok = self.check_default_heads()
-        if self.check_selectors():
-            for sel, layers, block in self.resolve_groups():
-                if block is not None and (heads_ok or sel):
-                    for i in layers:
-                        self.check_layer(sel, i, block)
-            self._flush_layers()
+        for check in (self.check_tokenizer, self.check_tokenizer_file,
+                      self.check_checkpoint_layers, self.check_tie, self.check_sizes,
+                      self.check_selectors, self.check_layers):
+            with suppress(Unknown):
+                check()
+        self._flush_layers()
         return sort_issues(self.errors), sort_issues(self.warnings)
 
 
@@ -268,7 +357,10 @@ def _round_up(n: int) -> int:
     return -(-n // ALIGN) * ALIGN
 
 
-def check_rules(spec: ModelSpec, data: dict[str, Any], positions: Positions
-                ) -> tuple[list[SpecIssue], list[SpecIssue]]:
-    """Cross-field errors and warnings for a schema-valid spec, located in its source."""
-    return RuleChecker(spec, data, positions).run()
+def check_rules(spec: ModelSpec, data: dict[str, Any], positions: Positions,
+                files_dir: FsPath | None = None) -> tuple[list[SpecIssue], list[SpecIssue]]:
+    """Cross-field errors and warnings for a (possibly partial) spec, located in its source.
+
+    ``files_dir``: check that files the spec names (``tokenizer.path``) exist, relative to it.
+    """
+    return RuleChecker(spec, data, positions, files_dir).run()

@@ -6,31 +6,20 @@ Every model forbids unknown keys and is frozen. Defaults that depend on other fi
 validated ``ModelSpec`` carries every value explicitly and dumps to a complete lock file.
 
 Cross-field rules that span several sections live in ``blueprint.spec.rules``; the rules here
-are the ones a section can check on its own, with the values in the message.
+are the ones a section can check on its own, with the values in the message. The sections
+outside the architecture (dropout, init, training, tokenizer) live in
+``blueprint.spec.sections`` and are re-exported here.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, ValidationInfo, model_validator
 
-
-def rule_error(field: str, message: str) -> PydanticCustomError:
-    """A validator error that names the offending ``field`` so the loader can point at it.
-
-    Raised from model validators, whose errors pydantic locates at the model, not the field.
-    """
-    return PydanticCustomError("spec_rule", "{reason}", {"reason": message, "field": field})
-
-
-class Strict(BaseModel):
-    """Base for every spec model: unknown keys are errors, values are immutable, and floats
-    must be finite (``.inf`` is a valid YAML float but never a valid size, scale or rate)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
+from blueprint.spec.base import LOCATED_RULES, Strict, rule_error
+from blueprint.spec.sections import (  # re-exported: the whole language is importable from here
+    CheckpointPolicy, DropoutSpec, EveryK, InitSpec, LayerList, TokenizerSpec, TrainingSpec)
 
 # ----------------------------------------------------------------------------- norms
 
@@ -118,19 +107,24 @@ class AttentionSpec(Strict):
     rope_base: float | None = Field(None, gt=1)
 
     @model_validator(mode="after")
-    def _heads_divide(self) -> "AttentionSpec":
-        kv = self.num_kv_heads if self.num_kv_heads is not None else self.num_heads
-        if self.num_heads % kv:
-            raise rule_error(
-                "num_kv_heads",
-                f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({kv}); "
-                f"use a divisor of {self.num_heads} (equal for MHA, 1 for MQA)",
-            )
+    def _heads_divide(self, info: ValidationInfo) -> "AttentionSpec":
+        if not (info.context or {}).get(LOCATED_RULES):
+            problem = heads_problem(self.num_heads, self.kv_heads)
+            if problem:
+                raise rule_error("num_kv_heads", problem)
         return self
 
     @property
     def kv_heads(self) -> int:
         return self.num_kv_heads if self.num_kv_heads is not None else self.num_heads
+
+
+def heads_problem(num_heads: int, num_kv_heads: int) -> str | None:
+    """Why ``num_kv_heads`` cannot share ``num_heads`` out evenly, or None if it can."""
+    if num_heads % num_kv_heads:
+        return (f"num_heads ({num_heads}) must be a multiple of num_kv_heads ({num_kv_heads}); "
+                f"use a divisor of {num_heads} (equal for MHA, 1 for MQA)")
+    return None
 
 
 # ------------------------------------------------------------------------------ ffn
@@ -265,76 +259,7 @@ HeadSpec = Annotated[
 ]
 
 
-# ------------------------------------------------------------------ model sections
-
-
-class DropoutSpec(Strict):
-    embed: float = Field(0.0, ge=0, lt=1)
-    attention: float = Field(0.0, ge=0, lt=1)
-    residual: float = Field(0.0, ge=0, lt=1)
-
-
-class InitSpec(Strict):
-    """Normal init with ``std``; ``scaled_residual`` divides output projections' std by
-    sqrt(2 * num_layers) (GPT-2). Seeded so a build is reproducible."""
-
-    kind: Literal["normal"] = "normal"
-    std: float = Field(0.02, gt=0)
-    scaled_residual: bool = False
-    seed: int = 0
-
-
-class EveryK(Strict):
-    every: int = Field(ge=1)
-
-
-class LayerList(Strict):
-    layers: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
-
-
-def _checkpoint_tag(value: Any) -> str | None:
-    """Pick the checkpoint policy variant from its shape, so a typo gives one error, not three."""
-    if isinstance(value, str):
-        return "policy_name"
-    if isinstance(value, EveryK) or (isinstance(value, dict) and "every" in value):
-        return "every_k"
-    if isinstance(value, LayerList) or (isinstance(value, dict) and "layers" in value):
-        return "layer_list"
-    return None
-
-
-CheckpointPolicy = Annotated[
-    Union[
-        Annotated[Literal["none", "every_layer"], Tag("policy_name")],
-        Annotated[EveryK, Tag("every_k")],
-        Annotated[LayerList, Tag("layer_list")],
-    ],
-    Discriminator(
-        _checkpoint_tag,
-        custom_error_type="checkpoint_policy",
-        custom_error_message="checkpointing must be 'none', 'every_layer', {every: K} or "
-        "{layers: [i, ...]}",
-    ),
-]
-
-
-class TrainingSpec(Strict):
-    checkpointing: CheckpointPolicy = "none"
-
-
-class TokenizerSpec(Strict):
-    """A tokenizer.json (path relative to the spec file) and/or its vocabulary size.
-
-    ``vocab_size`` here is the tokenizer's real vocabulary, which may be smaller than the
-    model's padded ``vocab_size``; generation never emits ids at or above it.
-    """
-
-    path: str | None = None
-    vocab_size: int | None = Field(None, ge=1)
-    bos_id: int | None = Field(None, ge=0)
-    eos_id: int | None = Field(None, ge=0)
-    pad_id: int | None = Field(None, ge=0)
-    mask_id: int | None = Field(None, ge=0)
+# ---------------------------------------------------------------------------- model
 
 
 class ModelSpec(Strict):

@@ -41,6 +41,51 @@ def test_validate_any_invalid_exits_1_and_reports_each_file(capsys):
     assert "duplicate_key.yaml: invalid (1 error)" in err
 
 
+def test_validate_prints_every_error_and_warning_of_an_invalid_spec_in_one_run(capsys):
+    bad = INVALID / "independent_errors.yaml"
+    assert main(["validate", str(bad)]) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if not line.startswith(" ")]
+    assert lines == [
+        f"{bad}:5:12: embed_dim: warning: embed_dim (4000) is not a multiple of 64",
+        f"{bad}:6:14: norm.kind: unknown kind 'rmsnrom'",
+        f"{bad}:8:3: block.attention.head_dim: RoPE needs an even rotary dimension: head_dim (125) "
+        "* rotary_fraction (1) = 125",
+        f"{bad}:8:44: block.attention.num_kv_heads: num_heads (32) must be a multiple of "
+        "num_kv_heads (5); use a divisor of 32 (equal for MHA, 1 for MQA)",
+        f"{bad}:8:55: block.attention.window: window (99999) exceeds max_seq_len (4096)",
+        f"{bad}:11:12: layers.0.index: index 40 does not exist: num_layers is 32 (layers 0..31)",
+        f"{bad}:13:35: training.checkpointing.every: input should be greater than or equal to 1 (got 0)",
+        f"{bad}: invalid (6 errors)",
+    ]
+    assert main(["validate", "-q", str(bad)]) == 1
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_validate_requires_the_tokenizer_file_next_to_the_spec(tmp_path, capsys):
+    spec = tmp_path / "s.yaml"
+    text = (SPECS / "gpt2-tiny.yaml").read_text()
+    spec.write_text(text.replace("tokenizer: {", "tokenizer: {path: tok.json, "))
+    line = next(n for n, text in enumerate(spec.read_text().splitlines(), 1) if "tok.json" in text)
+    assert main(["validate", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert (f"{spec}:{line}:19: tokenizer.path: no tokenizer file at 'tok.json' "
+            f"(looked for {str(tmp_path / 'tok.json')!r})") in err
+    (tmp_path / "tok.json").write_text("{}")
+    assert main(["validate", str(spec)]) == 0
+
+
+def test_explain_into_a_closed_pipe_exits_quietly(tmp_path):
+    """`blueprint explain big.yaml | head -1`: no BrokenPipeError traceback."""
+    big = tmp_path / "big.yaml"
+    big.write_text("extends: llama\nname: big\nnum_layers: 4096\n")  # ~0.5 MB of table
+    proc = subprocess.Popen([sys.executable, "-m", "blueprint.cli", "explain", str(big)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().startswith(b"big: ")
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 141 and err == b""
+
+
 def test_validate_strict_fails_on_warnings_and_quiet_hides_them(capsys):
     assert main(["validate", "--strict", str(SPECS / "gpt2.yaml")]) == 1
     assert main(["validate", "-q", str(SPECS / "gpt2.yaml")]) == 0

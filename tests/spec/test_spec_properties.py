@@ -196,3 +196,24 @@ def test_mutated_text_raises_only_spec_errors(raw, data):
         junk = data.draw(st.sampled_from(["", ":", "- ", "[", "{", "&a ", "*a", "\t", "\n  ", "!!x ", "'", "#", "\x00", "é"]))
         text = text[:i] + junk + text[j:]
     _load_or_spec_error(text)
+
+
+# Sections no cross-field rule reads, each with a value the schema rejects.
+UNRELATED = {"name": "", "dtype": "float8", "final_norm": "maybe", "norm": {"kind": "rmsnrom"},
+             "dropout": {"embed": 2.0}, "init": {"std": -1.0}}
+
+
+def _errors_outside(text: str, section: str) -> set[tuple[str, str]]:
+    try:
+        load_spec_text(text, "gen.yaml")
+    except SpecError as err:
+        return {(i.path, i.message) for i in err.issues if i.path.split(".")[0] != section}
+    return set()
+
+
+@settings(FAST, max_examples=300)
+@given(mutated_specs(), st.sampled_from(sorted(UNRELATED)))
+def test_a_schema_error_in_one_section_hides_no_other_error(raw, section):
+    """Every error at once: breaking a section leaves every finding about the others as it was."""
+    broken = {**raw, section: UNRELATED[section]}
+    assert _errors_outside(dump_yaml(broken), section) == _errors_outside(dump_yaml(raw), section)
