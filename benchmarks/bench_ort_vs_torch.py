@@ -45,11 +45,12 @@ def _is_current(directory: Path, spec_path: Path) -> bool:
     """A reusable build: it exists and was built from this spec (a stale build would time a
     different model than the torch graph compiled here)."""
     import blueprint
+    from compiler.export.build import build_lock
 
     manifest = directory / "manifest.json"
     if not manifest.is_file():
         return False
-    lock = blueprint.dump_lock(blueprint.load_spec(spec_path))
+    lock = build_lock(blueprint.load_spec(spec_path))
     return json.loads(manifest.read_text()).get("spec_sha256") == hashlib.sha256(lock.encode()).hexdigest()
 
 

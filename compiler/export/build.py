@@ -125,6 +125,15 @@ def _save_weights(module, path: Path) -> None:
     save_weights(module, path)
 
 
+def build_lock(spec) -> str:
+    """The spec.lock.yaml a build stores (and hashes): the tokenizer it copies is its own
+    ``tokenizer.json``, so the lock validates inside the build folder and no path of the
+    machine that built it reaches the ONNX metadata."""
+    if spec.tokenizer is not None and spec.tokenizer.path:
+        spec = spec.model_copy(update={"tokenizer": spec.tokenizer.model_copy(update={"path": "tokenizer.json"})})
+    return blueprint.dump_lock(spec)
+
+
 def _tokenizer_source(spec, spec_path: Path) -> Path | None:
     """The spec's tokenizer.json (relative to the spec file), checked before any work is done."""
     if spec.tokenizer is None or not spec.tokenizer.path:
@@ -175,8 +184,8 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
     spec, warnings = blueprint.load_spec_with_warnings(spec_path)
     target = Path(out_dir) if out_dir is not None else Path("build") / spec.name
     _check_target(target)
-    lock = blueprint.dump_lock(spec)  # the build is reproducible from this text alone
     tokenizer = _tokenizer_source(spec, spec_path)
+    lock = build_lock(spec)  # the build is reproducible from this text alone
     progress.end()
     for warning in warnings:
         progress.info(warning.format())

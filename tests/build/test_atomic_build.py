@@ -6,6 +6,7 @@ with one op broken), so these tests exercise the build's failure handling withou
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -13,6 +14,8 @@ import onnx_ir as ir
 import pytest
 from buildfixtures import SPECS
 
+import blueprint
+from blueprint import cli
 from blueprint.errors import BlueprintError
 from compiler.export import build as build_mod
 from compiler.export import onnx_export
@@ -119,6 +122,13 @@ def test_successful_rebuild_replaces_previous_and_copies_tokenizer(builds, tmp_p
     assert "tokenizer.json" in json.loads((target / "manifest.json").read_text())["files"]
     assert result.report.ok
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpt2-tiny.yaml", "out", "tok"]
+    # the stored lock names the build's own copy: it validates in place, no source path leaks
+    lock = (target / "spec.lock.yaml").read_text()
+    assert "my-tokenizer" not in lock
+    assert blueprint.load_spec(target / "spec.lock.yaml").tokenizer.path == "tokenizer.json"
+    assert cli.main(["validate", "-q", str(target / "spec.lock.yaml")]) == 0
+    manifest = json.loads((target / "manifest.json").read_text())
+    assert manifest["spec_sha256"] == hashlib.sha256(lock.encode()).hexdigest()
 
 
 def test_missing_tokenizer_path_is_a_clear_error(tmp_path, monkeypatch):
