@@ -24,6 +24,8 @@ _UNSUPPORTED_POOLING = ("pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_t
 
 
 def read_json(path: Path) -> Any:
+    """Load a JSON file, refusing duplicate keys (a duplicated key silently loses data)."""
+
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in items:

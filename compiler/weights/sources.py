@@ -7,7 +7,6 @@ file names come from the index and are confined to the index's folder.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import torch
 
 from blueprint.errors import BlueprintError
+from blueprint.hf.folder import read_json
 from compiler.weights.safetensors_io import PICKLE_SUFFIXES, read_header, read_tensors
 
 INDEX_NAME = "model.safetensors.index.json"
@@ -28,23 +28,6 @@ class Source:
     tensors: dict[str, torch.Tensor]
     description: str
     config: dict[str, Any] | None = None
-
-
-def read_json(path: Path) -> Any:
-    """Load a JSON file, refusing duplicate keys (a duplicated key silently loses data)."""
-
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in items:
-            if key in out:
-                raise BlueprintError(f"{path}: key '{key}' appears twice")
-            out[key] = value
-        return out
-
-    try:
-        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=pairs)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BlueprintError(f"{path}: not valid JSON ({err})") from None
 
 
 def read_sharded(index_path: Path) -> dict[str, torch.Tensor]:
