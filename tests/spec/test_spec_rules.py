@@ -106,14 +106,12 @@ def test_errors_do_not_include_warnings():
     assert [i.severity for i in info.value.issues] == ["error"]
 
 
-def test_many_layers_validate_quickly():
-    import time
-
-    start = time.perf_counter()
+def test_many_layers_validate():
+    # Its speed is a target in benchmarks/bench_validate.py, not a timed unit test.
     spec = load(base=BASE.replace("num_layers: 4", "num_layers: 4096")
                 + "layers:\n" + "".join(f"  - {{every: {k}, set: {{attn_norm: false}}}}\n" for k in range(1, 200))).spec
     assert spec.num_layers == 4096
-    assert time.perf_counter() - start < 5.0
+    assert spec.layer(0).attn_norm is False and spec.layer(4095).attn_norm is False
 
 
 def test_unknown_key_hints_prefer_the_right_home_or_the_near_miss():
