@@ -27,6 +27,7 @@ FAMILIES: dict[str, tuple[Callable[..., dict[str, Any]], frozenset[str]]] = {
     "qwen2": (lambda r, head: decoders.llama(r), frozenset()),
     "qwen3": (lambda r, head: decoders.llama(r), frozenset()),
     "gpt_neox": (lambda r, head: decoders.gpt_neox(r), frozenset({"classifier_dropout", "is_decoder"})),
+    "phi": (lambda r, head: decoders.phi(r), frozenset()),
     "bert": (encoders.bert, frozenset()),
     "modernbert": (encoders.modernbert, frozenset()),
 }
@@ -69,6 +70,8 @@ def config_to_spec(
     reader.expect("is_encoder_decoder", (False,), "encoder-decoder models are not modelled")
     reader.expect("tie_encoder_decoder", (False,), "encoder-decoder models are not modelled")
     reader.expect("cross_attention_hidden_size", (None,), "cross-attention is not modelled")
+    reader.expect("pruned_heads", ({},), "pruned heads give some layers other sizes; import the unpruned "
+                  "model or write the per-layer num_heads overrides by hand")
     body = mapper(reader, head)
     reader.finish()
     ids = body.pop("_tokenizer")

@@ -1,4 +1,4 @@
-"""config.json -> spec mappings for decoder families: GPT-2, LLaMA/Mistral/Qwen2/Qwen3, GPT-NeoX.
+"""config.json -> spec mappings for decoder families: GPT-2, LLaMA/Mistral/Qwen2/Qwen3, GPT-NeoX, Phi.
 
 Each function reads fields through a ``ConfigReader`` (so unknown fields are caught) and returns
 the spec as a plain mapping; validation happens once, in ``blueprint.hf.config_to_spec``.
@@ -53,6 +53,22 @@ def rope(r: ConfigReader, default_base: float = 10000.0) -> tuple[float, float]:
     return float(base), float(fraction)
 
 
+def rotary_fraction(fraction: float, head_dim: int, key: str = "partial_rotary_factor") -> float:
+    """``fraction`` if it rotates an even, whole number of features per head, else an error.
+
+    transformers rotates ``int(head_dim * fraction)`` features (rounding down) and needs an even
+    count; the spec's rope rounds to nearest. They agree exactly when the product is a whole
+    even number, the only case imported."""
+    exact = head_dim * fraction
+    dims = int(exact)
+    if dims != round(exact) or dims % 2 or dims == 0 or abs(exact - round(exact)) > 1e-9:
+        raise BlueprintError(
+            f"config.json: '{key}' = {fraction} rotates {exact:g} of each head's {head_dim} features; "
+            "blueprint imports only an even whole number",
+        )
+    return fraction
+
+
 def _tokenizer_ids(r: ConfigReader) -> dict[str, int]:
     out: dict[str, int] = {}
     for key, field in (("bos_token_id", "bos_id"), ("eos_token_id", "eos_id"), ("pad_token_id", "pad_id")):
@@ -62,6 +78,17 @@ def _tokenizer_ids(r: ConfigReader) -> dict[str, int]:
         if value is not None:
             out[field] = int(value)
     return out
+
+
+def _sizes(r: ConfigReader, embed_dim: int) -> dict[str, Any]:
+    """The size fields LLaMA-, NeoX- and Phi-style configs spell alike."""
+    return {
+        "vocab_size": r.require("vocab_size"),
+        "max_seq_len": r.require("max_position_embeddings"),
+        "embed_dim": embed_dim,
+        "num_layers": r.require("num_hidden_layers"),
+        "tie_embeddings": bool(r.get("tie_word_embeddings", False)),
+    }
 
 
 def gpt2(r: ConfigReader) -> dict[str, Any]:
@@ -134,11 +161,7 @@ def llama(r: ConfigReader) -> dict[str, Any]:
             if w is not None:
                 overrides.append({"index": i, "set": {"attention": {"window": w}}})
     return {
-        "vocab_size": r.require("vocab_size"),
-        "max_seq_len": r.require("max_position_embeddings"),
-        "embed_dim": d,
-        "num_layers": layers,
-        "tie_embeddings": bool(r.get("tie_word_embeddings", False)),
+        **_sizes(r, d),
         "dropout": {"attention": r.get("attention_dropout", 0.0)},
         "init": {"std": r.get("initializer_range", 0.02)},
         "positional": {"kind": "rope", "rope_base": base},
@@ -181,30 +204,59 @@ def _sliding_window(r: ConfigReader, layers: int) -> int | list[int | None] | No
     return [int(window) if t == "sliding_attention" else None for t in types]
 
 
-def gpt_neox(r: ConfigReader) -> dict[str, Any]:
-    """GPT-NeoX / Pythia: parallel residual (two norms), partial rotary, biases everywhere."""
-    d = r.require("hidden_size")
+def _parallel_rope(r: ConfigReader, d: int, *, residual: str, attention: dict[str, Any],
+                   dropout: dict[str, Any], activation_default: str, head: dict[str, Any]) -> dict[str, Any]:
+    """The skeleton GPT-NeoX and Phi share: LayerNorm, (partial) RoPE, a biased GELU MLP."""
     base, fraction = rope(r)
-    parallel = r.get("use_parallel_residual", True)
-    r.expect("attention_bias", (True,), "GPT-NeoX without attention bias is not modelled")
+    rotary_fraction(fraction, attention["head_dim"])
     return {
-        "vocab_size": r.require("vocab_size"),
-        "max_seq_len": r.require("max_position_embeddings"),
-        "embed_dim": d,
-        "num_layers": r.require("num_hidden_layers"),
-        "tie_embeddings": bool(r.get("tie_word_embeddings", False)),
-        "dropout": {"attention": r.get("attention_dropout", 0.0), "residual": r.get("hidden_dropout", 0.0)},
+        **_sizes(r, d),
+        "dropout": dropout,
         "init": {"std": r.get("initializer_range", 0.02)},
         "positional": {"kind": "rope", "rope_base": base, "rotary_fraction": fraction},
         "norm": {"kind": "layernorm", "norm_eps": r.get("layer_norm_eps", 1e-5)},
         "final_norm": True,
         "block": {
             "norm_placement": "pre",
-            "residual": "parallel" if parallel else "sequential",
-            "attention": {"num_heads": r.require("num_attention_heads"), "causal": True, "qkv_bias": True, "out_bias": True},
-            "ffn": {"kind": "mlp", "activation": activation(r, "hidden_act", "gelu"),
+            "residual": residual,
+            "attention": {**attention, "causal": True, "qkv_bias": True, "out_bias": True},
+            "ffn": {"kind": "mlp", "activation": activation(r, "hidden_act", activation_default),
                     "hidden_dim": r.require("intermediate_size"), "bias": True},
         },
-        "head": {"kind": "causal_lm"},
+        "head": head,
         "_tokenizer": _tokenizer_ids(r),
     }
+
+
+def gpt_neox(r: ConfigReader) -> dict[str, Any]:
+    """GPT-NeoX / Pythia: parallel residual (two norms), partial rotary, biases everywhere."""
+    d = r.require("hidden_size")
+    heads = r.require("num_attention_heads")
+    r.expect("attention_bias", (True,), "GPT-NeoX without attention bias is not modelled")
+    return _parallel_rope(
+        r, d, residual="parallel" if r.get("use_parallel_residual", True) else "sequential",
+        attention={"num_heads": heads, "head_dim": d // heads},
+        dropout={"attention": r.get("attention_dropout", 0.0), "residual": r.get("hidden_dropout", 0.0)},
+        activation_default="gelu", head={"kind": "causal_lm"})
+
+
+def phi(r: ConfigReader) -> dict[str, Any]:
+    """Phi-1/1.5/2: parallel residual from ONE input LayerNorm, partial rotary, biases
+    everywhere, an LM head with bias, optional per-head q/k LayerNorm.
+
+    The spec's parallel block has two norms (attn_norm, ffn_norm); the weights loader fills both
+    with Phi's one ``input_layernorm``, which computes the same function."""
+    d = r.require("hidden_size")
+    heads = r.require("num_attention_heads")
+    head_dim = r.get("head_dim", d // heads)
+    qk_norm = bool(r.get("qk_layernorm", False))
+    if qk_norm and head_dim != d // heads:
+        raise BlueprintError(f"config.json: qk_layernorm with head_dim {head_dim} != hidden_size / "
+                             f"num_attention_heads ({d // heads}) is not modelled (Phi sizes those norms by the latter)")
+    return _parallel_rope(
+        r, d, residual="parallel",
+        attention={"num_heads": heads, "num_kv_heads": r.get("num_key_value_heads", heads),
+                   "head_dim": head_dim, "qk_norm": qk_norm},
+        dropout={"embed": r.get("embd_pdrop", 0.0), "attention": r.get("attention_dropout", 0.0),
+                 "residual": r.get("resid_pdrop", 0.0)},
+        activation_default="gelu_new", head={"kind": "causal_lm", "bias": True})

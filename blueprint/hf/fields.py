@@ -18,7 +18,7 @@ IRRELEVANT: frozenset[str] = frozenset(
     {
         "_name_or_path", "architectures", "auto_map", "transformers_version", "torch_dtype",
         "dtype", "use_cache", "return_dict", "output_hidden_states", "output_attentions",
-        "torchscript", "use_bfloat16", "tf_legacy_loss", "pruned_heads", "gradient_checkpointing",
+        "torchscript", "use_bfloat16", "tf_legacy_loss", "gradient_checkpointing",
         "chunk_size_feed_forward", "problem_type", "finetuning_task", "task_specific_params",
         "prefix", "tokenizer_class", "id2label", "label2id", "sep_token_id", "cls_token_id", "unk_token_id",
         "decoder_start_token_id", "forced_bos_token_id", "forced_eos_token_id", "suppress_tokens",

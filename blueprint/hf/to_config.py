@@ -24,6 +24,8 @@ def detect_family(spec: ModelSpec) -> str:
     if spec.is_decoder:
         if spec.positional.kind == "learned" and spec.norm.kind == "layernorm" and b.ffn.kind == "mlp":
             return "gpt2"
+        if spec.positional.kind == "rope" and spec.norm.kind == "layernorm" and b.ffn.kind == "mlp":
+            return "phi" if spec.head.kind == "causal_lm" and spec.head.bias else "gpt_neox"
         if spec.positional.kind == "rope" and spec.norm.kind == "rmsnorm" and b.ffn.kind == "swiglu":
             if a.qk_norm:
                 return "qwen3"
@@ -37,7 +39,7 @@ def detect_family(spec: ModelSpec) -> str:
             return "modernbert"
     raise BlueprintError(
         f"spec '{spec.name}' does not have the layout of a supported Hugging Face family",
-        hint="export-hf supports gpt2, llama, mistral, qwen2, qwen3, bert and modernbert layouts",
+        hint="export-hf supports gpt2, llama, mistral, qwen2, qwen3, gpt_neox, phi, bert and modernbert layouts",
     )
 
 
@@ -88,6 +90,39 @@ def _llama(spec: ModelSpec, family: str) -> dict[str, Any]:
         config["sliding_window"] = w
         config["layer_types"] = ["sliding_attention" if x else "full_attention" for x in windows]
     return config
+
+
+def _rope_parameters(spec: ModelSpec) -> dict[str, Any]:
+    return {"rope_theta": spec.positional.rope_base, "rope_type": "default",
+            "partial_rotary_factor": spec.positional.rotary_fraction}
+
+
+def _gpt_neox(spec: ModelSpec) -> dict[str, Any]:
+    a, f, b = spec.block.attention, spec.block.ffn, spec.block
+    return {
+        "architectures": ["GPTNeoXForCausalLM"], "vocab_size": spec.vocab_size, "hidden_size": spec.embed_dim,
+        "intermediate_size": f.hidden_dim, "num_hidden_layers": spec.num_layers,
+        "num_attention_heads": a.num_heads, "hidden_act": _TO_HF_ACT[f.activation],
+        "max_position_embeddings": spec.max_seq_len, "layer_norm_eps": spec.norm.norm_eps,
+        "rope_parameters": _rope_parameters(spec), "use_parallel_residual": b.residual == "parallel",
+        "attention_bias": True, "tie_word_embeddings": spec.tie_embeddings,
+        "attention_dropout": spec.dropout.attention, "hidden_dropout": spec.dropout.residual,
+        "initializer_range": spec.init.std,
+    }
+
+
+def _phi(spec: ModelSpec) -> dict[str, Any]:
+    a, f = spec.block.attention, spec.block.ffn
+    return {
+        "architectures": ["PhiForCausalLM"], "vocab_size": spec.vocab_size, "hidden_size": spec.embed_dim,
+        "intermediate_size": f.hidden_dim, "num_hidden_layers": spec.num_layers,
+        "num_attention_heads": a.num_heads, "num_key_value_heads": a.kv_heads,
+        "hidden_act": _TO_HF_ACT[f.activation], "max_position_embeddings": spec.max_seq_len,
+        "layer_norm_eps": spec.norm.norm_eps, "rope_parameters": _rope_parameters(spec),
+        "qk_layernorm": a.qk_norm, "tie_word_embeddings": spec.tie_embeddings,
+        "embd_pdrop": spec.dropout.embed, "resid_pdrop": spec.dropout.residual,
+        "attention_dropout": spec.dropout.attention, "initializer_range": spec.init.std,
+    }
 
 
 def _bert(spec: ModelSpec) -> dict[str, Any]:
@@ -144,7 +179,7 @@ def spec_to_config(spec: ModelSpec) -> dict[str, Any]:
     """
     family = detect_family(spec)
     body = {
-        "gpt2": _gpt2, "bert": _bert, "modernbert": _modernbert,
+        "gpt2": _gpt2, "gpt_neox": _gpt_neox, "phi": _phi, "bert": _bert, "modernbert": _modernbert,
     }.get(family, lambda s: _llama(s, family))(spec)
     ids = {k: v for k, v in _token_ids(spec).items() if v is not None}
     config = {"model_type": family, **body, **ids}

@@ -40,15 +40,21 @@ def _canonical(name: str) -> str:
 
 
 def _dedupe_tied(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Keep one name per shared tensor: ``embed.tokens.weight`` if it is one of them, else the first."""
+    """Store the tied embedding once, under ``embed.tokens.weight`` (the names that share it,
+    the tied output projection, are not in the spec's parameter table). Other names that share
+    storage are all parameters of their own: each is kept, as a copy (safetensors refuses
+    shared storage)."""
     groups: dict[tuple, list[str]] = {}
     for name, t in state.items():
         key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()))
         groups.setdefault(key, []).append(name)
     keep: dict[str, torch.Tensor] = {}
     for names in groups.values():
-        chosen = "embed.tokens.weight" if "embed.tokens.weight" in names else names[0]
-        keep[chosen] = state[chosen]
+        if "embed.tokens.weight" in names:
+            keep["embed.tokens.weight"] = state["embed.tokens.weight"]
+            continue
+        for i, name in enumerate(names):
+            keep[name] = state[name] if i == 0 else state[name].clone()
     return {n: keep[n] for n in state if n in keep}
 
 

@@ -60,3 +60,23 @@ def references(tmp_path_factory) -> dict[str, Reference]:
             return self[family]
 
     return Lazy()
+
+
+@pytest.fixture(scope="session")
+def builds(references, tmp_path_factory) -> dict[str, Path]:
+    """Per family, a real build made by the CLI: `import-hf` then `build --weights` (lazy, shared)."""
+    from blueprint.cli import main
+
+    root = tmp_path_factory.mktemp("builds")
+
+    class Lazy(dict):
+        def __missing__(self, family: str) -> Path:
+            ref = references[family]
+            spec_path = root / f"{family}.yaml"
+            assert main(["import-hf", str(ref.folder), "-o", str(spec_path)]) == 0
+            out = root / family
+            assert main(["build", str(spec_path), "--weights", str(ref.folder), "-o", str(out), "-q"]) == 0
+            self[family] = out
+            return out
+
+    return Lazy()

@@ -35,6 +35,11 @@ def _configs():
             max_position_embeddings=64, hidden_dropout=0.0, attention_dropout=0.0,
             rope_parameters={"rope_theta": 10000.0, "rope_type": "default", "partial_rotary_factor": 0.5},
             use_parallel_residual=True, tie_word_embeddings=False, **common_dec)),
+        "phi": (T.PhiForCausalLM, T.PhiConfig(
+            hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=64, qk_layernorm=True,
+            rope_parameters={"rope_theta": 10000.0, "rope_type": "default", "partial_rotary_factor": 0.5},
+            resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0, tie_word_embeddings=False, **common_dec)),
         "bert": (T.BertForMaskedLM, T.BertConfig(
             vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
@@ -46,8 +51,19 @@ def _configs():
     }
 
 
-FAMILIES = ("gpt2", "llama", "mistral", "bert", "modernbert")  # import and export-hf
-IMPORT_ONLY = ("gpt_neox",)  # import-hf and weights only (no export-hf)
+REQUIRED = ("gpt2", "llama", "mistral", "bert", "modernbert")  # the families issue 5 names
+EXTRA = ("gpt_neox", "phi")  # parallel residual + partial rotary, as far as the spec language goes
+FAMILIES = REQUIRED + EXTRA  # every family: import-hf, weights, parity, export-hf
+ENCODERS = ("bert", "modernbert")
+DECODERS = tuple(f for f in FAMILIES if f not in ENCODERS)
+
+
+def built(families):
+    """Parameters for tests that need a real `blueprint build` (an ONNX export, seconds each):
+    the extra families run with ``-m slow``, the required ones in the default suite."""
+    import pytest
+
+    return [pytest.param(f, marks=pytest.mark.slow) if f in EXTRA else f for f in families]
 
 
 def randomize(model: torch.nn.Module, seed: int) -> None:

@@ -67,6 +67,39 @@ def test_gpt_neox_parallel_partial_rotary():
     assert spec.block.residual == "parallel" and spec.positional.rotary_fraction == 0.25
 
 
+def test_phi_parallel_partial_rotary_head_bias():
+    spec = _spec(_config("PhiConfig", num_hidden_layers=2, hidden_size=64, num_attention_heads=4,
+                         num_key_value_heads=2, intermediate_size=96, vocab_size=50, qk_layernorm=True))
+    layer = spec.layer(1)
+    assert layer.residual == "parallel" and layer.norm_placement == "pre" and layer.attn_norm
+    assert spec.positional.rotary_fraction == 0.5 and spec.norm.kind == "layernorm" and spec.norm.bias
+    assert layer.attention.kv_heads == 2 and layer.attention.qk_norm and layer.attention.qkv_bias
+    assert layer.ffn.activation == "gelu_tanh" and spec.head.bias and not spec.tie_embeddings
+
+
+@pytest.mark.parametrize("cls, key, fraction", [
+    ("GPTNeoXConfig", "partial_rotary_factor", 0.3),  # 8 * 0.3 = 2.4 features
+    ("PhiConfig", "partial_rotary_factor", 0.375),  # 8 * 0.375 = 3, odd
+])
+def test_partial_rotary_that_is_not_an_even_feature_count_refused(cls, key, fraction):
+    cfg = _config(cls, num_hidden_layers=1, hidden_size=32, num_attention_heads=4, intermediate_size=64,
+                  vocab_size=50, bos_token_id=0, eos_token_id=2)
+    cfg["rope_parameters"] = {"rope_theta": 10000.0, "rope_type": "default", key: fraction}
+    with pytest.raises(BlueprintError, match=f"'{key}' = {fraction}"):
+        config_to_spec(cfg)
+
+
+def test_bert_pruned_heads_refused():
+    """Pruned heads change the shapes of some layers; dropping the field would describe another model."""
+    cfg = _config("BertConfig", num_hidden_layers=2, hidden_size=32, num_attention_heads=4, vocab_size=50,
+                  intermediate_size=64)
+    cfg["pruned_heads"] = {"1": [0, 2]}
+    with pytest.raises(BlueprintError, match="'pruned_heads'"):
+        config_to_spec(cfg)
+    cfg["pruned_heads"] = {}
+    assert _spec(cfg).layer(1).attention.num_heads == 4
+
+
 def test_bert_masked_lm_and_plain():
     kw = dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=64, vocab_size=50)
     cfg = _config("BertConfig", **kw)

@@ -16,6 +16,8 @@ from blueprint.spec.schema import ModelSpec
 from compiler.weights import load_weights, save_weights
 
 from .conftest import random_state, tiny_spec
+from .hf_models import FAMILIES, built
+from .parity import padded_batch
 
 
 def _fake_build(tmp_path, spec, weights, tokenizer=None):
@@ -49,6 +51,38 @@ def test_minilm_exports_as_sentence_transformers(tmp_path, minilm_dir):
         a = BertModel.from_pretrained(minilm_dir).eval()(input_ids=ids).last_hidden_state
         b = BertModel.from_pretrained(out).eval()(input_ids=ids).last_hidden_state
     assert torch.equal(a, b)
+
+
+def _same_logits_in_transformers(ref, exported) -> None:
+    """``exported`` loads as the reference's own class and gives its logits on a padded batch,
+    bit for bit at every position (the weights travel unchanged)."""
+    import transformers as T
+
+    auto = T.AutoModelForCausalLM if ref.spec.is_decoder else T.AutoModelForMaskedLM
+    loaded = auto.from_pretrained(exported, attn_implementation="eager").eval()
+    assert type(loaded) is type(ref.model)
+    ids, mask, _ = padded_batch(14, pad_right=4, seed=5)
+    with torch.no_grad():
+        expected = ref.model(input_ids=ids, attention_mask=mask).logits
+        got = loaded(input_ids=ids, attention_mask=mask).logits
+    assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_export_hf_round_trip(references, family, tmp_path):
+    """HF folder -> canonical weights in a build-shaped folder -> export-hf -> transformers."""
+    ref = references[family]
+    build = _fake_build(tmp_path, ref.spec, load_weights(ref.folder, ref.spec))
+    assert main(["export-hf", str(build), "-o", str(tmp_path / "hf")]) == 0
+    _same_logits_in_transformers(ref, tmp_path / "hf")
+
+
+@pytest.mark.parametrize("family", built(FAMILIES))
+def test_real_build_exports_to_transformers(references, builds, family, tmp_path):
+    """HF folder -> import-hf -> build --weights -> export-hf -> transformers: same logits."""
+    ref = references[family]
+    assert main(["export-hf", str(builds[family]), "-o", str(tmp_path / "hf")]) == 0
+    _same_logits_in_transformers(ref, tmp_path / "hf")
 
 
 def test_spec_without_hf_layout_refused(tmp_path):

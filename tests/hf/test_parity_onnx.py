@@ -10,23 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-from blueprint.cli import main
-
+from .hf_models import DECODERS, ENCODERS, built
 from .parity import max_abs_on, padded_batch
 
 TOL = 1e-4
 
 
-def _session(ref, tmp_path):
+def _session(build):
     import onnxruntime as ort
 
-    spec_path = tmp_path / f"{ref.family}.yaml"
-    assert main(["import-hf", str(ref.folder), "-o", str(spec_path)]) == 0
-    out = tmp_path / "build"
-    assert main(["build", str(spec_path), "--weights", str(ref.folder), "-o", str(out), "-q"]) == 0
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
-    return ort.InferenceSession(str(out / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(build / "model.onnx"), opts, providers=["CPUExecutionProvider"])
 
 
 def _run(sess, feeds):
@@ -34,13 +29,14 @@ def _run(sess, feeds):
     return dict(zip(names, sess.run(names, {k: np.ascontiguousarray(v) for k, v in feeds.items()})))
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama", "mistral"])
-def test_decoder_onnx(references, family, tmp_path):
+@pytest.mark.parametrize("family", built(DECODERS))
+def test_decoder_onnx(references, builds, family):
     ref = references[family]
-    sess = _session(ref, tmp_path)
+    sess = _session(builds[family])
     ids, mask, pos = padded_batch(14, pad_left=4, seed=3)
     feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "position_ids": pos.numpy()}
     past_names = [i.name for i in sess.get_inputs() if i.name.startswith("past_key_values.")]
+    assert len(past_names) == 2 * ref.spec.num_layers, past_names  # decoders export with the KV cache
     for name in past_names:
         a = ref.spec.layer(int(name.split(".")[1])).attention
         feeds[name] = np.zeros((2, a.kv_heads, 0, a.head_dim), dtype=np.float32)
@@ -48,8 +44,6 @@ def test_decoder_onnx(references, family, tmp_path):
     with torch.no_grad():
         hf = ref.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
     assert max_abs_on(mask, torch.from_numpy(out["logits"]), hf.logits) < TOL
-    if not past_names:
-        return
     new_ids = torch.tensor([[5], [7]])
     full_mask = torch.cat([mask, torch.ones(2, 1, dtype=torch.int64)], dim=1)
     new_pos = pos[:, -1:] + 1
@@ -63,10 +57,10 @@ def test_decoder_onnx(references, family, tmp_path):
     assert float(np.abs(step["logits"] - hf_step.logits.numpy()).max()) < TOL
 
 
-@pytest.mark.parametrize("family", ["bert", "modernbert"])
-def test_encoder_onnx(references, family, tmp_path):
+@pytest.mark.parametrize("family", built(ENCODERS))
+def test_encoder_onnx(references, builds, family):
     ref = references[family]
-    sess = _session(ref, tmp_path)
+    sess = _session(builds[family])
     ids, mask, _ = padded_batch(16, pad_right=5, seed=4)
     feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
     kwargs = dict(input_ids=ids, attention_mask=mask)

@@ -194,3 +194,12 @@ def test_shard_outside_folder_refused(tmp_path, llama_spec):
 def test_missing_path(tmp_path, llama_spec):
     with pytest.raises(BlueprintError, match="does not exist"):
         load_weights(tmp_path / "nope.safetensors", llama_spec)
+
+
+def test_aliased_tensors_other_than_tied_embeddings_all_saved(tmp_path, llama_spec):
+    """Only the tied embedding is stored once; two spec parameters that happen to share storage
+    (e.g. Phi's one input norm loaded into both norms of a parallel block) are both written."""
+    state = random_state(llama_spec)
+    state["layers.0.ffn_norm.weight"] = state["layers.0.attn_norm.weight"]
+    loaded = load_weights(save_weights(state, tmp_path / "w.safetensors"), llama_spec)
+    assert torch.equal(loaded["layers.0.ffn_norm.weight"], state["layers.0.attn_norm.weight"])
