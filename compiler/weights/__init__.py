@@ -111,11 +111,12 @@ def load_weights(
     note = on_note or _default_note
     source = read_source(path)
     tensors = source.tensors
+    origins: dict[str, str] = {}
     if source.config is not None and not _all_canonical(tensors, spec):
         from compiler.weights.hf_names import hf_to_canonical
 
-        tensors = hf_to_canonical(tensors, source.config, spec, note=note)
-    return validate_state_dict(tensors, spec, source=source.description)
+        tensors = hf_to_canonical(tensors, source.config, spec, note=note, origins=origins)
+    return validate_state_dict(tensors, spec, source=source.description, origins=origins)
 
 
 def _all_canonical(tensors: dict[str, torch.Tensor], spec: "ModelSpec") -> bool:

@@ -53,8 +53,12 @@ def hf_to_canonical(
     spec: "ModelSpec",
     *,
     note: Callable[[str], None],
+    origins: dict[str, str] | None = None,
 ) -> Out:
     """Map a Hugging Face checkpoint's tensors to canonical names (shapes checked later).
+
+    ``origins``, when given, receives canonical name -> the checkpoint name it came from, so
+    later errors can name the tensor as the user's checkpoint spells it.
 
     Raises:
         BlueprintError: a tensor that matches no rule of the family, or two names that map to
@@ -67,7 +71,7 @@ def hf_to_canonical(
     rules = [(re.compile(prefix + p), h) for p, h in family.rules]
     unused = [(re.compile(prefix + u.pattern), u) for u in family.unused]
     out: Out = {}
-    origin: dict[str, str] = {}
+    origin: dict[str, str] = {} if origins is None else origins
     ignored: dict[str, list[str]] = {}
     unknown: list[str] = []
     for name in sorted(tensors):

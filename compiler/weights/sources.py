@@ -42,32 +42,34 @@ def read_sharded(index_path: Path) -> dict[str, torch.Tensor]:
         if not isinstance(shard, str):
             raise BlueprintError(f"{index_path}: weight_map['{name}'] is not a file name")
         shards.setdefault(shard, []).append(name)
-    tensors: dict[str, torch.Tensor] = {}
-    owner: dict[str, str] = {}
-    for shard, names in shards.items():
+    headers: dict[str, dict] = {}
+    for shard in shards:
         shard_path = (folder / shard).resolve()
         if shard_path.parent != folder:
             raise BlueprintError(f"{index_path}: shard '{shard}' is outside the checkpoint folder")
         if not shard_path.is_file():
             raise BlueprintError(f"{index_path}: shard '{shard}' does not exist")
-        header = read_header(shard_path)
+        headers[shard] = read_header(shard_path)
+    owner: dict[str, str] = {}
+    for shard, header in headers.items():  # every shard first: a name held twice is named as such
         for name in header:
             if name in owner:
                 raise BlueprintError(
                     f"tensor '{name}' is stored twice, in '{owner[name]}' and '{shard}'",
                     hint="re-save the checkpoint so every tensor is stored once",
                 )
-            if weight_map.get(name) != shard:
-                raise BlueprintError(
-                    f"{shard_path}: tensor '{name}' is not listed for this shard in {INDEX_NAME}"
-                )
             owner[name] = shard
-        absent = [n for n in names if n not in header]
+    tensors: dict[str, torch.Tensor] = {}
+    for shard, names in shards.items():
+        stray = [n for n in headers[shard] if weight_map.get(n) != shard]
+        if stray:
+            raise BlueprintError(f"{folder / shard}: tensor '{stray[0]}' is not listed for this shard in {INDEX_NAME}")
+        absent = [n for n in names if n not in headers[shard]]
         if absent:
             raise BlueprintError(
                 f"{index_path}: lists '{absent[0]}' in shard '{shard}', which does not contain it"
             )
-        tensors.update(read_tensors(shard_path))
+        tensors.update(read_tensors(folder / shard))
     return tensors
 
 

@@ -28,9 +28,13 @@ def _listing(names: list[str]) -> str:
 
 
 def validate_state_dict(
-    tensors: dict[str, torch.Tensor], spec: "ModelSpec", *, source: str
+    tensors: dict[str, torch.Tensor], spec: "ModelSpec", *, source: str,
+    origins: dict[str, str] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Return ``tensors`` converted to the spec's dtype, in canonical order, or raise.
+
+    ``origins`` maps canonical names to the checkpoint names they were mapped from; a problem
+    with such a tensor names both.
 
     Raises:
         BlueprintError: missing, unexpected or wrong-shaped tensors, non-float dtypes,
@@ -43,27 +47,33 @@ def validate_state_dict(
     if missing:
         problems.append(f"missing tensors the spec needs: {_listing(missing)}")
     if unexpected:
-        problems.append(f"tensors with no place in the spec: {_listing(unexpected)}")
+        origin = origins or {}
+        named = [n if origin.get(n, n) == n else f"{n} (checkpoint tensor '{origin[n]}')" for n in unexpected]
+        problems.append(f"tensors with no place in the spec: {_listing(named)}")
     target = SPEC_DTYPES[spec.dtype]
     out: dict[str, torch.Tensor] = {}
     for name, shape in expected.items():
         if name not in tensors:
             continue
         t = tensors[name]
+        origin = (origins or {}).get(name, name)
+        what = f"'{name}'" if origin == name else f"'{name}' (checkpoint tensor '{origin}')"
         if tuple(t.shape) != shape:
-            problems.append(f"'{name}' has shape {list(t.shape)}, the spec needs {list(shape)}")
+            problems.append(f"{what} has shape {list(t.shape)}, the spec needs {list(shape)}")
             continue
         if not t.is_floating_point():
-            problems.append(f"'{name}' has dtype {t.dtype}, which cannot hold a parameter")
+            problems.append(f"{what} has dtype {t.dtype}, which cannot hold a parameter")
             continue
-        if not bool(torch.isfinite(t).all()):
-            bad = int((~torch.isfinite(t)).sum())
-            problems.append(f"'{name}' contains {bad} non-finite value(s) (nan or inf)")
+        # float8 has no isfinite kernel; widening any float to float32/64 is exact.
+        wide = t if t.dtype in (torch.float32, torch.float64) else t.float()
+        if not bool(torch.isfinite(wide).all()):
+            bad = int((~torch.isfinite(wide)).sum())
+            problems.append(f"{what} contains {bad} non-finite value(s) (nan or inf)")
             continue
-        converted = t.to(target)
+        converted = wide.to(target)
         if not bool(torch.isfinite(converted).all()):
             problems.append(
-                f"'{name}' has values of magnitude up to {float(t.abs().max()):.3g}, "
+                f"{what} has values of magnitude up to {float(wide.abs().max()):.3g}, "
                 f"which overflow the spec's dtype {spec.dtype}"
             )
             continue

@@ -74,6 +74,40 @@ def test_unknown_checkpoint_tensor_named(references, tmp_path):
         load_weights(tmp_path, ref.spec)
 
 
+def _hf_copy(ref, tmp_path, mutate):
+    """The reference's HF folder with its state dict changed by ``mutate``."""
+    state = load_file(str(ref.folder / "model.safetensors"))
+    mutate(state)
+    save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    (tmp_path / "config.json").write_text((ref.folder / "config.json").read_text())
+    return tmp_path
+
+
+def test_hf_tensor_problems_name_the_checkpoint_tensor(references, tmp_path):
+    """Shape, non-finite and misplaced tensors of an HF folder are named as the checkpoint spells
+    them (and canonically); every problem is reported in one error."""
+    ref = references["llama"]
+
+    def mutate(state):
+        state["model.layers.0.self_attn.q_proj.weight"] = torch.zeros(8, 32)
+        state["model.layers.1.mlp.up_proj.weight"][0, 0] = float("inf")
+        del state["model.layers.1.self_attn.k_proj.weight"]
+
+    with pytest.raises(BlueprintError) as info:
+        load_weights(_hf_copy(ref, tmp_path, mutate), ref.spec)
+    msg = info.value.message
+    assert "'layers.0.attn.q_proj.weight' (checkpoint tensor 'model.layers.0.self_attn.q_proj.weight') has shape [8, 32]" in msg
+    assert "'layers.1.ffn.up_proj.weight' (checkpoint tensor 'model.layers.1.mlp.up_proj.weight') contains 1 non-finite" in msg
+    assert "missing tensors the spec needs: layers.1.attn.k_proj.weight" in msg
+
+
+def test_hf_tensor_without_place_in_spec_named(references, tmp_path):
+    ref = references["bert"]  # a masked-LM spec: a classifier has no place in it
+    folder = _hf_copy(ref, tmp_path, lambda s: s.__setitem__("classifier.weight", torch.zeros(2, 32)))
+    with pytest.raises(BlueprintError, match=r"head.classifier.weight \(checkpoint tensor 'classifier.weight'\)"):
+        load_weights(folder, ref.spec)
+
+
 def test_tied_head_that_differs_refused(references, tmp_path):
     ref = references["gpt2"]
     state = load_file(str(ref.folder / "model.safetensors"))

@@ -90,6 +90,27 @@ def test_integer_dtype_refused(tmp_path, llama_spec):
     assert "'final_norm.weight' has dtype torch.int32" in msg
 
 
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float8_e5m2, torch.bfloat16, torch.float64])
+def test_other_float_dtypes_load_exactly(tmp_path, llama_spec, dtype):
+    """Narrow floats widen exactly (float8 has no isfinite kernel: checked after widening)."""
+    state = random_state(llama_spec)
+    state["final_norm.weight"] = state["final_norm.weight"].to(dtype)
+    path = tmp_path / "w.safetensors"
+    save_file(state, str(path))
+    loaded = load_weights(path, llama_spec)["final_norm.weight"]
+    assert loaded.dtype == torch.float32 and torch.equal(loaded, state["final_norm.weight"].float())
+
+
+def test_non_finite_float8_named(tmp_path, llama_spec):
+    state = random_state(llama_spec)
+    state["final_norm.weight"] = state["final_norm.weight"].to(torch.float8_e4m3fn)
+    state["final_norm.weight"][5] = float("nan")
+    path = tmp_path / "w.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(BlueprintError, match="'final_norm.weight' contains 1 non-finite"):
+        load_weights(path, llama_spec)
+
+
 def test_overflow_into_half_refused(tmp_path):
     spec = tiny_spec("llama-tiny").model_copy(update={"dtype": "float16"})
     state = random_state(spec)
@@ -177,7 +198,13 @@ def test_sharded_duplicate_across_shards(tmp_path, llama_spec):
     # b.safetensors is not referenced by the index, so first corrupt the index to reference both
     index["weight_map"]["final_norm.weight"] = "b.safetensors"
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
-    with pytest.raises(BlueprintError, match="final_norm.weight"):
+    with pytest.raises(BlueprintError, match="'final_norm.weight' is stored twice, in 'a.safetensors' and 'b.safetensors'"):
+        load_weights(tmp_path, llama_spec)
+    index["weight_map"]["final_norm.weight"] = "a.safetensors"  # the index names one, both hold it
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({**index, "weight_map": {
+        **index["weight_map"], "layers.0.attn_norm.weight": "b.safetensors"}}))
+    save_file({n: state[n] for n in ("final_norm.weight", "layers.0.attn_norm.weight")}, str(tmp_path / "b.safetensors"))
+    with pytest.raises(BlueprintError, match="'final_norm.weight' is stored twice"):
         load_weights(tmp_path, llama_spec)
 
 
