@@ -31,10 +31,14 @@ def render(spec: dict, source: Path) -> str:
 
 def run(args) -> int:
     from blueprint.hf import import_folder
+    from blueprint.hf.folder import tokenizer_note
 
     folder = Path(args.folder)
     out = Path(args.output) if args.output else None
     spec = import_folder(folder, spec_dir=out.parent if out else Path.cwd(), name=args.name)
+    note = tokenizer_note(folder)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     text = render(spec, folder)
     if out is None:
         sys.stdout.write(text)

@@ -78,6 +78,31 @@ def _pooling_mode(path: Path) -> str:
     return modes[0]
 
 
+# Tokenizer files blueprint does not read: their presence without tokenizer.json is worth a note.
+_OTHER_TOKENIZER_FILES = ("vocab.txt", "vocab.json", "merges.txt", "tokenizer.model", "spiece.model")
+
+
+def _path_from(spec_dir: Path, path: Path) -> str:
+    """``path`` relative to the spec's folder when they share more than the filesystem root
+    (the spec can move with its model), else absolute (``../../../usr/...`` helps nobody)."""
+    target, base = path.resolve(), spec_dir.resolve()
+    if os.path.commonpath([target, base]) == target.anchor:
+        return str(target)
+    return os.path.relpath(target, base)
+
+
+def tokenizer_note(folder: Path) -> str | None:
+    """A message when the folder has a tokenizer, but not as tokenizer.json, so none travels."""
+    if (Path(folder) / "tokenizer.json").is_file():
+        return None
+    found = [name for name in _OTHER_TOKENIZER_FILES if (Path(folder) / name).is_file()]
+    if not found:
+        return None
+    return (f"{folder} has tokenizer files ({', '.join(found)}) but no tokenizer.json; the spec gets no "
+            "tokenizer.path, so builds carry no tokenizer (`blueprint run --text` needs one). Save a fast "
+            "tokenizer with transformers: AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR)")
+
+
 def tokenizer_fields(folder: Path, spec_dir: Path) -> dict[str, Any]:
     """tokenizer.json's path (relative to the spec) and what it says about vocabulary and ids."""
     path = folder / "tokenizer.json"
@@ -89,7 +114,7 @@ def tokenizer_fields(folder: Path, spec_dir: Path) -> dict[str, Any]:
     ids = list(vocab.values()) if isinstance(vocab, dict) else list(range(len(vocab)))
     added = data.get("added_tokens") or []
     ids += [t["id"] for t in added if isinstance(t, dict) and "id" in t]
-    out: dict[str, Any] = {"path": os.path.relpath(path.resolve(), spec_dir.resolve())}
+    out: dict[str, Any] = {"path": _path_from(spec_dir, path)}
     if ids:
         out["vocab_size"] = max(ids) + 1
     for token in added:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import yaml
@@ -225,3 +226,29 @@ def test_import_hf_no_torch():
     code = ("import sys, blueprint.hf, blueprint.hf.folder, blueprint.hf.to_config, "
             "blueprint.commands.import_hf; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_tokenizer_path_relative_near_the_model_absolute_across_the_tree(tmp_path, minilm_dir):
+    import shutil
+
+    from blueprint.hf.folder import tokenizer_fields
+
+    model = tmp_path / "models" / "m"
+    shutil.copytree(minilm_dir, model, ignore=shutil.ignore_patterns("*.safetensors"))
+    assert tokenizer_fields(model, tmp_path / "specs")["path"] == "../models/m/tokenizer.json"
+    if os.path.commonpath([minilm_dir.resolve(), tmp_path.resolve()]) == "/":  # site-packages vs /tmp
+        far = tokenizer_fields(minilm_dir, tmp_path / "specs")["path"]
+        assert far == str((minilm_dir / "tokenizer.json").resolve())
+
+
+def test_tokenizer_without_tokenizer_json_is_noted(tmp_path, minilm_dir, capsys):
+    import shutil
+
+    from blueprint.cli import main
+
+    folder = tmp_path / "m"
+    shutil.copytree(minilm_dir, folder, ignore=shutil.ignore_patterns("*.safetensors", "tokenizer.json"))
+    assert main(["import-hf", str(folder), "-o", str(tmp_path / "m.yaml")]) == 0
+    err = capsys.readouterr().err
+    assert "has tokenizer files (vocab.txt) but no tokenizer.json" in err
+    assert "path" not in yaml.safe_load((tmp_path / "m.yaml").read_text())["tokenizer"]
