@@ -72,7 +72,14 @@ def config_to_spec(
     reader.expect("cross_attention_hidden_size", (None,), "cross-attention is not modelled")
     reader.expect("pruned_heads", ({},), "pruned heads give some layers other sizes; import the unpruned "
                   "model or write the per-layer num_heads overrides by hand")
-    body = mapper(reader, head)
+    try:
+        body = mapper(reader, head)
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, ZeroDivisionError) as err:
+        # Fields are type-checked as they are read; this catches malformed nested values
+        # (e.g. a rope_parameters entry) so that bad input never shows a traceback.
+        raise BlueprintError(f"config.json: a malformed value for model_type '{model_type}' "
+                             f"({type(err).__name__}: {err})",
+                             hint="compare the file with what transformers' save_pretrained writes") from None
     reader.finish()
     ids = body.pop("_tokenizer")
     spec: dict[str, Any] = {"name": spec_name(name), **body}

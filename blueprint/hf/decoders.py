@@ -69,13 +69,15 @@ def rotary_fraction(fraction: float, head_dim: int, key: str = "partial_rotary_f
     return fraction
 
 
-def _tokenizer_ids(r: ConfigReader) -> dict[str, int]:
+def token_ids(r: ConfigReader) -> dict[str, int]:
+    """bos/eos/pad ids for the spec's tokenizer section. A list (several eos ids, chat models)
+    gives its first, the canonical one; a negative id is transformers' "no such token"."""
     out: dict[str, int] = {}
     for key, field in (("bos_token_id", "bos_id"), ("eos_token_id", "eos_id"), ("pad_token_id", "pad_id")):
         value = r.get(key)
-        if isinstance(value, list):  # several eos ids (chat models): the first is the canonical one
+        if isinstance(value, list):
             value = value[0] if value else None
-        if value is not None:
+        if value is not None and value >= 0:
             out[field] = int(value)
     return out
 
@@ -119,7 +121,7 @@ def gpt2(r: ConfigReader) -> dict[str, Any]:
         "final_norm": True,
         "block": {
             "norm_placement": "pre",
-            "attention": {"num_heads": r.require("n_head"), "causal": True, "qkv_bias": True, "out_bias": True},
+            "attention": {"num_heads": r.heads("n_embd", "n_head"), "causal": True, "qkv_bias": True, "out_bias": True},
             "ffn": {
                 "kind": "mlp",
                 "activation": activation(r, "activation_function", "gelu_new"),
@@ -128,7 +130,7 @@ def gpt2(r: ConfigReader) -> dict[str, Any]:
             },
         },
         "head": {"kind": "causal_lm"},
-        "_tokenizer": _tokenizer_ids(r),
+        "_tokenizer": token_ids(r),
     }
 
 
@@ -174,7 +176,7 @@ def llama(r: ConfigReader) -> dict[str, Any]:
         },
         "layers": overrides,
         "head": {"kind": "causal_lm"},
-        "_tokenizer": _tokenizer_ids(r),
+        "_tokenizer": token_ids(r),
     }
 
 
@@ -224,14 +226,14 @@ def _parallel_rope(r: ConfigReader, d: int, *, residual: str, attention: dict[st
                     "hidden_dim": r.require("intermediate_size"), "bias": True},
         },
         "head": head,
-        "_tokenizer": _tokenizer_ids(r),
+        "_tokenizer": token_ids(r),
     }
 
 
 def gpt_neox(r: ConfigReader) -> dict[str, Any]:
     """GPT-NeoX / Pythia: parallel residual (two norms), partial rotary, biases everywhere."""
     d = r.require("hidden_size")
-    heads = r.require("num_attention_heads")
+    heads = r.heads("hidden_size", "num_attention_heads")
     r.expect("attention_bias", (True,), "GPT-NeoX without attention bias is not modelled")
     return _parallel_rope(
         r, d, residual="parallel" if r.get("use_parallel_residual", True) else "sequential",

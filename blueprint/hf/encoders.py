@@ -10,26 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 from blueprint.errors import BlueprintError
-from blueprint.hf.decoders import activation
+from blueprint.hf.decoders import activation, token_ids
 from blueprint.hf.fields import ConfigReader
 
 
 def _architecture(r: ConfigReader) -> str:
-    archs = r.config.get("architectures") or []
+    archs = r.get("architectures", [])
     return archs[0] if archs else ""
 
 
 def _num_labels(r: ConfigReader) -> int:
     id2label = r.get("id2label")
     return len(id2label) if id2label else int(r.get("num_labels", 2))
-
-
-def _encoder_ids(r: ConfigReader) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for key, field in (("pad_token_id", "pad_id"), ("bos_token_id", "bos_id"), ("eos_token_id", "eos_id")):
-        if r.get(key) is not None:
-            out[field] = int(r.get(key))
-    return out
 
 
 def bert(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
@@ -65,11 +57,11 @@ def bert(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
         "final_norm": False,
         "block": {
             "norm_placement": "post",
-            "attention": {"num_heads": r.require("num_attention_heads"), "causal": False, "qkv_bias": True, "out_bias": True},
+            "attention": {"num_heads": r.heads("hidden_size", "num_attention_heads"), "causal": False, "qkv_bias": True, "out_bias": True},
             "ffn": {"kind": "mlp", "activation": act, "hidden_dim": r.require("intermediate_size"), "bias": True},
         },
         "head": head,
-        "_tokenizer": _encoder_ids(r),
+        "_tokenizer": token_ids(r),
     }
 
 
@@ -102,7 +94,7 @@ def _modernbert_rope(r: ConfigReader) -> tuple[float, float]:
 
 def modernbert(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
     layers = r.require("num_hidden_layers")
-    heads = r.require("num_attention_heads")
+    heads = r.heads("hidden_size", "num_attention_heads")
     glob = _modernbert_layers(r, layers)
     global_base, local_base = _modernbert_rope(r)
     window = int(r.get("local_attention", 128))
@@ -161,5 +153,5 @@ def modernbert(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
         },
         "layers": overrides,
         "head": head,
-        "_tokenizer": _encoder_ids(r),
+        "_tokenizer": token_ids(r),
     }

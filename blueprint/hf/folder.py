@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from blueprint.errors import BlueprintError
 from blueprint.hf import config_to_spec, spec_name
@@ -40,6 +41,17 @@ def read_json(path: Path) -> Any:
         raise BlueprintError(f"{path}: cannot read JSON ({err})") from None
 
 
+@contextmanager
+def _malformed(path: Path) -> Iterator[None]:
+    """A JSON file with an unexpected structure (a list for an object, a string for an id) is a
+    user error naming the file, not a traceback."""
+    try:
+        yield
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as err:
+        raise BlueprintError(f"{path}: unexpected structure ({type(err).__name__}: {err})",
+                             hint="compare the file with what transformers / sentence-transformers write") from None
+
+
 def sentence_transformers_head(folder: Path) -> dict[str, Any] | None:
     """The embeddings head a sentence-transformers folder implies, or None if it is not one."""
     modules_path = folder / "modules.json"
@@ -47,7 +59,10 @@ def sentence_transformers_head(folder: Path) -> dict[str, Any] | None:
         return None
     pooling: str | None = None
     normalize = False
-    for module in read_json(modules_path):
+    modules = read_json(modules_path)
+    if not isinstance(modules, list):
+        raise BlueprintError(f"{modules_path}: expected a list of modules")
+    for module in modules:
         kind = str(module.get("type", "")).rsplit(".", 1)[-1]
         if kind == "Transformer":
             if module.get("path", "") not in ("", "."):
@@ -67,6 +82,8 @@ def sentence_transformers_head(folder: Path) -> dict[str, Any] | None:
 
 def _pooling_mode(path: Path) -> str:
     config = read_json(path)
+    if not isinstance(config, dict):
+        raise BlueprintError(f"{path}: not a JSON object")
     for key in _UNSUPPORTED_POOLING:
         if config.get(key):
             raise BlueprintError(f"{path}: {key} is not supported (blueprint pools by mean, cls or last)")
@@ -141,6 +158,8 @@ def import_folder(folder: Any, *, spec_dir: Any = None, name: str | None = None)
     config = read_json(config_path)
     if not isinstance(config, dict):
         raise BlueprintError(f"{config_path}: not a JSON object")
-    tokenizer = tokenizer_fields(folder, Path(spec_dir) if spec_dir is not None else Path.cwd())
-    head = sentence_transformers_head(folder)
+    with _malformed(folder / "tokenizer.json"):
+        tokenizer = tokenizer_fields(folder, Path(spec_dir) if spec_dir is not None else Path.cwd())
+    with _malformed(folder / "modules.json"):
+        head = sentence_transformers_head(folder)
     return config_to_spec(config, name=name or spec_name(folder.resolve().name), head=head, tokenizer=tokenizer)

@@ -172,6 +172,12 @@ def test_unknown_model_type():
         config_to_spec({"model_type": "t5"})
 
 
+def test_negative_token_id_means_none():
+    """Early LLaMA conversions write pad_token_id: -1 for "no pad token"."""
+    spec = _spec({**_LLAMA, "bos_token_id": 1, "eos_token_id": [2, 3], "pad_token_id": -1})
+    assert (spec.tokenizer.bos_id, spec.tokenizer.eos_id, spec.tokenizer.pad_id) == (1, 2, None)
+
+
 def test_special_id_outside_vocab():
     cfg = _config("GPT2Config", n_layer=1, n_embd=16, n_head=2, vocab_size=10)  # eos 50256
     with pytest.raises(BlueprintError, match="outside the vocabulary"):
@@ -252,3 +258,49 @@ def test_tokenizer_without_tokenizer_json_is_noted(tmp_path, minilm_dir, capsys)
     err = capsys.readouterr().err
     assert "has tokenizer files (vocab.txt) but no tokenizer.json" in err
     assert "path" not in yaml.safe_load((tmp_path / "m.yaml").read_text())["tokenizer"]
+
+
+_LLAMA = {"model_type": "llama", "hidden_size": 16, "num_attention_heads": 2, "num_hidden_layers": 1,
+          "vocab_size": 10, "intermediate_size": 8, "max_position_embeddings": 8}
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"hidden_size": "16"}, "'hidden_size' = '16' must be a whole number"),
+    ({"num_attention_heads": 0}, "'num_attention_heads' = 0 must be a whole number >= 1"),
+    ({"rms_norm_eps": "1e-6"}, "'rms_norm_eps' = '1e-6' must be a number"),
+    ({"tie_word_embeddings": "no"}, "'tie_word_embeddings' = 'no' must be true or false"),
+    ({"rope_parameters": "x"}, "'rope_parameters' = 'x' must be an object"),
+    ({"eos_token_id": "2"}, "'eos_token_id' = '2' must be a token id"),
+    ({"model_type": "bert", "eos_token_id": [2, "x"]}, "'eos_token_id' = \\[2, 'x'\\] must be a token id"),
+    ({"rope_parameters": {"rope_theta": "x"}}, "malformed value for model_type 'llama'"),
+    ({"model_type": "bert", "num_attention_heads": 3}, "'hidden_size' \\(16\\) is not a multiple of 'num_attention_heads' \\(3\\)"),
+    ({"model_type": "bert", "architectures": "BertModel"}, "'architectures' = 'BertModel' must be a list"),
+])
+def test_malformed_config_values_named(tmp_path, capsys, change, named):
+    """A malformed config.json is a located user error, never a traceback."""
+    from blueprint.cli import main
+
+    (tmp_path / "config.json").write_text(json.dumps({**_LLAMA, **change}))
+    with pytest.raises(BlueprintError, match=named):
+        config_to_spec(json.loads((tmp_path / "config.json").read_text()))
+    assert main(["import-hf", str(tmp_path)]) == 1
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("file, text", [
+    ("tokenizer.json", "[]"),
+    ("tokenizer.json", '{"model": {"vocab": {"a": "x"}}}'),
+    ("modules.json", "[1]"),
+    ("modules.json", "{}"),
+    ("1_Pooling/config.json", "[]"),
+])
+def test_malformed_folder_files_named(tmp_path, minilm_dir, file, text):
+    import shutil
+
+    from blueprint.hf import import_folder
+
+    folder = tmp_path / "m"
+    shutil.copytree(minilm_dir, folder, ignore=shutil.ignore_patterns("*.safetensors"))
+    (folder / file).write_text(text)
+    with pytest.raises(BlueprintError, match=file.split("/")[0]):
+        import_folder(folder)
