@@ -20,7 +20,8 @@ from blueprint.errors import BlueprintError
 def add_arguments(parser) -> None:
     parser.add_argument("build_dir", metavar="BUILD_DIR", help="a build folder (spec.lock.yaml + weights.safetensors)")
     parser.add_argument("-o", "--output", metavar="OUT", required=True, help="folder to write")
-    parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    parser.add_argument("--force", action="store_true",
+                        help="replace OUT if it is an existing Hugging Face folder (has config.json)")
 
 
 def _sentence_transformers_files(spec, out: Path) -> None:
@@ -43,6 +44,23 @@ def _sentence_transformers_files(spec, out: Path) -> None:
     (out / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2) + "\n")
 
 
+def _check_output(build_dir: Path, output: Path, force: bool) -> None:
+    """OUT must be new, empty, or (with --force) a Hugging Face folder; never the build itself,
+    inside it or around it (--force would delete the build being read)."""
+    if output.exists() and not output.is_dir():
+        raise BlueprintError(f"{output} exists and is not a folder", hint="choose another -o OUT")
+    a, b = build_dir.resolve(), output.resolve()
+    if a == b or a in b.parents or b in a.parents:
+        raise BlueprintError(f"{output} overlaps the build folder {build_dir}",
+                             hint="write the Hugging Face folder somewhere outside the build")
+    if output.exists() and any(output.iterdir()):
+        if not force:
+            raise BlueprintError(f"{output} exists and is not empty", hint="pass --force to replace it")
+        if not (output / "config.json").is_file():
+            raise BlueprintError(f"{output} is not a Hugging Face model folder (no config.json); "
+                                 "refusing to replace it, even with --force", hint="choose another -o OUT")
+
+
 def export(build_dir: Path, output: Path, *, force: bool = False) -> Path:
     from blueprint import load_spec
     from blueprint.hf.to_config import spec_to_config
@@ -54,8 +72,7 @@ def export(build_dir: Path, output: Path, *, force: bool = False) -> Path:
     if not lock.is_file():
         raise BlueprintError(f"{build_dir}: no spec.lock.yaml; not a blueprint build folder",
                              hint="run `blueprint build SPEC` first and pass its output folder")
-    if output.exists() and any(output.iterdir()) and not force:
-        raise BlueprintError(f"{output} exists and is not empty", hint="pass --force to replace it")
+    _check_output(build_dir, output, force)
     spec = load_spec(lock)
     config = spec_to_config(spec)
     weights = load_weights(build_dir / "weights.safetensors", spec)

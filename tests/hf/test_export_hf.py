@@ -96,7 +96,7 @@ def test_output_not_overwritten_without_force(tmp_path):
     spec = tiny_spec("llama-tiny")
     build = _fake_build(tmp_path, spec, random_state(spec))
     out = tmp_path / "out"
-    out.mkdir()
+    assert main(["export-hf", str(build), "-o", str(out)]) == 0
     (out / "keep.txt").write_text("x")
     with pytest.raises(BlueprintError, match="not empty"):
         main_raise(["export-hf", str(build), "-o", str(out)])
@@ -105,6 +105,25 @@ def test_output_not_overwritten_without_force(tmp_path):
     assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
     again = ModelSpec.model_validate(import_folder(out, name=spec.name))
     assert again.resolved_layers() == spec.resolved_layers()
+
+
+@pytest.mark.parametrize("where, message", [
+    ("build", "overlaps the build folder"),  # --force would delete the build being read
+    ("build/sub", "overlaps the build folder"),
+    (".", "overlaps the build folder"),
+    ("file", "exists and is not a folder"),
+    ("other", "not a Hugging Face model folder"),  # --force never deletes an arbitrary folder
+])
+def test_unsafe_outputs_refused_even_with_force(tmp_path, where, message):
+    spec = tiny_spec("llama-tiny")
+    build = _fake_build(tmp_path, spec, random_state(spec))
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x")
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    with pytest.raises(BlueprintError, match=message):
+        main_raise(["export-hf", str(build), "-o", str(tmp_path / where), "--force"])
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
 
 
 def main_raise(argv):
