@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from blueprint.errors import BlueprintError
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("folder", metavar="DIR", help="a Hugging Face model folder (config.json, optional tokenizer.json)")
@@ -34,7 +36,11 @@ def run(args) -> int:
     from blueprint.hf.folder import tokenizer_note
 
     folder = Path(args.folder)
+    if folder.is_file() and folder.name == "config.json":
+        folder = folder.parent  # the folder was meant
     out = Path(args.output) if args.output else None
+    if out is not None and out.is_dir():
+        raise BlueprintError(f"-o {out} is a folder; name the spec file to write (e.g. {out / 'model.yaml'})")
     spec = import_folder(folder, spec_dir=out.parent if out else Path.cwd(), name=args.name)
     note = tokenizer_note(folder)
     if note:
@@ -43,8 +49,11 @@ def run(args) -> int:
     if out is None:
         sys.stdout.write(text)
         return 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise BlueprintError(f"cannot write {out}: {err.strerror or err}") from None
     from blueprint import load_spec
 
     load_spec(out)  # the written file must load through the front end exactly as written

@@ -304,3 +304,15 @@ def test_malformed_folder_files_named(tmp_path, minilm_dir, file, text):
     (folder / file).write_text(text)
     with pytest.raises(BlueprintError, match=file.split("/")[0]):
         import_folder(folder)
+
+
+def test_import_hf_cli_outputs(tmp_path, minilm_dir, capsys):
+    from blueprint.cli import main
+
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("x")
+    assert main(["import-hf", str(minilm_dir), "-o", str(tmp_path / "adir")]) == 1
+    assert main(["import-hf", str(minilm_dir), "-o", str(tmp_path / "afile" / "m.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "is a folder; name the spec file" in err and "cannot write" in err and "Traceback" not in err
+    assert main(["import-hf", str(minilm_dir / "config.json"), "-o", str(tmp_path / "m.yaml")]) == 0
