@@ -30,6 +30,14 @@ def _configs():
             hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-5, sliding_window=5,
             tie_word_embeddings=False, **common_dec)),
+        "qwen2": (T.Qwen2ForCausalLM, T.Qwen2Config(  # q/k/v bias; a window on layer 1 only
+            hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-5, use_sliding_window=True,
+            sliding_window=4, max_window_layers=1, tie_word_embeddings=False, **common_dec)),
+        "qwen3": (T.Qwen3ForCausalLM, T.Qwen3Config(  # per-head q/k RMSNorm, head_dim != D / H, tied
+            hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=16, max_position_embeddings=128, rms_norm_eps=1e-5,
+            tie_word_embeddings=True, **common_dec)),
         "gpt_neox": (T.GPTNeoXForCausalLM, T.GPTNeoXConfig(
             hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
             max_position_embeddings=64, hidden_dropout=0.0, attention_dropout=0.0,
@@ -52,7 +60,7 @@ def _configs():
 
 
 REQUIRED = ("gpt2", "llama", "mistral", "bert", "modernbert")  # the families issue 5 names
-EXTRA = ("gpt_neox", "phi")  # parallel residual + partial rotary, as far as the spec language goes
+EXTRA = ("qwen2", "qwen3", "gpt_neox", "phi")  # the further families the spec language covers
 FAMILIES = REQUIRED + EXTRA  # every family: import-hf, weights, parity, export-hf
 ENCODERS = ("bert", "modernbert")
 DECODERS = tuple(f for f in FAMILIES if f not in ENCODERS)

@@ -2,7 +2,7 @@
 transformers computes: outputs on padded batches, gradients, and a KV-cached decode step.
 
 Tolerance (fp32): 1e-4 max abs on logits / hidden states / gradients at real positions.
-Sequences are longer than the sliding windows (mistral window 5, modernbert 6 = 3 each side).
+Sequences are longer than the sliding windows (mistral 5, qwen2 4 on layer 1, modernbert 6 = 3 each side).
 """
 
 from __future__ import annotations
