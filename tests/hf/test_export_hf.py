@@ -85,6 +85,18 @@ def test_real_build_exports_to_transformers(references, builds, family, tmp_path
     _same_logits_in_transformers(ref, tmp_path / "hf")
 
 
+def test_phi_with_untied_input_norms_refused(references, tmp_path):
+    """Phi's one input norm fills both norms of the parallel block; once they differ (trained
+    apart), no phi config can hold them, and export-hf says which tensors differ."""
+    ref = references["phi"]
+    weights = load_weights(ref.folder, ref.spec)
+    weights["layers.1.ffn_norm.bias"] = weights["layers.1.ffn_norm.bias"] + 0.01
+    build = _fake_build(tmp_path, ref.spec, weights)
+    with pytest.raises(BlueprintError, match="'layers.1.attn_norm.bias' and 'layers.1.ffn_norm.bias' differ"):
+        main_raise(["export-hf", str(build), "-o", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
 def test_spec_without_hf_layout_refused(tmp_path):
     spec = tiny_spec("gpt-tiny")  # a post-norm GPT: no transformers class computes it
     build = _fake_build(tmp_path, spec, random_state(spec))

@@ -47,6 +47,17 @@ def test_modernbert_wi_halves(references):
     assert "layers.0.attn_norm.weight" not in w and "layers.1.attn_norm.weight" in w
 
 
+def test_phi_shared_norm_fills_both_norms_of_a_parallel_layer_only(references):
+    ref = references["phi"]
+    w = load_weights(ref.folder, ref.spec)
+    norm = ref.model.model.layers[1].input_layernorm.weight
+    assert torch.equal(w["layers.1.attn_norm.weight"], norm) and torch.equal(w["layers.1.ffn_norm.weight"], norm)
+    assert w["layers.1.attn_norm.weight"].data_ptr() != w["layers.1.ffn_norm.weight"].data_ptr()  # two parameters
+    sequential = ref.spec.model_copy(update={"block": ref.spec.block.model_copy(update={"residual": "sequential"})})
+    with pytest.raises(BlueprintError, match="'model.layers.0.input_layernorm.bias' is one norm shared"):
+        load_weights(ref.folder, sequential)
+
+
 def test_gpt_neox_interleaved_qkv(tmp_path):
     import transformers as T
 
