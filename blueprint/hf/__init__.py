@@ -29,7 +29,8 @@ FAMILIES: dict[str, tuple[Callable[..., dict[str, Any]], frozenset[str]]] = {
     "gpt_neox": (lambda r, head: decoders.gpt_neox(r), frozenset({"classifier_dropout", "is_decoder"})),
     "phi": (lambda r, head: decoders.phi(r), frozenset()),
     "bert": (encoders.bert, frozenset()),
-    "modernbert": (encoders.modernbert, frozenset()),
+    # BERT-template leftovers in ModernBERT configs on the Hub; transformers' ModernBERT reads neither
+    "modernbert": (encoders.modernbert, frozenset({"layer_norm_eps", "position_embedding_type"})),
 }
 
 

@@ -316,3 +316,47 @@ def test_import_hf_cli_outputs(tmp_path, minilm_dir, capsys):
     err = capsys.readouterr().err
     assert "is a folder; name the spec file" in err and "cannot write" in err and "Traceback" not in err
     assert main(["import-hf", str(minilm_dir / "config.json"), "-o", str(tmp_path / "m.yaml")]) == 0
+
+
+# config.json files in the form the Hub publishes them (transformers 4.x era, every key written).
+_HUB = {
+    "answerdotai/ModernBERT-base": {
+        "architectures": ["ModernBertForMaskedLM"], "attention_bias": False, "attention_dropout": 0.0,
+        "bos_token_id": 50281, "classifier_activation": "gelu", "classifier_bias": False, "classifier_dropout": 0.0,
+        "classifier_pooling": "mean", "cls_token_id": 50281, "decoder_bias": True, "deterministic_flash_attn": False,
+        "embedding_dropout": 0.0, "eos_token_id": 50282, "global_attn_every_n_layers": 3,
+        "global_rope_theta": 160000.0, "gradient_checkpointing": False, "hidden_activation": "gelu",
+        "hidden_size": 768, "initializer_cutoff_factor": 2.0, "initializer_range": 0.02, "intermediate_size": 1152,
+        "layer_norm_eps": 1e-05, "local_attention": 128, "local_rope_theta": 10000.0,
+        "max_position_embeddings": 8192, "mlp_bias": False, "mlp_dropout": 0.0, "model_type": "modernbert",
+        "norm_bias": False, "norm_eps": 1e-05, "num_attention_heads": 12, "num_hidden_layers": 22,
+        "pad_token_id": 50283, "position_embedding_type": "absolute", "sep_token_id": 50282,
+        "tie_word_embeddings": True, "torch_dtype": "float32", "transformers_version": "4.47.0.dev0",
+        "vocab_size": 50368},
+    "microsoft/phi-2": {
+        "_name_or_path": "microsoft/phi-2", "architectures": ["PhiForCausalLM"], "attention_dropout": 0.0,
+        "bos_token_id": 50256, "embd_pdrop": 0.0, "eos_token_id": 50256, "hidden_act": "gelu_new",
+        "hidden_size": 2560, "initializer_range": 0.02, "intermediate_size": 10240, "layer_norm_eps": 1e-05,
+        "max_position_embeddings": 2048, "model_type": "phi", "num_attention_heads": 32, "num_hidden_layers": 32,
+        "num_key_value_heads": 32, "partial_rotary_factor": 0.4, "qk_layernorm": False, "resid_pdrop": 0.1,
+        "rope_scaling": None, "rope_theta": 10000.0, "tie_word_embeddings": False, "torch_dtype": "float16",
+        "transformers_version": "4.37.0", "use_cache": True, "vocab_size": 51200},
+    "EleutherAI/pythia-70m": {
+        "architectures": ["GPTNeoXForCausalLM"], "bos_token_id": 0, "eos_token_id": 0, "hidden_act": "gelu",
+        "hidden_size": 512, "initializer_range": 0.02, "intermediate_size": 2048, "layer_norm_eps": 1e-05,
+        "max_position_embeddings": 2048, "model_type": "gpt_neox", "num_attention_heads": 8,
+        "num_hidden_layers": 6, "rotary_emb_base": 10000, "rotary_pct": 0.25, "tie_word_embeddings": False,
+        "torch_dtype": "float16", "transformers_version": "4.24.0", "use_cache": True,
+        "use_parallel_residual": True, "vocab_size": 50304},
+}
+
+
+def test_hub_configs_import():
+    mb = _spec(_HUB["answerdotai/ModernBERT-base"])
+    assert [l.attention.window for l in mb.resolved_layers()[:4]] == [None, 128, 128, None]
+    assert mb.head.kind == "masked_lm" and mb.tie_embeddings and mb.norm.norm_eps == 1e-5
+    phi = _spec(_HUB["microsoft/phi-2"])
+    assert phi.positional.rotary_fraction == 0.4 and phi.layer(0).attention.head_dim == 80  # 32 rotated
+    assert phi.head.bias and phi.block.residual == "parallel" and phi.dropout.residual == 0.1
+    pythia = _spec(_HUB["EleutherAI/pythia-70m"])
+    assert pythia.positional.rotary_fraction == 0.25 and pythia.block.residual == "parallel"
