@@ -27,7 +27,10 @@ def explicit(attn: Attention, x, key_mask, past=None):
         k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
     t = k.shape[2]
     mask = torch.full((b, h, s, t), torch.finfo(torch.float32).min)
-    slopes = alibi_slopes(h) if attn.alibi is not None else torch.zeros(h)
+    slopes = torch.zeros(h)
+    if attn.alibi is not None:  # Press et al.: 2^(-8/h), 2^(-16/h), ... (h a power of two here)
+        assert h & (h - 1) == 0
+        slopes = torch.tensor([2.0 ** (-8.0 * (i + 1) / h) for i in range(h)])
     for r in range(b):
         for i in range(s):
             p = t - s + i
@@ -103,6 +106,27 @@ def test_window_semantics_match_the_contract():
     assert causal[0, 0, 7].nonzero().flatten().tolist() == [4, 5, 6, 7]
     bidi, _ = allowed_keys(ones, 10, False, 128 // 32)  # W=4 -> 2 each side
     assert bidi[0, 0, 5].nonzero().flatten().tolist() == [3, 4, 5, 6, 7]
+
+
+def test_modernbert_and_mistral_windows_at_their_real_sizes():
+    """ModernBERT's local_attention 128 is 64 keys on each side of the query (129 in all, as in
+    transformers' ModernBERT); Mistral's 4096 is the query and the 4095 keys before it."""
+    ones = torch.ones(1, 300, dtype=torch.int64)
+    bidi, _ = allowed_keys(ones, 300, False, 128)
+    assert bidi[0, 0, 150].nonzero().flatten().tolist() == list(range(86, 215))
+    assert bidi[0, 0, 10].nonzero().flatten().tolist() == list(range(0, 75))
+    mask = torch.ones(1, 5000, dtype=torch.int64)
+    causal, _ = allowed_keys(mask, 1, True, 4096)  # one decode step at cache index 4999
+    assert causal[0, 0, 0].nonzero().flatten().tolist() == list(range(904, 5000))
+
+
+@pytest.mark.parametrize("num_heads", range(1, 17))
+def test_alibi_slopes_match_bloom(num_heads):
+    """Against transformers' BLOOM, an independent implementation (non-powers of two too)."""
+    from transformers.models.bloom.modeling_bloom import build_alibi_tensor
+
+    bloom = build_alibi_tensor(torch.ones(1, 2), num_heads, torch.float32)[:, 0, 1]  # slope * 1
+    assert torch.allclose(alibi_slopes(num_heads), bloom, rtol=1e-6, atol=0.0)
 
 
 def test_fully_padded_row_is_finite():

@@ -67,15 +67,19 @@ def test_backward_recomputes_checkpointed_layers_only():
 
 
 def test_checkpointing_is_a_no_op_in_eval_and_no_grad():
-    spec = load("gpt2-tiny")
+    """Early stop off, so a recomputation would reach the layer's forward hook."""
+    spec = load("gpt2-tiny")  # training.checkpointing: every_layer
     gm = compile_spec(spec)
     calls = []
     gm.layers.get_submodule("0").register_forward_hook(lambda *a: calls.append(1))
     feeds = make_inputs(spec, 1, 5)
-    with torch.no_grad():
-        gm.train()(*feeds.values())
-    gm.eval()(*feeds.values())["logits"].sum().backward()
-    assert len(calls) == 2  # two forwards, no recomputation
+    with torch.utils.checkpoint.set_checkpoint_early_stop(False):
+        with torch.no_grad():
+            gm.train()(*feeds.values())
+        gm.eval()(*feeds.values())["logits"].sum().backward()
+        assert len(calls) == 2  # two forwards, no recomputation
+        gm.train()(*feeds.values())["logits"].sum().backward()
+    assert len(calls) == 4  # training does recompute: the hook can see it
 
 
 def test_policy_selects_layers_and_strip_restores_the_graph():
@@ -89,8 +93,11 @@ def test_policy_selects_layers_and_strip_restores_the_graph():
     apply_checkpointing(gm, EveryK(every=2))
     wrapped = [n.meta["blueprint.layer"] for n in gm.graph.nodes if n.target is checkpointed]
     assert wrapped == [0, 2]
+    flagged = [n.meta["blueprint.layer"] for n in gm.graph.nodes if n.meta.get("blueprint.checkpointed")]
+    assert flagged == [0, 2]
     strip_checkpointing(gm)
     assert gm.code == before and "checkpointed" not in gm.code
+    assert not any("blueprint.checkpointed" in n.meta for n in gm.graph.nodes)
     apply_checkpointing(gm, LayerList(layers=[1, 3]))
     assert [n.meta["blueprint.layer"] for n in gm.graph.nodes if n.target is checkpointed] == [1, 3]
     apply_checkpointing(strip_checkpointing(gm), lambda i: i == 2)  # a policy is a function

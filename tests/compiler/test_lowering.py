@@ -93,6 +93,37 @@ def test_init_follows_the_spec_and_is_seeded():
     assert not torch.equal(sd["embed.tokens.weight"], other["embed.tokens.weight"])
 
 
+@pytest.mark.parametrize("scaled", [True, False])
+def test_init_std_reaches_every_weight(scaled):
+    """A non-default std, 3 layers: every matrix and embedding table is drawn with the spec's
+    std; only o_proj and down_proj are divided by sqrt(2 * num_layers), and only when asked."""
+    spec = variant(num_layers=3, embed_dim=64, positional={"kind": "learned"},
+                   block={"ffn": {"hidden_dim": 128}}, tie_embeddings=False,
+                   init={"std": 0.05, "scaled_residual": scaled, "seed": 3})
+    sd = compile_spec(spec).state_dict()
+    residual = 0.05 / math.sqrt(6) if scaled else 0.05
+    for name, t in sd.items():
+        if t.ndim != 2:
+            continue
+        want = residual if name.endswith(("o_proj.weight", "down_proj.weight")) else 0.05
+        assert math.isclose(t.std().item(), want, rel_tol=0.1), (name, t.std().item(), want)
+        assert abs(t.mean().item()) < 0.1 * want, name
+
+
+@pytest.mark.parametrize("site", ["embed", "attention", "residual"])
+def test_each_dropout_site_is_applied_in_training(site):
+    """Each dropout rate on its own makes training forwards differ; eval stays deterministic."""
+    rates = {"embed": 0.0, "attention": 0.0, "residual": 0.0, site: 0.5}
+    spec = variant(dropout=rates)
+    gm = compile_spec(spec).train()
+    feeds = make_inputs(spec, 2, 6)
+    torch.manual_seed(0)
+    a, b = gm(*feeds.values())["logits"], gm(*feeds.values())["logits"]
+    assert not torch.equal(a, b), f"{site} dropout changed nothing in training"
+    gm.eval()
+    assert torch.equal(gm(*feeds.values())["logits"], gm(*feeds.values())["logits"])
+
+
 @pytest.mark.parametrize("name", TINY)
 def test_safetensors_round_trip(name, tmp_path):
     spec = load(name)

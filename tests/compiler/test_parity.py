@@ -41,6 +41,7 @@ VARIANTS = {
     "alibi_bidi": encoder(positional={"kind": "alibi"}),
     "learned": variant(positional={"kind": "learned"}),
     "sinusoidal": variant(positional={"kind": "sinusoidal"}),
+    "sinusoidal_base": variant(positional={"kind": "sinusoidal", "base": 50.0}),
     "no_positions": variant(positional={"kind": "none"}),
     "qk_norm_layernorm": variant(block={"attention": {"qk_norm": True}}),
     "qk_norm_rmsnorm": variant(norm={"kind": "rmsnorm"}, block={"attention": {"qk_norm": True}}),
