@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from compiler import compile_spec
 from compiler.naming import parameter_count, parameter_shapes
+from compiler.passes import strip_checkpointing
 from compiler.signature import input_names, output_names
 from helpers import ALL, TINY, load, make_inputs, variant
 
@@ -137,6 +138,28 @@ def test_safetensors_round_trip(name, tmp_path):
     feeds = make_inputs(spec, 2, 6)
     a, b = gm(*feeds.values()), fresh(*feeds.values())
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("kv_cache", [False, True])
+def test_torch_save_round_trip_keeps_graph_and_metadata(kv_cache, tmp_path):
+    """torch.save pickles a GraphModule as its code and re-traces it on load; the loaded graph
+    computes the same, still checkpoints, and its nodes carry the same blueprint metadata."""
+    spec = load("mistral-tiny")  # checkpointing {every: 2}: layer 0 wrapped, layer 1 not
+    gm = compile_spec(spec, kv_cache=kv_cache)
+    torch.save(gm, tmp_path / "gm.pt")
+    loaded = torch.load(tmp_path / "gm.pt", weights_only=False)
+    assert loaded.code == gm.code
+    meta = lambda g: [(n.name, {k: v for k, v in n.meta.items() if k.startswith("blueprint.")})  # noqa: E731
+                      for n in g.graph.nodes]
+    assert meta(loaded) == meta(gm)
+    feeds = make_inputs(spec, 2, 5)
+    args = list(feeds.values())
+    if kv_cache:
+        args += [torch.zeros(2, 2, 0, 16)] * (2 * spec.num_layers)
+    gm.eval(), loaded.eval()
+    assert all(torch.equal(a, b) for a, b in zip(gm(*args).values(), loaded(*args).values()))
+    strip_checkpointing(loaded)
+    assert "checkpointed" not in loaded.code
 
 
 @pytest.mark.parametrize("name", TINY)
