@@ -3,9 +3,9 @@ relative schemes applied inside attention (RoPE rotates queries and keys, ALiBi 
 
 Everything position-dependent is computed from the position tensor at run time rather than
 from a precomputed [max_seq_len, ...] table, so graphs export with dynamic sequence lengths.
-Frequencies and slopes are computed in float32 inside ``forward`` rather than stored as
-buffers, so ``module.half()`` cannot round them to fp16 (which would skew angles at large
-positions).
+Frequencies and slopes are computed inside ``forward`` (float32; sinusoidal angles float64)
+rather than stored as buffers, so ``module.half()`` cannot round them to fp16 (which would
+skew angles at large positions). RoPE stays float32 like the transformers models it matches.
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ class SinusoidalPositions(nn.Module):
         self.embed_dim, self.base = embed_dim, base
 
     def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
+        # float64 angles: at position p a float32 angle is off by up to ulp(p)/2 (3e-4 at 8191),
+        # an error added straight to the embeddings; the values are then exact float32.
         half = (self.embed_dim + 1) // 2
-        exponent = torch.arange(half, device=position_ids.device).float() * 2 / self.embed_dim
+        exponent = torch.arange(half, device=position_ids.device).double() * 2 / self.embed_dim
         inv_freq = 1.0 / self.base ** exponent  # [ceil(D/2)]
-        angles = position_ids.float()[..., None] * inv_freq  # [b, s, ceil(D/2)]
-        pe = torch.stack((angles.sin(), angles.cos()), dim=-1)  # [b, s, ceil(D/2), 2]
+        angles = position_ids.double()[..., None] * inv_freq  # [b, s, ceil(D/2)]
+        pe = torch.stack((angles.sin(), angles.cos()), dim=-1).float()  # [b, s, ceil(D/2), 2]
         return pe.flatten(-2)[..., : self.embed_dim]  # [b, s, D]
 
 

@@ -151,3 +151,19 @@ def test_rope_rotates_pairs_by_position():
             a, b = q[0, i, 0, j].item(), q[0, i, 0, j + 4].item()
             assert math.isclose(rq[0, i, 0, j].item(), a * math.cos(th) - b * math.sin(th), abs_tol=1e-5)
             assert math.isclose(rq[0, i, 0, j + 4].item(), b * math.cos(th) + a * math.sin(th), abs_tol=1e-5)
+
+
+def test_sinusoidal_table_is_exact_at_long_positions():
+    """pe[p, 2i] = sin(p / base^(2i/D)), pe[p, 2i+1] = cos(same), to fp32 rounding (1e-6) up to
+    position 8191: angles of thousands of radians must not be rounded to float32 first (that
+    alone puts errors of ~5e-4 into the table)."""
+    from compiler.components.positional import SinusoidalPositions
+
+    d, base = 64, 10000.0
+    pos = torch.arange(8192)
+    got = SinusoidalPositions(d, base)(pos[None])[0]  # [8192, D]
+    i = torch.arange(d)
+    angle = pos.double()[:, None] / base ** ((2 * (i // 2)).double() / d)
+    want = torch.where(i % 2 == 0, torch.sin(angle), torch.cos(angle))
+    assert got.dtype == torch.float32
+    assert (got.double() - want).abs().max().item() <= 1e-6
