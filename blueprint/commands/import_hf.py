@@ -41,9 +41,10 @@ def run(args) -> int:
     out = Path(args.output) if args.output else None
     if out is not None and out.is_dir():
         raise BlueprintError(f"-o {out} is a folder; name the spec file to write (e.g. {out / 'model.yaml'})")
-    spec = import_folder(folder, spec_dir=out.parent if out else Path.cwd(), name=args.name)
-    note = tokenizer_note(folder)
-    if note:
+    notes: list[str] = []
+    spec = import_folder(folder, spec_dir=out.parent if out else Path.cwd(), name=args.name, notes=notes)
+    notes.append(tokenizer_note(folder))
+    for note in filter(None, notes):
         print(f"note: {note}", file=sys.stderr)
     text = render(spec, folder)
     if out is None:

@@ -46,6 +46,7 @@ def config_to_spec(
     name: str = "imported",
     head: dict[str, Any] | None = None,
     tokenizer: dict[str, Any] | None = None,
+    notes: list[str] | None = None,
 ) -> dict[str, Any]:
     """Map a Hugging Face config mapping to a validated blueprint spec mapping.
 
@@ -55,6 +56,8 @@ def config_to_spec(
         head: a head section that overrides the one implied by ``architectures`` (e.g. the
             mean-pooled, normalised embeddings head of a sentence-transformers folder).
         tokenizer: tokenizer fields found outside config.json (path, vocab_size, mask_id...).
+        notes: receives what the import left out and why (special token ids outside the
+            vocabulary: transformers loads such configs with a warning, and so does blueprint).
     Returns:
         The spec as a plain mapping, already validated by ``ModelSpec``.
     Raises:
@@ -86,18 +89,32 @@ def config_to_spec(
     spec: dict[str, Any] = {"name": spec_name(name), **body}
     if not spec.get("layers"):
         spec.pop("layers", None)
-    tok = {**ids, **(tokenizer or {})}
-    limit = min(spec["vocab_size"], tok.get("vocab_size") or spec["vocab_size"])
-    bad = {k: v for k, v in tok.items() if k.endswith("_id") and v >= limit}
-    if bad:
-        raise BlueprintError(
-            f"special token id(s) {bad} are outside the vocabulary ({limit} ids)",
-            hint="fix bos/eos/pad_token_id in config.json or the tokenizer",
-        )
+    tok = _inside_vocabulary({**ids, **(tokenizer or {})}, spec["vocab_size"], notes)
     if tok:
         spec["tokenizer"] = dict(sorted(tok.items(), key=lambda kv: kv[0] != "path"))
     _validate(spec)
     return spec
+
+
+def _inside_vocabulary(tok: dict[str, Any], vocab_size: int, notes: list[str] | None) -> dict[str, Any]:
+    """The tokenizer fields with every special id outside the vocabulary left out (a note each).
+
+    GPT2Config's default bos/eos 50256 with a small vocabulary, ModernBERT's default special ids:
+    transformers loads these configs and only warns; the ids simply never occur."""
+    limit = min(vocab_size, tok.get("vocab_size") or vocab_size)
+    out: dict[str, Any] = {}
+    for key, value in tok.items():
+        if not key.endswith("_id"):
+            out[key] = value
+            continue
+        values = value if isinstance(value, list) else [value]
+        kept = [v for v in values if v < limit]
+        for v in values:
+            if v >= limit and notes is not None:
+                notes.append(f"{key} {v} is outside the vocabulary ({limit} ids); left out of the spec")
+        if kept:
+            out[key] = kept if isinstance(value, list) and len(kept) > 1 else kept[0]
+    return out
 
 
 def _validate(spec: dict[str, Any]) -> None:
@@ -116,11 +133,12 @@ def _validate(spec: dict[str, Any]) -> None:
         ) from None
 
 
-def import_folder(folder: Any, *, spec_dir: Any = None, name: str | None = None) -> dict[str, Any]:
+def import_folder(folder: Any, *, spec_dir: Any = None, name: str | None = None,
+                  notes: list[str] | None = None) -> dict[str, Any]:
     """Read a Hugging Face model folder into a spec mapping (see ``blueprint.hf.folder``)."""
     from blueprint.hf.folder import import_folder as _import
 
-    return _import(folder, spec_dir=spec_dir, name=name)
+    return _import(folder, spec_dir=spec_dir, name=name, notes=notes)
 
 
 __all__ = ["config_to_spec", "import_folder", "spec_name"]

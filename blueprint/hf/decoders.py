@@ -69,16 +69,18 @@ def rotary_fraction(fraction: float, head_dim: int, key: str = "partial_rotary_f
     return fraction
 
 
-def token_ids(r: ConfigReader) -> dict[str, int]:
-    """bos/eos/pad ids for the spec's tokenizer section. A list (several eos ids, chat models)
-    gives its first, the canonical one; a negative id is transformers' "no such token"."""
-    out: dict[str, int] = {}
+def token_ids(r: ConfigReader) -> dict[str, Any]:
+    """bos/eos/pad ids for the spec's tokenizer section. A list of eos ids (Llama 3, chat
+    models) keeps every id: generation stops on any of them. A negative id is transformers'
+    "no such token". Ids outside the vocabulary are dropped later, with a note
+    (``blueprint.hf.config_to_spec``)."""
+    out: dict[str, Any] = {}
     for key, field in (("bos_token_id", "bos_id"), ("eos_token_id", "eos_id"), ("pad_token_id", "pad_id")):
         value = r.get(key)
-        if isinstance(value, list):
-            value = value[0] if value else None
-        if value is not None and value >= 0:
-            out[field] = int(value)
+        values = value if isinstance(value, list) else [value]
+        kept = list(dict.fromkeys(int(v) for v in values if v is not None and v >= 0))  # in order, once
+        if kept:
+            out[field] = kept if isinstance(value, list) and field == "eos_id" and len(kept) > 1 else kept[0]
     return out
 
 

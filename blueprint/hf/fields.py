@@ -13,11 +13,14 @@ from typing import Any
 from blueprint.errors import BlueprintError
 
 # Fields every transformers config may carry that do not change what the network computes:
-# bookkeeping, output switches, generation settings from old configs, task metadata.
+# bookkeeping (names, versions, dtypes, the attention kernel chosen), output and cache switches,
+# generation settings from old configs, task metadata. Reviewed one by one: a field that could
+# change the computed function never belongs here (docs/architecture.md, "Importing").
 IRRELEVANT: frozenset[str] = frozenset(
     {
-        "_name_or_path", "architectures", "auto_map", "transformers_version", "torch_dtype",
-        "dtype", "use_cache", "return_dict", "output_hidden_states", "output_attentions",
+        "_name_or_path", "_model_name_or_path", "_commit_hash", "_attn_implementation",
+        "_attn_implementation_autoset", "attn_implementation", "transformers.js_config", "architectures",
+        "auto_map", "transformers_version", "torch_dtype", "dtype", "use_cache", "return_dict", "output_hidden_states", "output_attentions",
         "torchscript", "use_bfloat16", "tf_legacy_loss", "gradient_checkpointing",
         "chunk_size_feed_forward", "problem_type", "finetuning_task", "task_specific_params",
         "prefix", "tokenizer_class", "id2label", "label2id", "sep_token_id", "cls_token_id", "unk_token_id",

@@ -143,13 +143,15 @@ def tokenizer_fields(folder: Path, spec_dir: Path) -> dict[str, Any]:
     return out
 
 
-def import_folder(folder: Any, *, spec_dir: Any = None, name: str | None = None) -> dict[str, Any]:
+def import_folder(folder: Any, *, spec_dir: Any = None, name: str | None = None,
+                  notes: list[str] | None = None) -> dict[str, Any]:
     """The spec mapping for the Hugging Face model in ``folder``.
 
     Args:
         folder: a folder with config.json (and optionally tokenizer.json, modules.json).
         spec_dir: where the spec will be written (tokenizer.path is relative to it).
         name: the spec name; defaults to the folder's name.
+        notes: receives what the import left out (see ``config_to_spec``).
     """
     folder = Path(folder)
     config_path = folder / "config.json"
@@ -162,4 +164,5 @@ def import_folder(folder: Any, *, spec_dir: Any = None, name: str | None = None)
         tokenizer = tokenizer_fields(folder, Path(spec_dir) if spec_dir is not None else Path.cwd())
     with _malformed(folder / "modules.json"):
         head = sentence_transformers_head(folder)
-    return config_to_spec(config, name=name or spec_name(folder.resolve().name), head=head, tokenizer=tokenizer)
+    return config_to_spec(config, name=name or spec_name(folder.resolve().name), head=head, tokenizer=tokenizer,
+                          notes=notes)

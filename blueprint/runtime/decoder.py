@@ -58,7 +58,7 @@ class Decoder:
 
     def default_stop_ids(self) -> list[int]:
         tok = self.spec.tokenizer
-        return [tok.eos_id] if tok is not None and tok.eos_id is not None else []
+        return tok.eos_ids if tok is not None else []
 
     def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray | None = None,
                 past: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -98,7 +98,7 @@ class Decoder:
                  on_token: Callable[[int], None] | None = None) -> Generation:
         """Generate up to ``max_new_tokens`` ids after ``prompt_ids`` (batch 1).
 
-        ``stop_ids`` defaults to the spec's ``tokenizer.eos_id``; the stop id itself is included
+        ``stop_ids`` defaults to the spec's ``tokenizer.eos_id`` (every id of a list); the stop id itself is included
         in the result. ``on_token`` is called with each id as soon as it is chosen (streaming).
         """
         sampling = sampling or Sampling()

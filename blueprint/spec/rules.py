@@ -300,9 +300,12 @@ class RuleChecker:
         for name in ("bos_id", "eos_id", "pad_id", "mask_id"):
             with suppress(Unknown):
                 value = getattr(tok, name)
-                if value is not None and value >= limit:
-                    self.report(("tokenizer", name), f"{name} ({value}) is not a token id: the "
-                                f"vocabulary has {limit} ids (0..{limit - 1})")
+                values = value if isinstance(value, (list, tuple)) else [value]
+                for i, v in enumerate(values):
+                    if v is not None and v >= limit:
+                        where = ("tokenizer", name) if len(values) == 1 else ("tokenizer", name, i)
+                        self.report(where, f"{name} ({v}) is not a token id: the "
+                                    f"vocabulary has {limit} ids (0..{limit - 1})")
 
     def check_tokenizer_file(self) -> None:
         tok = self.spec.tokenizer

@@ -10,6 +10,9 @@ from pydantic import Discriminator, Field, Tag
 from blueprint.spec.base import Strict
 
 
+TokenId = Annotated[int, Field(ge=0)]
+
+
 class DropoutSpec(Strict):
     embed: float = Field(0.0, ge=0, lt=1)
     attention: float = Field(0.0, ge=0, lt=1)
@@ -74,6 +77,14 @@ class TokenizerSpec(Strict):
     path: str | None = None
     vocab_size: int | None = Field(None, ge=1)
     bos_id: int | None = Field(None, ge=0)
-    eos_id: int | None = Field(None, ge=0)
+    # One end-of-sequence id, or several (Llama 3 and chat models stop on any of them).
+    eos_id: TokenId | Annotated[list[TokenId], Field(min_length=1)] | None = None
     pad_id: int | None = Field(None, ge=0)
     mask_id: int | None = Field(None, ge=0)
+
+    @property
+    def eos_ids(self) -> list[int]:
+        """Every end-of-sequence id (empty when there is none)."""
+        if self.eos_id is None:
+            return []
+        return list(self.eos_id) if isinstance(self.eos_id, (list, tuple)) else [self.eos_id]

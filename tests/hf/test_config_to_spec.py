@@ -172,16 +172,42 @@ def test_unknown_model_type():
         config_to_spec({"model_type": "t5"})
 
 
-def test_negative_token_id_means_none():
-    """Early LLaMA conversions write pad_token_id: -1 for "no pad token"."""
+def test_negative_token_id_means_none_and_every_eos_id_is_kept():
+    """Early LLaMA conversions write pad_token_id: -1 for "no pad token"; chat models and
+    Llama 3 list several eos ids, and generation must stop on each of them."""
     spec = _spec({**_LLAMA, "bos_token_id": 1, "eos_token_id": [2, 3], "pad_token_id": -1})
-    assert (spec.tokenizer.bos_id, spec.tokenizer.eos_id, spec.tokenizer.pad_id) == (1, 2, None)
+    assert (spec.tokenizer.bos_id, spec.tokenizer.eos_id, spec.tokenizer.pad_id) == (1, [2, 3], None)
+    assert spec.tokenizer.eos_ids == [2, 3]
+    assert _spec({**_LLAMA, "eos_token_id": [2]}).tokenizer.eos_id == 2
 
 
-def test_special_id_outside_vocab():
-    cfg = _config("GPT2Config", n_layer=1, n_embd=16, n_head=2, vocab_size=10)  # eos 50256
-    with pytest.raises(BlueprintError, match="outside the vocabulary"):
-        config_to_spec(cfg)
+@pytest.mark.parametrize("cls, sizes, dropped", [
+    ("GPT2Config", dict(n_layer=1, n_embd=16, n_head=2, vocab_size=10), {"bos_id", "eos_id"}),  # 50256
+    ("ModernBertConfig", dict(num_hidden_layers=1, hidden_size=16, num_attention_heads=2, intermediate_size=24,
+                              vocab_size=10), {"bos_id", "eos_id", "pad_id"}),  # 50281.. defaults
+])
+def test_special_ids_outside_the_vocabulary_are_left_out_with_a_note(cls, sizes, dropped):
+    """transformers loads these default configs with a warning; so does import-hf."""
+    notes: list[str] = []
+    spec = ModelSpec.model_validate(config_to_spec(_config(cls, **sizes), notes=notes))
+    kept = {k for k in ("bos_id", "eos_id", "pad_id") if spec.tokenizer and getattr(spec.tokenizer, k) is not None}
+    assert not kept & dropped
+    assert len(notes) >= len(dropped) and all("outside the vocabulary (10 ids)" in n for n in notes)
+
+
+def test_eos_list_partly_outside_the_vocabulary_keeps_the_rest():
+    notes: list[str] = []
+    spec = ModelSpec.model_validate(config_to_spec({**_LLAMA, "eos_token_id": [2, 999999, 3]}, notes=notes))
+    assert spec.tokenizer.eos_id == [2, 3] and len(notes) == 1 and "999999" in notes[0]
+
+
+def test_bookkeeping_fields_transformers_writes_are_ignored():
+    """save_pretrained of a model loaded from a GGUF writes _model_name_or_path; these fields
+    name, version or switch things but never change the computed function."""
+    cfg = {**_LLAMA, "_model_name_or_path": "Smollm2 135M", "transformers_version": "5.24.0", "dtype": "float32",
+           "torch_dtype": "float32", "architectures": ["LlamaForCausalLM"], "use_cache": True,
+           "_attn_implementation_autoset": True, "unk_token_id": 0}
+    assert _spec(cfg) == _spec(_LLAMA)
 
 
 def test_old_modernbert_config_fields():
