@@ -1,8 +1,10 @@
-"""`blueprint import-hf DIR [-o SPEC]`: write a blueprint spec equivalent to a Hugging Face folder.
+"""`blueprint import-hf SOURCE [-o SPEC]`: write the blueprint spec of a Hugging Face folder or a
+GGUF file.
 
-Only config.json, tokenizer.json and sentence-transformers module files are read (no torch, no
-transformers): the spec is a pure function of the folder's metadata. Weights are loaded later
-by `blueprint build SPEC --weights DIR`, which maps the names per family.
+Only metadata is read (no torch, no transformers): config.json, tokenizer.json and
+sentence-transformers module files of a folder; the header of a GGUF file, whose tokenizer is
+rebuilt as a tokenizer.json written beside the spec. Weights are loaded later by
+`blueprint build SPEC --weights SOURCE`, which maps the names per family.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from blueprint.errors import BlueprintError
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("folder", metavar="DIR", help="a Hugging Face model folder (config.json, optional tokenizer.json)")
-    parser.add_argument("-o", "--output", metavar="SPEC", help="spec file to write (default: print to stdout)")
-    parser.add_argument("--name", help="spec name (default: the folder's name)")
+    parser.add_argument("folder", metavar="SOURCE",
+                        help="a Hugging Face model folder (config.json, optional tokenizer.json) or a .gguf file")
+    parser.add_argument("-o", "--output", metavar="SPEC", help="spec file to write (default: print to stdout); "
+                        "for a GGUF file, its tokenizer is written beside it as <SPEC stem>.tokenizer.json")
+    parser.add_argument("--name", help="spec name (default: the folder's or file's name)")
 
 
 def render(spec: dict, source: Path) -> str:
@@ -32,32 +36,62 @@ def render(spec: dict, source: Path) -> str:
 
 
 def run(args) -> int:
-    from blueprint.hf import import_folder
-    from blueprint.hf.folder import tokenizer_note
+    from blueprint.gguf import is_gguf
 
-    folder = Path(args.folder)
-    if folder.is_file() and folder.name == "config.json":
-        folder = folder.parent  # the folder was meant
+    source = Path(args.folder)
+    if source.is_file() and source.name == "config.json":
+        source = source.parent  # the folder was meant
+    if not source.exists():
+        raise BlueprintError(f"{source} does not exist", hint="give a Hugging Face model folder or a .gguf file")
     out = Path(args.output) if args.output else None
     if out is not None and out.is_dir():
         raise BlueprintError(f"-o {out} is a folder; name the spec file to write (e.g. {out / 'model.yaml'})")
     notes: list[str] = []
-    spec = import_folder(folder, spec_dir=out.parent if out else Path.cwd(), name=args.name, notes=notes)
-    notes.append(tokenizer_note(folder))
+    extra: dict[Path, str] = {}  # further files to write beside the spec
+    if source.is_file() and is_gguf(source):
+        spec = _import_gguf(source, out, args.name, notes, extra)
+    elif source.is_file():
+        raise BlueprintError(f"{source} is neither a model folder nor a GGUF file",
+                             hint="give the folder that holds config.json, or a .gguf file")
+    else:
+        from blueprint.hf import import_folder
+        from blueprint.hf.folder import tokenizer_note
+
+        spec = import_folder(source, spec_dir=out.parent if out else Path.cwd(), name=args.name, notes=notes)
+        notes.append(tokenizer_note(source))
     for note in filter(None, notes):
         print(f"note: {note}", file=sys.stderr)
-    text = render(spec, folder)
+    text = render(spec, source)
     if out is None:
         sys.stdout.write(text)
         return 0
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        for path, content in extra.items():
+            path.write_text(content, encoding="utf-8")
         out.write_text(text, encoding="utf-8")
     except OSError as err:
         raise BlueprintError(f"cannot write {out}: {err.strerror or err}") from None
     from blueprint import load_spec
 
     load_spec(out)  # the written file must load through the front end exactly as written
-    print(f"wrote {out} ({spec['name']}: {spec['num_layers']} layers, "
+    wrote = ", ".join(str(p) for p in [*extra, out])
+    print(f"wrote {wrote} ({spec['name']}: {spec['num_layers']} layers, "
           f"embed_dim {spec['embed_dim']}, head {spec['head']['kind']})", file=sys.stderr)
     return 0
+
+
+def _import_gguf(source: Path, out: Path | None, name: str | None, notes: list[str], extra: dict[Path, str]) -> dict:
+    """The spec of a GGUF file; its rebuilt tokenizer.json goes beside the spec (``extra``)."""
+    from blueprint.gguf import import_gguf
+
+    tokenizer_file = None if out is None else out.with_name(f"{out.stem}.tokenizer.json")
+    spec, tokenizer = import_gguf(source, name=name,
+                                  tokenizer_path=tokenizer_file.name if tokenizer_file is not None else None,
+                                  notes=notes)
+    if tokenizer is not None and tokenizer_file is not None:
+        extra[tokenizer_file] = tokenizer
+    elif tokenizer is not None:
+        notes.append("the GGUF tokenizer is written only with -o SPEC (beside the spec); "
+                     "this spec has no tokenizer.path")
+    return spec

@@ -94,7 +94,7 @@ class Attention(nn.Module):
         allowed, distance = allowed_keys(attention_mask, s, self.causal, self.window)
         bias = torch.zeros((), dtype=q.dtype, device=q.device)
         if self.alibi is not None:
-            bias = self.alibi(distance).to(q.dtype)  # [1, H, s, t]
+            bias = self.alibi(distance, q.dtype).to(q.dtype)  # [1, H, s, t]
         mask = torch.where(allowed, bias, torch.finfo(q.dtype).min)  # [b, 1 or H, s, t]
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,

@@ -1,7 +1,8 @@
 """Normalisation layers: LayerNorm (with or without bias) and RMSNorm.
 
-Both compute their statistics in float32 whatever the activation dtype, then cast back, so
-fp16/bf16 models normalise as accurately as fp32 ones. Parameters are ``weight`` (ones at
+Both compute their statistics in float32 (float64 for a float64 model, see
+``compiler.components.precision``) whatever the activation dtype, then cast back, so fp16/bf16
+models normalise as accurately as fp32 ones. Parameters are ``weight`` (ones at
 init) and, for a LayerNorm with ``bias: true``, ``bias`` (zeros) — the names in
 ``compiler.naming``.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from compiler.components.precision import compute_dtype
 
 
 class LayerNorm(nn.Module):
@@ -23,9 +26,10 @@ class LayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight.float()
-        bias = None if self.bias is None else self.bias.float()
-        out = F.layer_norm(x.float(), (x.shape[-1],), weight, bias, self.norm_eps)
+        ct = compute_dtype(x.dtype)
+        weight = self.weight.to(ct)
+        bias = None if self.bias is None else self.bias.to(ct)
+        out = F.layer_norm(x.to(ct), (x.shape[-1],), weight, bias, self.norm_eps)
         return out.to(x.dtype)
 
 
@@ -40,7 +44,8 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # F.rms_norm exports to one ONNX RMSNormalization op whose inputs are both fp32 here
         # (a hand-written pattern got fused with an fp16 scale that onnxruntime rejects).
-        out = F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.norm_eps)
+        ct = compute_dtype(x.dtype)
+        out = F.rms_norm(x.to(ct), (x.shape[-1],), self.weight.to(ct), self.norm_eps)
         return out.to(x.dtype)
 
 

@@ -3,9 +3,10 @@ relative schemes applied inside attention (RoPE rotates queries and keys, ALiBi 
 
 Everything position-dependent is computed from the position tensor at run time rather than
 from a precomputed [max_seq_len, ...] table, so graphs export with dynamic sequence lengths.
-Frequencies and slopes are computed inside ``forward`` (float32; sinusoidal angles float64)
-rather than stored as buffers, so ``module.half()`` cannot round them to fp16 (which would
-skew angles at large positions). RoPE stays float32 like the transformers models it matches.
+Frequencies and slopes are computed inside ``forward`` (float32, or float64 for a float64 model:
+``compiler.components.precision``; sinusoidal angles always float64) rather than stored as
+buffers, so ``module.half()`` cannot round them to fp16 (which would skew angles at large
+positions). RoPE stays float32 like the transformers models it matches.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import math
 
 import torch
 from torch import nn
+
+from compiler.components.precision import compute_dtype
 
 
 class SinusoidalPositions(nn.Module):
@@ -30,8 +33,8 @@ class SinusoidalPositions(nn.Module):
         exponent = torch.arange(half, device=position_ids.device).double() * 2 / self.embed_dim
         inv_freq = 1.0 / self.base ** exponent  # [ceil(D/2)]
         angles = position_ids.double()[..., None] * inv_freq  # [b, s, ceil(D/2)]
-        pe = torch.stack((angles.sin(), angles.cos()), dim=-1).float()  # [b, s, ceil(D/2), 2]
-        return pe.flatten(-2)[..., : self.embed_dim]  # [b, s, D]
+        pe = torch.stack((angles.sin(), angles.cos()), dim=-1)  # [b, s, ceil(D/2), 2], float64
+        return pe.flatten(-2)[..., : self.embed_dim]  # [b, s, D]; the caller casts to its dtype
 
 
 class Rope(nn.Module):
@@ -48,10 +51,10 @@ class Rope(nn.Module):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, position_ids: torch.Tensor):
         """q: [b, s, H, hd], k: [b, s, KV, hd], position_ids: [b, s] -> rotated (q, k)."""
-        r = self.rotary_dim
-        exponent = torch.arange(0, r, 2, device=q.device).float() / r  # [r/2]
+        r, ct = self.rotary_dim, compute_dtype(q.dtype)
+        exponent = torch.arange(0, r, 2, device=q.device).to(ct) / r  # [r/2]
         inv_freq = 1.0 / self.rope_base ** exponent  # [r/2]
-        freqs = position_ids.float()[..., None] * inv_freq  # [b, s, r/2]
+        freqs = position_ids.to(ct)[..., None] * inv_freq  # [b, s, r/2]
         angles = torch.cat((freqs, freqs), dim=-1)[:, :, None]  # [b, s, 1, r]
         cos, sin = angles.cos(), angles.sin()
         return self._rotate(q, cos, sin), self._rotate(k, cos, sin)
@@ -61,7 +64,7 @@ class Rope(nn.Module):
         rot, rest = x[..., :r], x[..., r:]  # [b, s, n, r], [b, s, n, hd - r]
         x1, x2 = rot[..., : r // 2], rot[..., r // 2 :]
         rotated = torch.cat((-x2, x1), dim=-1)  # [b, s, n, r]
-        out = (rot.float() * cos + rotated.float() * sin).to(x.dtype)
+        out = (rot.to(cos.dtype) * cos + rotated.to(cos.dtype) * sin).to(x.dtype)
         return torch.cat((out, rest), dim=-1) if rest.shape[-1] else out
 
 
@@ -88,7 +91,8 @@ class Alibi(nn.Module):
         super().__init__()
         self.slopes = alibi_slopes(num_heads).tolist()
 
-    def forward(self, distance: torch.Tensor) -> torch.Tensor:
-        """distance: [s, t] non-negative -> bias [1, H, s, t] (float32)."""
-        slopes = torch.tensor(self.slopes, dtype=torch.float32, device=distance.device)  # [H]
-        return -slopes[:, None, None] * distance.float()[None]  # [1, H, s, t]
+    def forward(self, distance: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """distance: [s, t] non-negative -> bias [1, H, s, t] in ``compute_dtype(dtype)``."""
+        ct = compute_dtype(dtype)
+        slopes = torch.tensor(self.slopes, dtype=ct, device=distance.device)  # [H]
+        return -slopes[:, None, None] * distance.to(ct)[None]  # [1, H, s, t]

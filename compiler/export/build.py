@@ -220,7 +220,7 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
 
         report = None
         if verify:
-            progress.begin("verify", "onnxruntime vs torch")
+            progress.begin("verify", f"onnxruntime and torch {dtype} vs float64")
             report = verify_mod.verify(module, spec, tmp / "model.onnx", kv_cache=kv_cache, dtype=dtype)
             progress.end("passed" if report.ok else "FAILED")
             progress.info(report.format())
@@ -257,11 +257,7 @@ def _manifest(spec, model, tmp: Path, files: list[str], *, spec_sha, versions, o
         "kv_cache": kv_cache,
         "dynamic_axes": {n: symbolic_dims(n) for n in (v.name for v in model.graph.inputs)},
         "signature": _signature(model),
-        "verification": None if report is None else {
-            "tolerance": report.tolerance,
-            "cases": [{"case": c.case, "batch": c.shape.batch, "seq": c.shape.seq, "past": c.shape.past,
-                       "max_abs": c.max_abs} for c in report.cases],
-        },
+        "verification": None if report is None else report.as_dict(),
         "files": {f: sha256_file(tmp / f) for f in sorted(files)},
     }
 

@@ -55,6 +55,13 @@ class Shape:
     past: int = 0
 
 
+def position_ids_for(mask: np.ndarray, s: int) -> np.ndarray:
+    """Position ids of the last ``s`` columns of ``mask`` [b, total]: real tokens count from 0,
+    padding gets 0, as Hugging Face computes them from the mask."""
+    positions = np.clip(np.cumsum(mask, axis=1) - 1, 0, None)  # [b, total]
+    return positions[:, mask.shape[1] - s:].astype(np.int64)  # [b, s]
+
+
 def np_float(dtype: str):
     return np.float16 if dtype == "fp16" else np.float32
 
@@ -87,8 +94,7 @@ def make_inputs(
     feeds["attention_mask"] = mask
     names = input_names(spec, kv_cache)
     if "position_ids" in names:
-        positions = np.clip(np.cumsum(mask, axis=1) - 1, 0, None)  # [b, total]
-        feeds["position_ids"] = positions[:, total - s:].astype(np.int64)  # [b, s]
+        feeds["position_ids"] = position_ids_for(mask, s)
     if "token_type_ids" in names:
         feeds["token_type_ids"] = rng.integers(0, spec.type_vocab_size, (b, s), dtype=np.int64)
     if kv_cache:

@@ -7,8 +7,8 @@ Public API (shared contract 5)::
 
 ``load_weights`` accepts a blueprint safetensors file, a sharded safetensors folder (with
 ``model.safetensors.index.json``), a build folder (``weights.safetensors``) or a Hugging Face
-model folder (``config.json`` + safetensors), whose names are mapped per family by
-``compiler.weights.hf_names``. Pickle checkpoints are refused and never unpickled.
+model folder (``config.json`` + safetensors) or a GGUF file (dequantized, llama.cpp's names and
+q/k permutation undone), whose names are mapped per family by ``compiler.weights.hf_names``. Pickle checkpoints are refused and never unpickled.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Finding the tensors behind a weights path: one file, a sharded folder, or a Hugging Face folder.
+"""Finding the tensors behind a weights path: one file, a sharded folder, a Hugging Face folder
+or a GGUF file (``compiler.weights.gguf_tensors``).
 
 ``read_source`` returns the raw tensors (names as stored) together with the Hugging Face
 ``config.json`` when there is one, so the caller can decide whether names need mapping. Shard
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 
 from blueprint.errors import BlueprintError
+from blueprint.gguf import is_gguf
 from blueprint.hf.folder import read_json
 from compiler.weights.safetensors_io import PICKLE_SUFFIXES, read_header, read_tensors
 
@@ -103,6 +105,11 @@ def read_source(path: str | Path) -> Source:
     config = read_json(config_path) if config_path.is_file() else None
     if config is not None and not (isinstance(config, dict) and "model_type" in config):
         config = None  # not a Hugging Face config (a blueprint build has no config.json)
+    if path.is_file() and is_gguf(path):  # llama.cpp / ollama: HF names and config from the file itself
+        from compiler.weights.gguf_tensors import read_gguf
+
+        tensors, config = read_gguf(path)
+        return Source(tensors=tensors, description=str(path), config=config)
     if path.is_dir():
         tensors, description = _folder_tensors(path)
     elif path.name.endswith(".index.json"):

@@ -1,5 +1,6 @@
-"""--dtype fp16: the build verifies against the fp32 torch graph holding the same fp16-rounded
-weights, within the stated fp16 tolerance, and the runtime feeds an fp16 cache."""
+"""--dtype fp16: onnxruntime fp16 and torch fp16 are both measured against the float64 graph
+holding the same fp16-rounded weights; the build passes within the gate's rule, and the runtime
+feeds an fp16 cache."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ from safetensors import safe_open
 
 from blueprint import runtime
 from compiler.export.build import build
-from compiler.export.verify import FP16_TOLERANCE
+from compiler.export import verify as verify_mod
 
 
 def test_fp16_build_verifies_and_generates(tmp_path):
     result = build(SPECS / "llama-tiny.yaml", tmp_path / "fp16", dtype="fp16")
-    assert result.report.ok and result.report.tolerance == FP16_TOLERANCE
-    worst = max(max(c.max_abs.values()) for c in result.report.cases)
-    assert 0 < worst <= FP16_TOLERANCE  # > 0: fp16 really ran in fp16
+    assert result.report.ok and result.report.dtype == "fp16", result.report.format()
+    errors = [e for c in result.report.cases for e in c.errors.values()]
+    # fp16 really ran in fp16 in both engines: errors of fp16 size, far above fp32's ~1e-7
+    assert max(e.torch for e in errors) > 1e-4 and max(e.ort for e in errors) > 1e-4
+    assert max(e.ort for e in errors) < 5e-2
     d = result.directory
     model = onnx.load(str(d / "model.onnx"), load_external_data=False)
     types = {v.name: v.type.tensor_type.elem_type for v in list(model.graph.input) + list(model.graph.output)}

@@ -16,15 +16,17 @@ from compiler.export.io import max_window
 def test_cases_cover_padding_windows_and_the_cache(name):
     spec = load_tiny(name)
     window = max_window(spec)
-    cases = {case: (shape, pad) for case, shape, pad in verify_mod.verification_cases(spec, spec.is_decoder)}
-    shape, pad = cases["padded batch"]
-    assert shape.batch == len(pad) >= 2 and sum(p > 0 for p in pad) >= 1 and pad[0] == 0
-    shape, _ = cases["long sequence"]
-    assert shape.seq > window and shape.seq <= spec.max_seq_len
+    cases = {c.name: c for c in verify_mod.verification_cases(spec, spec.is_decoder)}
+    padded = cases["padded batch"]
+    assert padded.shape.batch == len(padded.pad) >= 2 and sum(p > 0 for p in padded.pad) >= 1 and padded.pad[0] == 0
+    assert cases["long sequence"].shape.seq > window and cases["long sequence"].shape.seq <= spec.max_seq_len
     if name in DECODERS:
-        shape, pad = cases["decode step"]
-        assert shape.seq == 1 and shape.past > window and any(pad)
-        assert shape.past + shape.seq <= spec.max_seq_len
+        decode = cases["decode"]
+        # prefill, then single tokens and a chunk, each over the cache the previous call produced
+        assert decode.steps[:3] == (1, 1, 1) and max(decode.steps) > 1 and any(decode.pad)
+        assert decode.shape.seq + len([s for s in decode.steps if s == 1]) > window
+        assert decode.shape.seq + sum(decode.steps) <= spec.max_seq_len
+        assert cases["single row"].shape.batch == 1 and cases["single row"].steps
     if name in ("mistral-tiny", "modernbert-tiny"):
         assert window > 0  # the window checks above are not vacuous for these
 
@@ -51,7 +53,8 @@ def test_a_difference_only_in_padded_rows_fails(builds, torch_model):
     report = verify_mod.verify(module, spec, result.directory / "model.onnx", kv_cache=True)
     assert not report.ok
     by_case = {c.case: c for c in report.cases}
-    assert by_case["padded batch"].max_abs["logits"] == pytest.approx(1e-3, abs=1e-5)
-    assert by_case["long sequence"].max_abs["logits"] <= verify_mod.FP32_TOLERANCE  # no padding there
+    assert by_case["padded batch"].errors["logits"].ort == pytest.approx(1e-3, abs=1e-5)
+    assert by_case["padded batch"].errors["logits"].torch < 1e-5
+    assert by_case["long sequence"].errors["logits"].ok(report.floor)  # no padding there
     with pytest.raises(Exception, match="padded batch"):
         verify_mod.check(report)
