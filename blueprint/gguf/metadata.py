@@ -59,6 +59,14 @@ def open_reader(path: Path):
         raise BlueprintError(f"{path}: not a readable GGUF file ({type(err).__name__}: {err})") from None
 
 
+def _float32(value: Any) -> float:
+    """GGUF stores these as float32: 1e-5 reads back as 9.99999974e-06. The shortest decimal
+    with the same float32 value (1e-05) is what the model's authors wrote, and computes alike."""
+    import numpy as np
+
+    return float(str(np.float32(value)))
+
+
 def _value(reader, key: str) -> Any:
     f = reader.fields.get(key)
     if f is None:
@@ -124,8 +132,8 @@ def read_model(path: str | Path, reader=None) -> GGUFModel:
         "num_key_value_heads": int(get("attention.head_count_kv", heads)),
         "head_dim": head_dim,
         "max_position_embeddings": int(require("context_length")),
-        "rms_norm_eps": float(require("attention.layer_norm_rms_epsilon")),
-        "rope_theta": float(get("rope.freq_base", 10000.0)),
+        "rms_norm_eps": _float32(require("attention.layer_norm_rms_epsilon")),
+        "rope_theta": _float32(get("rope.freq_base", 10000.0)),
         "tie_word_embeddings": "output.weight" not in shapes,
         "hidden_act": "silu",
     }

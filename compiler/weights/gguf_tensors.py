@@ -107,5 +107,5 @@ def read_gguf(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             values = unpermute(values, heads)
         elif model.architecture in _PERMUTED and t.name.endswith(("attn_k.weight", "attn_k.bias")):
             values = unpermute(values, kv_heads)
-        tensors[name] = torch.from_numpy(np.ascontiguousarray(values))
+        tensors[name] = torch.from_numpy(np.array(values, dtype=np.float32, order="C"))  # a copy: the file is mapped read-only
     return tensors, config
