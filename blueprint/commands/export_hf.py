@@ -21,7 +21,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("build_dir", metavar="BUILD_DIR", help="a build folder (spec.lock.yaml + weights.safetensors)")
     parser.add_argument("-o", "--output", metavar="OUT", required=True, help="folder to write")
     parser.add_argument("--force", action="store_true",
-                        help="replace OUT if it is an existing Hugging Face folder (has config.json)")
+                        help="replace OUT if it is a folder an earlier export-hf wrote (unchanged since)")
 
 
 def _sentence_transformers_files(spec, out: Path) -> None:
@@ -56,9 +56,50 @@ def _check_output(build_dir: Path, output: Path, force: bool) -> None:
     if output.exists() and any(output.iterdir()):
         if not force:
             raise BlueprintError(f"{output} exists and is not empty", hint="pass --force to replace it")
-        if not (output / "config.json").is_file():
-            raise BlueprintError(f"{output} is not a Hugging Face model folder (no config.json); "
-                                 "refusing to replace it, even with --force", hint="choose another -o OUT")
+        problem = _not_ours(output)
+        if problem:
+            raise BlueprintError(f"{output} was not written by export-hf ({problem}); refusing to replace it, "
+                                 "even with --force", hint="choose another -o OUT, or remove it first")
+
+
+MARKER = "blueprint-export.json"
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() or p.is_symlink())
+
+
+def _write_marker(folder: Path) -> None:
+    """Record what export-hf wrote (name -> sha256), so a later --force can tell its own folder
+    from a folder someone else owns or has since changed."""
+    from blueprint.buildinfo import sha256_file
+
+    files = {name: sha256_file(folder / name) for name in _files(folder)}
+    (folder / MARKER).write_text(json.dumps({"written_by": "blueprint export-hf", "files": files},
+                                            indent=2) + "\n")
+
+
+def _not_ours(folder: Path) -> str | None:
+    """Why ``folder`` is not an unchanged export-hf output, or None."""
+    from blueprint.buildinfo import sha256_file
+
+    try:
+        marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return f"no {MARKER}"
+    except (ValueError, OSError, UnicodeDecodeError):
+        return f"its {MARKER} is unreadable"
+    files = marker.get("files") if isinstance(marker, dict) else None
+    if not isinstance(files, dict) or marker.get("written_by") != "blueprint export-hf":
+        return f"its {MARKER} is not export-hf's"
+    present = [f for f in _files(folder) if f != MARKER]
+    extra = sorted(set(present) - set(files))
+    if extra:
+        return f"it holds files export-hf did not write: {', '.join(extra[:5])}"
+    changed = sorted(f for f in present if (folder / f).is_symlink() or sha256_file(folder / f) != files[f])
+    if changed:
+        return f"changed since export-hf wrote it: {', '.join(changed[:5])}"
+    return None
 
 
 def export(build_dir: Path, output: Path, *, force: bool = False) -> Path:
@@ -86,6 +127,7 @@ def export(build_dir: Path, output: Path, *, force: bool = False) -> Path:
         if (build_dir / "tokenizer.json").is_file():
             shutil.copyfile(build_dir / "tokenizer.json", tmp / "tokenizer.json")
         _sentence_transformers_files(spec, tmp)
+        _write_marker(tmp)
         if output.exists():
             shutil.rmtree(output)
         tmp.rename(output)

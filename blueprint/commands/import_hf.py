@@ -21,6 +21,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("-o", "--output", metavar="SPEC", help="spec file to write (default: print to stdout); "
                         "for a GGUF file, its tokenizer is written beside it as <SPEC stem>.tokenizer.json")
     parser.add_argument("--name", help="spec name (default: the folder's or file's name)")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite SPEC (and, for a GGUF file, its tokenizer.json) if it exists")
 
 
 def render(spec: dict, source: Path) -> str:
@@ -46,6 +48,9 @@ def run(args) -> int:
     out = Path(args.output) if args.output else None
     if out is not None and out.is_dir():
         raise BlueprintError(f"-o {out} is a folder; name the spec file to write (e.g. {out / 'model.yaml'})")
+    if out is not None and (out.exists() or out.is_symlink()) and not args.force:
+        raise BlueprintError(f"{out} already exists; refusing to overwrite it",
+                             hint="pass --force to replace it, or choose another -o SPEC")
     notes: list[str] = []
     extra: dict[Path, str] = {}  # further files to write beside the spec
     if source.is_file() and is_gguf(source):
@@ -59,6 +64,10 @@ def run(args) -> int:
 
         spec = import_folder(source, spec_dir=out.parent if out else Path.cwd(), name=args.name, notes=notes)
         notes.append(tokenizer_note(source))
+    for path in extra:
+        if (path.exists() or path.is_symlink()) and not args.force:
+            raise BlueprintError(f"{path} already exists; refusing to overwrite it",
+                                 hint="pass --force to replace it, or choose another -o SPEC")
     for note in filter(None, notes):
         print(f"note: {note}", file=sys.stderr)
     text = render(spec, source)

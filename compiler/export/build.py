@@ -309,14 +309,11 @@ def _replace(tmp: Path, target: Path) -> None:
 
 
 def _check_target(target: Path) -> None:
-    """Refuse to replace anything but a previous build (or an empty directory): ``-o src`` must
-    not delete a source tree."""
-    if not target.exists() and not target.is_symlink():
-        return
-    if target.is_dir() and not target.is_symlink() and ((target / "manifest.json").is_file() or not any(target.iterdir())):
-        return
-    raise BlueprintError(f"{target} exists and is not a build directory (no manifest.json); refusing to replace it",
-                         hint="choose another -o DIR, or remove it first")
+    """Refuse, before any work, an output that is not a previous build (or empty), or that cannot
+    be written (compiler.export.target)."""
+    from compiler.export.target import check_target
+
+    check_target(target)
 
 
 def _export_error(spec, err: Exception) -> BlueprintError:

@@ -344,6 +344,18 @@ def test_import_hf_cli_outputs(tmp_path, minilm_dir, capsys):
     assert main(["import-hf", str(minilm_dir / "config.json"), "-o", str(tmp_path / "m.yaml")]) == 0
 
 
+def test_import_hf_never_overwrites_without_force(tmp_path, minilm_dir, capsys):
+    from blueprint.cli import main
+
+    mine = tmp_path / "m.yaml"
+    mine.write_text("# my hand-written spec\n")
+    assert main(["import-hf", str(minilm_dir), "-o", str(mine)]) == 1
+    assert "already exists; refusing to overwrite it" in capsys.readouterr().err
+    assert mine.read_text() == "# my hand-written spec\n"
+    assert main(["import-hf", str(minilm_dir), "-o", str(mine), "--force"]) == 0
+    assert "Imported from" in mine.read_text()
+
+
 # config.json files in the form the Hub publishes them (transformers 4.x era, every key written).
 _HUB = {
     "answerdotai/ModernBERT-base": {
