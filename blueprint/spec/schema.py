@@ -192,7 +192,7 @@ class LayerOverride(Strict):
     """
 
     index: int | None = Field(None, ge=0)
-    range: tuple[int, int] | None = None
+    range: tuple[int, int] | None = Field(None, strict=False)  # a YAML list; its items stay strict
     every: int | None = Field(None, ge=1)
     offset: int = Field(0, ge=0)
     set: dict[str, Any]
