@@ -285,6 +285,13 @@ class ModelSpec(Strict):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     tokenizer: TokenizerSpec | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_in_overrides(cls, data: Any) -> Any:
+        from blueprint.spec.resolve import derive_in_overrides
+
+        return derive_in_overrides(data)
+
     @model_validator(mode="after")
     def _fill_defaults(self) -> "ModelSpec":
         from blueprint.spec.resolve import fill_block_defaults

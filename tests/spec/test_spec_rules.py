@@ -64,7 +64,8 @@ def test_later_override_wins_and_is_the_one_blamed():
 
 def test_override_that_breaks_head_divisibility_is_located_in_the_override():
     found = errors("layers:\n  - {index: 1, set: {attention: {num_heads: 3, num_kv_heads: 2}}}\n")
-    assert found == ["12:62: layers.0.set.attention.num_kv_heads: num_heads (3) must be a multiple "
+    assert found == ["12:45: layers.0.set.attention.num_heads: embed_dim (64) is not divisible by num_heads (3)",
+                     "12:62: layers.0.set.attention.num_kv_heads: num_heads (3) must be a multiple "
                      "of num_kv_heads (2); use a divisor of 3 (equal for MHA, 1 for MQA)"]
 
 
