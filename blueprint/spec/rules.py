@@ -365,6 +365,12 @@ class RuleChecker:
                         f"has no vocabulary projection to tie",
                         "remove tie_embeddings (or use a causal_lm / masked_lm head)",
                         warning=True)
+        with suppress(Unknown):
+            if self.spec.type_vocab_size and kind == "causal_lm":
+                self.report(("type_vocab_size",), f"type_vocab_size ({self.spec.type_vocab_size}) needs an "
+                            "encoder head: a decoder's interface (generation with a KV cache) takes no "
+                            "token_type_ids", "remove type_vocab_size, or use an encoder head (masked_lm, "
+                            "embeddings, classification)")
 
     def check_sizes(self) -> None:
         for field in ("vocab_size", "embed_dim"):

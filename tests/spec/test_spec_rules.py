@@ -121,3 +121,9 @@ def test_unknown_key_hints_prefer_the_right_home_or_the_near_miss():
     hints = {i.path: i.hint for i in info.value.issues}
     assert hints["block.attention.bias"] == "did you mean 'qkv_bias'? ('bias' is a key of head / block.ffn / norm)"
     assert hints["rope_base"] == "'rope_base' belongs in block.attention or positional"
+
+
+def test_a_decoder_with_token_types_is_refused():
+    """It used to validate and then fail at export with 'try another --opset'."""
+    found = errors("type_vocab_size: 2\n")
+    assert len(found) == 1 and "type_vocab_size: type_vocab_size (2) needs an encoder head" in found[0]
