@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 
+import blueprint
 from blueprint.errors import BlueprintError
 
 # command name -> (module under blueprint.commands, one-line help)
@@ -29,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="blueprint", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"blueprint {blueprint.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

@@ -109,6 +109,8 @@ def export(build_dir: Path, output: Path, *, force: bool = False) -> Path:
     from compiler.weights.hf_export import to_hf_state
     from compiler.weights.safetensors_io import write_tensors
 
+    if not build_dir.exists():
+        raise BlueprintError(f"{build_dir} does not exist", hint="pass a folder written by: blueprint build SPEC")
     lock = build_dir / "spec.lock.yaml"
     if not lock.is_file():
         raise BlueprintError(f"{build_dir}: no spec.lock.yaml; not a blueprint build folder",

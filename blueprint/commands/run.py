@@ -123,7 +123,8 @@ def _run_decoder(model, args) -> int:
             out["text"] = model.tokenizer.decode(result.ids)
         print(json.dumps(out))
     else:
-        print(f"\n[{len(result.ids)} tokens, stop: {result.stop_reason}, prefill {result.prefill_seconds * 1e3:.1f} ms, "
+        print(flush=True)  # the generated text is a line of its own: it ends with a newline on stdout
+        print(f"[{len(result.ids)} tokens, stop: {result.stop_reason}, prefill {result.prefill_seconds * 1e3:.1f} ms, "
               f"{result.tokens_per_second:.0f} tokens/s]", file=sys.stderr)
     return 0
 

@@ -52,7 +52,7 @@ def read_spec_file(path: FsPath, shown: str | None = None) -> tuple[Any, Positio
         with open(path, "rb") as fh:
             raw = fh.read(MAX_BYTES + 1)
     except FileNotFoundError:
-        raise SpecError(issues=[SpecIssue("no such file", "", shown)]) from None
+        raise SpecError(issues=[SpecIssue("does not exist", "", shown, hint="check the path")]) from None
     except IsADirectoryError:
         raise SpecError(issues=[SpecIssue("is a directory, not a spec file", "", shown)]) from None
     except OSError as err:

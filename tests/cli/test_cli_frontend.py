@@ -217,3 +217,45 @@ def test_explain_with_the_real_cost_model(capsys):
     out = capsys.readouterr().out
     assert "costs (batch 1, seq_len 64, float32)" in out and "FLOPs per token: prefill" in out
     assert "every_layer" in out
+
+
+def test_validate_lock_writes_only_the_lock_to_stdout(tmp_path):
+    """`blueprint validate --lock s.yaml > s.lock.yaml` gives a loadable lock: status on stderr."""
+    code, out, err = cli("validate", "--lock", str(SPECS / "gpt2.yaml"))
+    assert code == 0 and out.startswith("# blueprint lock file") and out.endswith("\n")
+    assert "gpt2.yaml: ok" in err and "warning" in err and "ok (" not in out
+    (tmp_path / "s.lock.yaml").write_text(out)
+    from blueprint import load_spec
+
+    assert load_spec(tmp_path / "s.lock.yaml") == load_spec(SPECS / "gpt2.yaml")
+
+
+def test_validate_and_explain_json(capsys):
+    assert main(["validate", "--json", str(SPECS / "gpt2.yaml"), str(INVALID / "unknown_key.yaml")]) == 1
+    out, err = capsys.readouterr()
+    data = json.loads(out)
+    assert err == "" and data["valid"] is False
+    ok, bad = data["specs"]
+    assert ok["valid"] and ok["name"] == "gpt2" and ok["warnings"][0]["path"] == "vocab_size"
+    assert not bad["valid"] and bad["errors"][0] == {
+        "file": str(INVALID / "unknown_key.yaml"), "line": 9, "column": 29, "path": "block.attention.windw",
+        "severity": "error", "message": "unknown key 'windw'", "hint": "did you mean 'window'?"}
+    assert main(["explain", "--json", str(SPECS / "modernbert.yaml")]) == 0
+    out, err = capsys.readouterr()
+    data = json.loads(out)
+    assert data["parameters"]["total"] == 149_014_272  # the reference implementation's count
+    assert [layer["attention"]["window"] for layer in data["layers"][:4]] == [None, 128, 128, None]
+    assert data["costs"]["dtype"] == "float32" and out.endswith("\n")
+
+
+def test_explain_warnings_go_to_stderr(capsys):
+    assert main(["explain", str(SPECS / "gpt2.yaml")]) == 0
+    out, err = capsys.readouterr()
+    assert "warning" in err and "warning" not in out and out.startswith("gpt2: ")
+
+
+def test_version_and_missing_paths():
+    code, out, _ = cli("--version")
+    assert code == 0 and out == "blueprint 0.1.0\n"
+    code, _, err = cli("validate", "missing.yaml")
+    assert code == 1 and err.startswith("missing.yaml: does not exist")

@@ -60,3 +60,9 @@ def test_an_empty_prompt_starts_from_bos_id(builds, capsys):
     assert runtime.load(gpt2).spec.tokenizer.bos_id is None
     rc, out, err = _run(capsys, gpt2, "--ids", "")
     assert rc == 1 and "the prompt is empty" in err
+
+
+def test_generated_output_ends_with_a_newline(builds, capsys):
+    rc, out, err = _run(capsys, builds("llama-tiny").directory, "--ids", "1 2 3", "--max-new-tokens", "4", "--eos", "")
+    assert rc == 0 and out.startswith("1 2 3 | ") and out.endswith("\n") and out.count("\n") == 1
+    assert err.startswith("[4 tokens, stop: max_new_tokens")

@@ -1,0 +1,82 @@
+"""Refuse to allocate a model that cannot fit in memory, before allocating it.
+
+A spec with ``vocab_size: 100000000`` and ``embed_dim: 65536`` is valid, but compiling it asks
+the allocator for terabytes: torch then fails deep inside ``nn.Embedding`` with a
+RuntimeError, or the OOM killer ends the process with no message at all. The cost model knows
+the parameter count exactly (``compiler.naming``), so the size is checked first and the
+estimate goes into the message.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from blueprint.errors import BlueprintError
+
+if TYPE_CHECKING:
+    from blueprint.spec.schema import ModelSpec
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: MemAvailable, capped by a cgroup v2 limit; None if
+    the platform does not say."""
+    limits = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    limits.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = int(f.read().strip())
+        if limit != "max":
+            limits.append(int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    if not limits:
+        try:
+            limits.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (OSError, ValueError, AttributeError):
+            return None
+    return max(0, min(limits))
+
+
+def compile_bytes(spec: "ModelSpec") -> int:
+    """Bytes compile_spec allocates for parameters: they are drawn in float32 and then cast to
+    the spec's dtype, so a 16-bit spec briefly holds both copies."""
+    from compiler.cost import params_by_component
+
+    params = sum(params_by_component(spec).values())
+    extra = 0 if spec.dtype == "float32" else DTYPE_BYTES[spec.dtype]
+    return params * (4 + extra)
+
+
+def check_fits(spec: "ModelSpec") -> None:
+    """Raise a BlueprintError if compiling ``spec`` cannot fit in the memory available now."""
+    need, have = compile_bytes(spec), available_memory()
+    if have is None or need <= have:
+        return
+    from compiler.cost import params_by_component
+
+    params = sum(params_by_component(spec).values())
+    raise BlueprintError(
+        f"'{spec.name}' has {params:,} parameters: compiling it needs about {_human(need)} "
+        f"and this machine has {_human(have)} available",
+        hint="shrink the spec (vocab_size, embed_dim, num_layers, hidden_dim); "
+             "`blueprint explain` shows where the parameters are; compile_spec(spec, device='meta') "
+             "builds the shapes without memory")
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
