@@ -167,15 +167,21 @@ def _run_encoder(model, args) -> int:
             for r, preds in enumerate(out["predictions"]) for m in preds]
     elif kind == "classification":
         scores = model.classify(batch)
-        out = {"scores": scores.tolist(), "labels": scores.argmax(-1).tolist()}
-        lines = [f"input {r}: label {int(s.argmax())} scores " + " ".join(f"{v:.4f}" for v in s) for r, s in enumerate(scores)]
+        if scores.shape[1] == 1:  # one label: the raw score (a probability would always be 1)
+            out = {"scores": scores[:, 0].tolist()}
+            lines = [f"input {r}: score {s[0]:+.4f}" for r, s in enumerate(scores)]
+        else:
+            out = {"scores": scores.tolist(), "labels": scores.argmax(-1).tolist()}
+            lines = [f"input {r}: label {int(s.argmax())} scores " + " ".join(f"{v:.4f}" for v in s)
+                     for r, s in enumerate(scores)]
     else:
         emb = model.encode(batch)
         out = {"embeddings": emb.tolist()}
         lines = [f"input {r}: [{emb.shape[1]}] norm {float(np.linalg.norm(e)):.4f} first "
                  + " ".join(f"{v:+.4f}" for v in e[:4]) for r, e in enumerate(emb)]
         if len(emb) > 1:  # what several sentences are usually embedded for: how alike they are
-            unit = emb / np.maximum(np.linalg.norm(emb, axis=-1, keepdims=True), 1e-12)
+            wide = emb.astype(np.float64)
+            unit = wide / np.maximum(np.linalg.norm(wide, axis=-1, keepdims=True), 1e-12)
             cosine = unit @ unit.T
             out["cosine"] = cosine.tolist()
             lines += ["cosine similarity"] + [f"  input {r}: " + " ".join(f"{v:+.4f}" for v in row)
