@@ -74,13 +74,7 @@ def run(args) -> int:
     if out is None:
         sys.stdout.write(text)
         return 0
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        for path, content in extra.items():
-            path.write_text(content, encoding="utf-8")
-        out.write_text(text, encoding="utf-8")
-    except OSError as err:
-        raise BlueprintError(f"cannot write {out}: {err.strerror or err}") from None
+    _write_all({**extra, out: text})
     from blueprint import load_spec
 
     load_spec(out)  # the written file must load through the front end exactly as written
@@ -88,6 +82,32 @@ def run(args) -> int:
     print(f"wrote {wrote} ({spec['name']}: {spec['num_layers']} layers, "
           f"embed_dim {spec['embed_dim']}, head {spec['head']['kind']})", file=sys.stderr)
     return 0
+
+
+def _write_all(files: dict[Path, str]) -> None:
+    """Write every file or none: each goes to a temporary sibling first and all are moved into
+    place only when all were written (a full disk leaves no half-written spec behind)."""
+    import os
+    import tempfile
+
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, content in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            staged.append((Path(tmp), path))
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(content)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # an ordinary file, not mkstemp's private 0600
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except OSError as err:
+        raise BlueprintError(f"cannot write {path}: {err.strerror or err}") from None
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
 
 
 def _import_gguf(source: Path, out: Path | None, name: str | None, notes: list[str], extra: dict[Path, str]) -> dict:

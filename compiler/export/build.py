@@ -206,6 +206,8 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
     progress.begin("validate", str(spec_path))
     spec, warnings = blueprint.load_spec_with_warnings(spec_path)
     spec, dtype = build_dtype(spec, dtype)
+    if weights is not None and not Path(weights).exists():  # before minutes of compiling, not after
+        raise BlueprintError(f"weights path '{weights}' does not exist")
     target = Path(out_dir) if out_dir is not None else Path("build") / spec.name
     _check_target(target)
     tokenizer = _tokenizer_source(spec, spec_path)

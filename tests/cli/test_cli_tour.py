@@ -70,6 +70,7 @@ def _cases(d: Path) -> list[tuple[list[str], int, str]]:
         (["build", str(d / "missing.yaml")], 1, "does not exist"),
         (["build", spec, "--opset", "5"], 1, "--opset 5 is not supported"),
         (["build", spec, "--opset", "99"], 1, "--opset 99 is not supported"),
+        (["build", spec, "--opset", "26"], 1, "--opset 26 is not supported: use 18 to 25"),
         (["build", spec, "--opset", "x"], 2, "invalid int value"),
         (["build", spec, "--dtype", "int8"], 2, "invalid choice"),
         (["build", spec, "-o", str(d / "afile" / "out")], 1, "is a file, not a folder"),
