@@ -58,16 +58,26 @@ def compile_bytes(spec: "ModelSpec") -> int:
     return params * (4 + extra)
 
 
-def check_fits(spec: "ModelSpec") -> None:
-    """Raise a BlueprintError if compiling ``spec`` cannot fit in the memory available now."""
-    need, have = compile_bytes(spec), available_memory()
+def build_bytes(spec: "ModelSpec") -> int:
+    """Bytes a build holds at its peak, estimated: the compiled graph in the build dtype, the
+    exported ONNX initializers (same dtype) and verification's float64 copy of the graph."""
+    from compiler.cost import params_by_component
+
+    return sum(params_by_component(spec).values()) * (2 * DTYPE_BYTES[spec.dtype] + 8)
+
+
+def check_fits(spec: "ModelSpec", *, need: int | None = None, doing: str = "compiling it") -> None:
+    """Raise a BlueprintError if ``need`` bytes (default: what compiling ``spec`` allocates)
+    exceed the memory available now."""
+    need = compile_bytes(spec) if need is None else need
+    have = available_memory()
     if have is None or need <= have:
         return
     from compiler.cost import params_by_component
 
     params = sum(params_by_component(spec).values())
     raise BlueprintError(
-        f"'{spec.name}' has {params:,} parameters: compiling it needs about {_human(need)} "
+        f"'{spec.name}' has {params:,} parameters: {doing} needs about {_human(need)} "
         f"and this machine has {_human(have)} available",
         hint="shrink the spec (vocab_size, embed_dim, num_layers, hidden_dim); "
              "`blueprint explain` shows where the parameters are; compile_spec(spec, device='meta') "

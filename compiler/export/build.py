@@ -208,6 +208,9 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
     spec, dtype = build_dtype(spec, dtype)
     if weights is not None and not Path(weights).exists():  # before minutes of compiling, not after
         raise BlueprintError(f"weights path '{weights}' does not exist")
+    from compiler.budget import build_bytes, check_fits
+
+    check_fits(spec, need=build_bytes(spec), doing=f"building it in {dtype}")  # before allocating
     target = Path(out_dir) if out_dir is not None else Path("build") / spec.name
     _check_target(target)
     tokenizer = _tokenizer_source(spec, spec_path)

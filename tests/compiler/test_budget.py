@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from blueprint.errors import BlueprintError
@@ -34,3 +36,20 @@ def test_sixteen_bit_specs_count_the_float32_draw_too():
     spec = load_spec_text(HUGE, "huge.yaml", ".").spec
     half = spec.model_copy(update={"dtype": "float16"})
     assert compile_bytes(half) == compile_bytes(spec) // 4 * 6
+
+
+def test_a_build_that_cannot_fit_is_refused_before_compiling(tmp_path, monkeypatch):
+    """A build holds more than the compiled graph (the ONNX initializers, verification's float64
+    copy): refused from the estimate even when compiling alone would fit."""
+    import blueprint
+    from compiler import budget
+    from compiler.export import build as build_mod
+
+    spec_path = Path(__file__).resolve().parents[2] / "specs" / "llama-tiny.yaml"
+    spec = blueprint.load_spec(spec_path)
+    monkeypatch.setattr(budget, "available_memory", lambda: compile_bytes(spec) + 1)
+    monkeypatch.setattr(build_mod, "default_compile", lambda *a, **k: pytest.fail("compiled"))
+    with pytest.raises(BlueprintError, match=r"'llama-tiny' has [\d,]+ parameters: building it in fp32 needs about"):
+        build_mod.build(spec_path, tmp_path / "out")
+    assert budget.build_bytes(spec) == budget.compile_bytes(spec) // 4 * 16
+    assert list(tmp_path.iterdir()) == []
