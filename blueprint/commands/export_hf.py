@@ -116,6 +116,13 @@ def export(build_dir: Path, output: Path, *, force: bool = False) -> Path:
         raise BlueprintError(f"{build_dir}: no spec.lock.yaml; not a blueprint build folder",
                              hint="run `blueprint build SPEC` first and pass its output folder")
     _check_output(build_dir, output, force)
+    if (build_dir / "manifest.json").exists():  # a real build: export what was verified, nothing else
+        from blueprint.buildinfo import check_file, read_manifest
+
+        manifest = read_manifest(build_dir)
+        for name in ("spec.lock.yaml", "weights.safetensors", "tokenizer.json"):
+            if (build_dir / name).is_file():
+                check_file(build_dir, manifest, name)
     spec = load_spec(lock)
     config = spec_to_config(spec)
     weights = load_weights(build_dir / "weights.safetensors", spec)

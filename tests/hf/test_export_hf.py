@@ -162,3 +162,20 @@ def main_raise(argv):
     parser = argparse.ArgumentParser()
     module.add_arguments(parser)
     return module.run(parser.parse_args(argv[1:]))
+
+
+def test_a_build_changed_after_building_is_not_exported(tmp_path):
+    """export-hf writes what the build verified: weights edited since are refused by their hash."""
+    from blueprint.buildinfo import sha256_file
+
+    spec = tiny_spec("llama-tiny")
+    build = _fake_build(tmp_path, spec, random_state(spec))
+    files = {n: sha256_file(build / n) for n in ("spec.lock.yaml", "weights.safetensors")}
+    (build / "manifest.json").write_text(json.dumps({"files": {**files, "model.onnx": "0" * 64},
+                                                     "spec_sha256": files["spec.lock.yaml"],
+                                                     "versions": {"blueprint": "0.1.0"}}))
+    assert main(["export-hf", str(build), "-o", str(tmp_path / "ok")]) == 0
+    save_weights(random_state(spec, seed=1), build / "weights.safetensors")
+    with pytest.raises(BlueprintError, match="weights.safetensors does not match the hash in"):
+        main_raise(["export-hf", str(build), "-o", str(tmp_path / "changed")])
+    assert not (tmp_path / "changed").exists()
