@@ -45,6 +45,8 @@ def valid_specs(draw) -> dict:
     vocab_size = draw(st.integers(2, 1000))
     pos_kind = draw(st.sampled_from(["learned", "sinusoidal", "rope", "alibi", "none"]))
     positional: dict = {"kind": pos_kind}
+    if pos_kind == "sinusoidal" and draw(st.booleans()):
+        positional["base"] = draw(st.sampled_from([100.0, 10000.0, 1e6]))
     if pos_kind == "rope":
         positional["rope_base"] = draw(st.sampled_from([10000.0, 500000.0, 1e6]))
         if head_dim % 4 == 0:
@@ -72,6 +74,8 @@ def valid_specs(draw) -> dict:
         attention["num_kv_heads"] = draw(st.sampled_from(_divisors(num_heads)))
     if draw(st.booleans()):
         attention["head_dim"] = head_dim
+        if draw(st.booleans()):  # explicit head_dim: num_heads * head_dim may differ from embed_dim
+            embed_dim += draw(st.sampled_from([8, 16]))
     attention["causal"] = True if head_kind == "causal_lm" else draw(st.booleans())
     if draw(st.booleans()):
         attention["window"] = draw(st.integers(1, max_seq_len))
@@ -148,7 +152,8 @@ def valid_specs(draw) -> dict:
         spec["training"] = {"checkpointing": policy}
     if draw(st.booleans()):
         tok_vocab = draw(st.integers(1, vocab_size))
-        spec["tokenizer"] = {"vocab_size": tok_vocab, "eos_id": draw(st.integers(0, tok_vocab - 1))}
+        eos = st.integers(0, tok_vocab - 1)
+        spec["tokenizer"] = {"vocab_size": tok_vocab, "eos_id": draw(eos | st.lists(eos, min_size=1, max_size=3))}
         for key in ("bos_id", "pad_id", "mask_id"):
             if draw(st.booleans()):
                 spec["tokenizer"][key] = draw(st.integers(0, tok_vocab - 1))
