@@ -68,3 +68,13 @@ def test_every_accepted_spec_compiles_and_runs(raw):
         if train:
             loss = sum(v.float().sum() for v in out.values())
             loss.backward()
+
+
+def test_every_positional_kind_compiles_on_the_meta_device():
+    """Found by the property above: ALiBi read its slopes from a tensor created on the default
+    device, which under device='meta' has no values."""
+    base = "name: m\nvocab_size: 64\nmax_seq_len: 16\nembed_dim: 16\nnum_layers: 1\nblock: {attention: {num_heads: 2}}\n"
+    for kind in ("learned", "sinusoidal", "rope", "alibi", "none"):
+        spec = load_spec_text(base + f"positional: {{kind: {kind}}}\n", "m.yaml").spec
+        gm = compile_spec(spec, device="meta")
+        assert all(p.is_meta for p in gm.parameters()), kind
