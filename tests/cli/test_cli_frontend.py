@@ -140,6 +140,13 @@ def test_schema_prints_draft7_json(capsys, tmp_path):
     assert main(["schema", "-o", str(target)]) == 0
     assert json.loads(target.read_text()) == schema
     assert main(["schema", "-o", str(tmp_path / "no" / "dir" / "s.json")]) == 1
+    assert main(["schema", "-o", str(target)]) == 0  # its own earlier output is replaced freely
+    spec = tmp_path / "my.yaml"
+    spec.write_text("name: mine\n")
+    assert main(["schema", "-o", str(spec)]) == 1  # a spec given by mistake is not overwritten
+    assert "exists and is not a blueprint schema" in capsys.readouterr().err
+    assert spec.read_text() == "name: mine\n"
+    assert main(["schema", "-o", str(spec), "--force"]) == 0
 
 
 def test_explain_prints_layers_parameters_and_costs(capsys):
