@@ -116,3 +116,21 @@ def test_the_validator_accepts_what_the_json_schema_accepts(validator, old, new)
     data, _ = load_yaml(_BASE.replace(old, new), "t.yaml")
     assert not list(validator.iter_errors(data))
     load_spec_text(_BASE.replace(old, new), "t.yaml")
+
+
+def test_the_json_schema_accepts_every_generated_valid_spec(validator):
+    """The other direction of agreement: whatever the generator of valid specs (every field of
+    the language) produces, the published schema accepts too."""
+    import sys
+
+    from hypothesis import given, settings
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import test_spec_properties as gen
+
+    @settings(gen.FAST, max_examples=300)
+    @given(gen.valid_specs())
+    def check(raw):
+        assert [e.message for e in validator.iter_errors(raw)] == []
+
+    check()
