@@ -21,6 +21,7 @@ from blueprint.errors import SpecError, SpecIssue
 from blueprint.spec.diagnose import issues_from_validation, sort_issues
 from blueprint.spec.extends import read_spec_file, resolve_extends
 from blueprint.spec.partial import salvage
+from blueprint.spec.resolve import derive_in_overrides
 from blueprint.spec.rules import CONTEXT, check_rules
 from blueprint.spec.schema import ModelSpec
 from blueprint.spec.source import Positions
@@ -55,7 +56,9 @@ def validate_mapping(data: Any, positions: Positions,
         schema_errors = []
     except ValidationError as err:
         schema_errors = issues_from_validation(err, data, positions, ModelSpec)
-        spec = salvage(ModelSpec, data, context=CONTEXT)
+        # the parts that validate, with the values overrides derive (as ModelSpec's own
+        # validator would have written them), so the rules judge the same layers either way
+        spec = salvage(ModelSpec, derive_in_overrides(data), context=CONTEXT)
     errors, warnings = check_rules(spec, data, positions, files_dir)
     if schema_errors or errors:
         raise SpecError(issues=sort_issues(schema_errors + errors), warnings=warnings)
