@@ -9,6 +9,7 @@ pooling travels too. The folder is assembled in a temporary directory and moved 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -49,7 +50,7 @@ def _check_output(build_dir: Path, output: Path, force: bool) -> None:
     inside it or around it (--force would delete the build being read)."""
     if output.exists() and not output.is_dir():
         raise BlueprintError(f"{output} exists and is not a folder", hint="choose another -o OUT")
-    a, b = build_dir.resolve(), output.resolve()
+    a, b = (Path(os.path.realpath(p)) for p in (build_dir, output))
     if a == b or a in b.parents or b in a.parents:
         raise BlueprintError(f"{output} overlaps the build folder {build_dir}",
                              hint="write the Hugging Face folder somewhere outside the build")

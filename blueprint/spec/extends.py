@@ -12,6 +12,7 @@ or base spec) where that value is written.
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path as FsPath
 from typing import Any
@@ -66,7 +67,7 @@ def _target(ref: str, base_dir: FsPath) -> tuple[FsPath, str] | None:
         if ref in preset_names():
             return preset_path(ref), f"<preset {ref}>"
         return None
-    path = (base_dir / ref).resolve()
+    path = FsPath(os.path.realpath(base_dir / ref))  # never raises (a symlink loop stays a path)
     return (path, str(base_dir / ref)) if path.is_file() else None
 
 
@@ -90,7 +91,7 @@ def resolve_extends(data: Any, positions: Positions, base_dir: FsPath,
         raise _error(f"no preset named {ref!r}", positions, ("extends",),
                      did_you_mean(ref, preset_names(), "presets"))
     file, shown = target
-    key = str(file.resolve())
+    key = os.path.realpath(file)
     if key in chain:
         names = " -> ".join(FsPath(c).name for c in chain + (key,))
         raise _error(f"extends cycle: {names}", positions, ("extends",),

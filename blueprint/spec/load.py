@@ -11,6 +11,7 @@ loading; they come back beside the spec.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
@@ -95,7 +96,7 @@ def load_spec_file(path: str | FsPath, *, check_files: bool = False) -> LoadedSp
     fs_path = FsPath(path)
     data, positions = read_spec_file(fs_path, str(path))
     data, positions = resolve_extends(data, positions, fs_path.parent,
-                                      (str(fs_path.resolve()),))
+                                      (os.path.realpath(fs_path),))  # realpath: a symlink loop is read, and refused, not raised
     return validate_mapping(data, positions, fs_path.parent if check_files else None)
 
 

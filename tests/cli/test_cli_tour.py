@@ -150,3 +150,35 @@ def test_the_real_entry_point_has_version_and_no_traceback(place):
     assert code == 1 and "does not exist" in err and "Traceback" not in err
     code, out, err = run("validate", "--json", str(place / "empty.yaml"))
     assert code == 1 and json.loads(out)["specs"][0]["valid"] is False and "Traceback" not in err
+
+
+def test_a_symlink_loop_and_an_unexpected_error_are_plain(tmp_path, capsys, monkeypatch):
+    """A spec that extends a symlink loop gave a RuntimeError traceback from pathlib; and any
+    bug left is one line with exit 70, not a traceback (BLUEPRINT_TRACEBACK=1 shows it)."""
+    (tmp_path / "loop.yaml").symlink_to("loop.yaml")
+    (tmp_path / "child.yaml").write_text("extends: loop.yaml\nname: x\n")
+    assert cli.main(["validate", str(tmp_path / "child.yaml")]) == 1
+    assert "extends: no spec file 'loop.yaml'" in capsys.readouterr().err
+    assert cli.main(["validate", str(tmp_path / "loop.yaml")]) == 1
+    assert "Too many levels of symbolic links" in capsys.readouterr().err
+
+    from blueprint.commands import schema
+
+    def broken(args):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(schema, "run", broken)
+    assert cli.main(["schema"]) == 70
+    err = capsys.readouterr().err
+    assert err.startswith("internal error: ZeroDivisionError: a bug") and "this is a bug in blueprint" in err
+    monkeypatch.setenv("BLUEPRINT_TRACEBACK", "1")
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["schema"])
+    monkeypatch.delenv("BLUEPRINT_TRACEBACK")
+
+    def full_disk(args):
+        raise OSError(28, "No space left on device", "/full/out.json")
+
+    monkeypatch.setattr(schema, "run", full_disk)
+    assert cli.main(["schema"]) == 1
+    assert capsys.readouterr().err == "/full/out.json: No space left on device\n"
