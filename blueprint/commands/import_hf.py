@@ -48,6 +48,9 @@ def run(args) -> int:
     out = Path(args.output) if args.output else None
     if out is not None and out.is_dir():
         raise BlueprintError(f"-o {out} is a folder; name the spec file to write (e.g. {out / 'model.yaml'})")
+    if out is not None and out.exists() and not out.is_file():
+        raise BlueprintError(f"{out} exists and is not a regular file; refusing to replace it",
+                             hint="choose another -o SPEC (omit -o to print the spec)")
     if out is not None and (out.exists() or out.is_symlink()) and not args.force:
         raise BlueprintError(f"{out} already exists; refusing to overwrite it",
                              hint="pass --force to replace it, or choose another -o SPEC")
@@ -90,6 +93,10 @@ def _write_all(files: dict[Path, str]) -> None:
     import os
     import tempfile
 
+    for path in files:  # a device or FIFO (-o /dev/null) must never be swapped for a file
+        if path.exists() and not path.is_file():
+            raise BlueprintError(f"{path} exists and is not a regular file; refusing to replace it",
+                                 hint="choose another -o SPEC (omit -o to print the spec)")
     staged: list[tuple[Path, Path]] = []
     try:
         for path, content in files.items():
