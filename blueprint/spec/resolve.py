@@ -85,7 +85,8 @@ def derive_in_overrides(data: Any) -> Any:
     """
     if not isinstance(data, dict) or not isinstance(data.get("layers"), list):
         return data
-    block, embed_dim = data.get("block"), data.get("embed_dim")
+    data = {**data, "layers": [_written(o) for o in data["layers"]]}
+    block, embed_dim = _written(data.get("block")), data.get("embed_dim")
     attention = block.get("attention") if isinstance(block, dict) else None
     if not isinstance(attention, dict) or type(embed_dim) is not int:
         return data
@@ -109,6 +110,16 @@ def derive_in_overrides(data: Any) -> Any:
             new_set = {**override["set"], "attention": {**patch, **added}}
             layers[k] = {**override, "set": new_set}
     return {**data, "layers": layers}
+
+
+def _written(value: Any) -> Any:
+    """A model built in Python (``BlockSpec(...)``, ``LayerOverride(...)``) as the mapping of the
+    fields its author set, so it is read like the YAML that would say the same."""
+    from pydantic import BaseModel
+
+    if isinstance(value, BaseModel):
+        return {name: _written(getattr(value, name)) for name in value.model_fields_set}
+    return value
 
 
 def _override_heads(override: Any) -> int | None:

@@ -296,8 +296,11 @@ class ModelSpec(Strict):
     def _fill_defaults(self) -> "ModelSpec":
         from blueprint.spec.resolve import fill_block_defaults
 
-        block = fill_block_defaults(self.block, self.embed_dim)
-        return self if block is self.block else self.model_copy(update={"block": block})
+        # In place (the model is frozen to users, not to its own validator): pydantic ignores a
+        # different instance returned from ``ModelSpec(...)``, which left the block unresolved
+        # (num_kv_heads, head_dim None) for specs built in Python.
+        self.__dict__["block"] = fill_block_defaults(self.block, self.embed_dim)
+        return self
 
     @property
     def is_decoder(self) -> bool:

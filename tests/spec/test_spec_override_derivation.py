@@ -57,3 +57,18 @@ def test_derivations_that_cannot_hold_are_errors():
                                         "some of the layers"):
         load_spec_text(BASE % ("", "  - index: 1\n    set: {attention: {head_dim: 32}}\n"
                                    "  - every: 1\n    set: {attention: {num_heads: 8}}"), "t.yaml")
+
+
+def test_a_spec_built_in_python_resolves_like_yaml():
+    """``ModelSpec(...)`` (the Python API) left the block unresolved (num_kv_heads and head_dim
+    None: pydantic ignores a new instance returned from __init__'s validator) and did not
+    re-derive overrides given as LayerOverride objects."""
+    from blueprint.spec.schema import AttentionSpec, BlockSpec, LayerOverride, ModelSpec
+
+    built = ModelSpec(name="t", vocab_size=256, max_seq_len=128, embed_dim=64, num_layers=4,
+                      block=BlockSpec(attention=AttentionSpec(num_heads=4)),
+                      layers=[LayerOverride(every=2, set={"attention": {"num_heads": 8}})])
+    loaded = load_spec_text(BASE % ("", "  - every: 2\n    set: {attention: {num_heads: 8}}"), "t.yaml").spec
+    assert built == loaded
+    assert (built.block.attention.num_kv_heads, built.block.attention.head_dim) == (4, 16)
+    assert built.layer(0).attention.head_dim == 8
