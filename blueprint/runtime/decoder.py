@@ -82,6 +82,8 @@ class Decoder:
 
     def check_prompt(self, ids: list[int]) -> list[int]:
         """The prompt as ints, or a BlueprintError saying why it cannot be generated from."""
+        if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in ids):
+            raise BlueprintError(f"prompt ids must be integers, got {list(ids)[:5]}")  # no silent int(1.5)
         ids = [int(i) for i in ids]
         bos = self.spec.tokenizer.bos_id if self.spec.tokenizer is not None else None
         if not ids and bos is not None:

@@ -43,6 +43,8 @@ class Encoder:
         """Every output of the session for ``batch`` (right-padded), plus the ``attention_mask`` used."""
         if not batch or any(len(row) == 0 for row in batch):
             raise BlueprintError("every input sequence needs at least one id")
+        if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for row in batch for i in row):
+            raise BlueprintError("input ids must be integers")  # never a silent int(1.5)
         longest = max(len(r) for r in batch)
         if longest > self.spec.max_seq_len:
             raise BlueprintError(f"a sequence has {longest} tokens; the model's max_seq_len is {self.spec.max_seq_len}")

@@ -66,3 +66,18 @@ def test_generated_output_ends_with_a_newline(builds, capsys):
     rc, out, err = _run(capsys, builds("llama-tiny").directory, "--ids", "1 2 3", "--max-new-tokens", "4", "--eos", "")
     assert rc == 0 and out.startswith("1 2 3 | ") and out.endswith("\n") and out.count("\n") == 1
     assert err.startswith("[4 tokens, stop: max_new_tokens")
+
+
+def test_the_python_api_takes_integer_ids_only(builds):
+    from blueprint.errors import BlueprintError
+
+    decoder = runtime.load(builds("llama-tiny").directory)
+    for bad in ([1.5, 2], ["3"], [True]):
+        with pytest.raises(BlueprintError, match="must be integers"):
+            decoder.generate(bad, max_new_tokens=1)
+    import numpy as np
+
+    assert decoder.generate(list(np.array([1, 2])), max_new_tokens=1, stop_ids=[]).prompt_ids == [1, 2]
+    encoder = runtime.load(builds("bert-tiny").directory)
+    with pytest.raises(BlueprintError, match="must be integers"):
+        encoder.encode([[2, 7.9, 3]])
