@@ -66,7 +66,28 @@ def build_bytes(spec: "ModelSpec") -> int:
     return sum(params_by_component(spec).values()) * (2 * DTYPE_BYTES[spec.dtype] + 8)
 
 
-def check_fits(spec: "ModelSpec", *, need: int | None = None, doing: str = "compiling it") -> None:
+def verify_bytes(spec: "ModelSpec", kv_cache: bool) -> int:
+    """Bytes the largest verification case needs, estimated: onnxruntime materialises one
+    layer's attention scores and probabilities [b, heads, s, s] (float32: 8 bytes per entry for
+    the pair; measured: a 16-head, window-2048 spec peaked at 2.1 GB RSS against 2.0 GiB
+    estimated), plus the float64 logits [b, s, vocab]. The "long sequence" case is longer than
+    twice the widest window, so a window of 10^8 asks for hundreds of petabytes: refused here, not by the
+    allocator after compiling and exporting.
+    """
+    try:
+        from compiler.export.verify import verification_cases
+    except ImportError:
+        return 0
+    heads = max(b.attention.num_heads for b in spec.resolved_layers())
+    worst = 0
+    for case in verification_cases(spec, kv_cache):
+        b, s = case.shape.batch, case.shape.seq + sum(getattr(case, "steps", ()) or ())
+        worst = max(worst, b * heads * s * s * 8 + b * s * max(spec.vocab_size, spec.embed_dim) * 8)
+    return worst
+
+
+def check_fits(spec: "ModelSpec", *, need: int | None = None, doing: str = "compiling it",
+               hint: str | None = None) -> None:
     """Raise a BlueprintError if ``need`` bytes (default: what compiling ``spec`` allocates)
     exceed the memory available now."""
     need = compile_bytes(spec) if need is None else need
@@ -79,7 +100,7 @@ def check_fits(spec: "ModelSpec", *, need: int | None = None, doing: str = "comp
     raise BlueprintError(
         f"'{spec.name}' has {params:,} parameters: {doing} needs about {_human(need)} "
         f"and this machine has {_human(have)} available",
-        hint="shrink the spec (vocab_size, embed_dim, num_layers, hidden_dim); "
+        hint=hint or "shrink the spec (vocab_size, embed_dim, num_layers, hidden_dim); "
              "`blueprint explain` shows where the parameters are; compile_spec(spec, device='meta') "
              "builds the shapes without memory")
 

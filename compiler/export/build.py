@@ -208,9 +208,13 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
     spec, dtype = build_dtype(spec, dtype)
     if weights is not None and not Path(weights).exists():  # before minutes of compiling, not after
         raise BlueprintError(f"weights path '{weights}' does not exist")
-    from compiler.budget import build_bytes, check_fits
+    from compiler.budget import build_bytes, check_fits, verify_bytes
 
     check_fits(spec, need=build_bytes(spec), doing=f"building it in {dtype}")  # before allocating
+    if verify:
+        check_fits(spec, need=verify_bytes(spec, spec.is_decoder), doing="verifying it (a sequence longer than "
+                   "twice its widest window)", hint="use a smaller attention.window, or --no-verify "
+                   "(the build is then untrusted)")
     target = Path(out_dir) if out_dir is not None else Path("build") / spec.name
     _check_target(target)
     tokenizer = _tokenizer_source(spec, spec_path)

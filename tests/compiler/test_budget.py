@@ -53,3 +53,18 @@ def test_a_build_that_cannot_fit_is_refused_before_compiling(tmp_path, monkeypat
         build_mod.build(spec_path, tmp_path / "out")
     assert budget.build_bytes(spec) == budget.compile_bytes(spec) // 4 * 16
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_verification_that_cannot_fit_is_refused_before_compiling(tmp_path, monkeypatch):
+    """A window of 10^8 makes verification's long-sequence case 2 * 10^8 tokens: the allocator
+    used to fail inside verify after compiling and exporting (an 'internal error')."""
+    from compiler.export import build as build_mod
+
+    spec = tmp_path / "long.yaml"
+    spec.write_text("name: long\nvocab_size: 64\nmax_seq_len: 1000000000\nembed_dim: 16\nnum_layers: 1\n"
+                    "positional: {kind: rope}\nblock: {attention: {num_heads: 2, window: 100000000}}\n")
+    monkeypatch.setattr(build_mod, "default_compile", lambda *a, **k: pytest.fail("compiled"))
+    with pytest.raises(BlueprintError, match=r"verifying it \(a sequence longer than twice its widest window\) "
+                                             r"needs about [\d.]+ PiB") as err:
+        build_mod.build(spec, tmp_path / "out")
+    assert "--no-verify" in err.value.format()
