@@ -3,7 +3,9 @@
 Each subcommand lives in ``blueprint/commands/<name>.py`` with ``add_arguments(parser)`` and
 ``run(args) -> int``; modules are imported only when their command runs, so ``validate`` never
 pays for importing torch. User errors (``BlueprintError``) are printed plainly and exit 1;
-usage errors exit 2 (argparse's convention).
+usage errors exit 2 (argparse's convention); an OSError is the environment's answer (disk full,
+permission denied) and exits 1; anything else is a bug in blueprint, reported in one line with
+exit 70 (``BLUEPRINT_TRACEBACK=1`` re-raises it).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import importlib
 import os
 import sys
 
+import blueprint
 from blueprint.errors import BlueprintError
 
 # command name -> (module under blueprint.commands, one-line help)
@@ -29,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="blueprint", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"blueprint {blueprint.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -55,6 +59,19 @@ def main(argv: list[str] | None = None) -> int:
         # devnull so the interpreter's final flush does not raise again (Python docs, signal).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as err:
+        # The machine said no (disk full, permission denied, a path gone mid-run): the user's
+        # environment, reported as such, not as a crash.
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"{where}{err.strerror or err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # noqa: BLE001 - the last line of defence: a bug, said plainly
+        if os.environ.get("BLUEPRINT_TRACEBACK"):
+            raise
+        print(f"internal error: {type(err).__name__}: {err}\n    hint: this is a bug in blueprint, not in "
+              "your input; please report it with the command you ran (BLUEPRINT_TRACEBACK=1 shows "
+              "the traceback)", file=sys.stderr)
+        return 70  # EX_SOFTWARE
 
 
 if __name__ == "__main__":

@@ -31,21 +31,27 @@ def compile_spec(spec: "ModelSpec", *, kv_cache: bool = False, device: Any = Non
 
     Returns:
         A ``torch.fx.GraphModule`` in train mode whose parameters are initialised from
-        ``spec.init`` (seeded) and named as ``compiler.naming.parameter_shapes(spec)``.
+        ``spec.init`` (seeded), held in ``spec.dtype``, and named as
+        ``compiler.naming.parameter_shapes(spec)``.
 
     Raises:
-        BlueprintError: ``kv_cache=True`` for an encoder.
+        BlueprintError: ``kv_cache=True`` for an encoder; parameters that cannot fit in the
+            memory available (``compiler.budget``).
     """
     import torch
 
+    from compiler.budget import check_fits
     from compiler.init import init_weights
     from compiler.lower import lower
     from compiler.passes import apply_checkpointing
     from compiler.trace import trace
 
+    if str(device) != "meta":
+        check_fits(spec)  # from the cost model, before the allocator is asked
     with torch.device(device or "cpu"):
         model = lower(spec, kv_cache=kv_cache)
-    init_weights(model, spec)
+    init_weights(model, spec)  # drawn in float32, so every dtype starts from the same numbers
+    model = model.to(getattr(torch, spec.dtype))  # spec.dtype names a torch dtype: the graph's
     gm = trace(model)
     gm.meta["blueprint.spec"] = spec
     if checkpointing:

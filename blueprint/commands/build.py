@@ -10,7 +10,9 @@ def add_arguments(parser) -> None:
                         help="weights to load: a blueprint safetensors file, a sharded folder or a Hugging Face folder "
                              "(default: the spec's seeded initialisation)")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 23)")
-    parser.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32", help="weights and activations dtype")
+    parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default=None,
+                        help="weights and activations dtype (default: the spec's dtype); bf16 is refused: "
+                             "onnxruntime's CPU provider cannot run it")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip the onnxruntime-vs-torch check (the build is then untrusted)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress display")

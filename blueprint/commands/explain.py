@@ -8,6 +8,8 @@ from ``compiler.cost.cost_report`` when the cost model is installed.
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from typing import Any
 
 
@@ -17,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="batch size for the memory estimates (default 1)")
     parser.add_argument("--seq-len", type=_positive, default=None, metavar="S",
                         help="sequence length for the estimates (default: the spec's max_seq_len)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object: the resolved layers, parameter counts and costs")
 
 
 def _positive(text: str) -> int:
@@ -179,9 +183,39 @@ def run(args: argparse.Namespace) -> int:
 
         raise BlueprintError(f"--seq-len {args.seq_len} exceeds the spec's max_seq_len "
                              f"({loaded.spec.max_seq_len})")
-    for warning in loaded.warnings:
-        print(warning.format())
-    if loaded.warnings:
-        print()
-    print("\n".join(describe(loaded.spec, args.batch, args.seq_len)))
+    for warning in loaded.warnings:  # diagnostics go to stderr; stdout is the explanation
+        print(warning.format(), file=sys.stderr)
+    if args.json:
+        print(json.dumps(explain_json(loaded.spec, loaded.warnings, args.batch, args.seq_len), indent=2))
+    else:
+        print("\n".join(describe(loaded.spec, args.batch, args.seq_len)))
     return 0
+
+
+def explain_json(spec: Any, warnings: list, batch: int, seq_len: int | None) -> dict:
+    """What ``describe`` prints, as data: every layer resolved, parameters per component, costs."""
+    from compiler.naming import parameter_shapes
+
+    per = component_params(parameter_shapes(spec))
+    layers = []
+    for i, block in enumerate(spec.resolved_layers()):
+        layers.append({"index": i, **block.model_dump(mode="json"), "params": per.get(f"layers.{i}", 0)})
+    out = {"name": spec.name, "kind": "decoder" if spec.is_decoder else "encoder", "head": spec.head.kind,
+           "spec": spec.model_dump(mode="json", exclude={"layers", "block"}), "layers": layers,
+           "parameters": {**{k: v for k, v in per.items() if not k.startswith("layers.")},
+                          "layers": sum(v for k, v in per.items() if k.startswith("layers.")),
+                          "total": sum(per.values())},
+           "warnings": [{"path": w.path, "line": w.line, "column": w.column, "message": w.message,
+                         "hint": w.hint} for w in warnings]}
+    try:
+        from compiler.cost import cost_report
+    except ImportError:
+        return out
+    report = cost_report(spec, batch=batch, seq_len=seq_len)
+    out["costs"] = {"batch": batch, "seq_len": seq_len or spec.max_seq_len, "dtype": spec.dtype,
+                    "flops_per_token_prefill": report.flops_per_token_prefill,
+                    "flops_per_token_decode": report.flops_per_token_decode,
+                    "kv_cache_bytes_per_token": report.kv_cache_bytes_per_token,
+                    "kv_cache_bytes_per_token_full": report.kv_cache_bytes_per_token_full,
+                    "activation_bytes": report.activation_bytes}
+    return out

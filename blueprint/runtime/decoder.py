@@ -82,9 +82,15 @@ class Decoder:
 
     def check_prompt(self, ids: list[int]) -> list[int]:
         """The prompt as ints, or a BlueprintError saying why it cannot be generated from."""
+        if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in ids):
+            raise BlueprintError(f"prompt ids must be integers, got {list(ids)[:5]}")  # no silent int(1.5)
         ids = [int(i) for i in ids]
+        bos = self.spec.tokenizer.bos_id if self.spec.tokenizer is not None else None
+        if not ids and bos is not None:
+            ids = [bos]  # nothing to continue: start a sequence, as transformers' generate does
         if not ids:
-            raise BlueprintError("the prompt is empty", hint="pass at least one id, e.g. --ids '1 2 3'")
+            raise BlueprintError("the prompt is empty", hint="pass at least one id, e.g. --ids '1 2 3' "
+                                 "(or set tokenizer.bos_id in the spec to start from it)")
         bad = [i for i in ids if not 0 <= i < self.spec.vocab_size]
         if bad:
             raise BlueprintError(f"prompt ids {bad[:5]} are outside the model's vocabulary [0, {self.spec.vocab_size})")

@@ -43,6 +43,8 @@ class Encoder:
         """Every output of the session for ``batch`` (right-padded), plus the ``attention_mask`` used."""
         if not batch or any(len(row) == 0 for row in batch):
             raise BlueprintError("every input sequence needs at least one id")
+        if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for row in batch for i in row):
+            raise BlueprintError("input ids must be integers")  # never a silent int(1.5)
         longest = max(len(r) for r in batch)
         if longest > self.spec.max_seq_len:
             raise BlueprintError(f"a sequence has {longest} tokens; the model's max_seq_len is {self.spec.max_seq_len}")
@@ -69,10 +71,12 @@ class Encoder:
         """[b, embed_dim] sentence embeddings: the spec's embeddings head when it has one
         (pooled as the spec says), else the masked mean of ``last_hidden_state``."""
         out = self.run(batch)
+        # float32 whatever the build's dtype: an fp16 build's embeddings are exact in float32, and
+        # what is computed from them (norms, cosines) must not round to fp16 (self-cosine 1.001)
         if "embeddings" in out:
-            return out["embeddings"]
+            return out["embeddings"].astype(np.float32)
         mask = out["attention_mask"][..., None].astype(np.float32)  # [b, s, 1]
-        return (out["last_hidden_state"] * mask).sum(1) / mask.sum(1)
+        return (out["last_hidden_state"].astype(np.float32) * mask).sum(1) / mask.sum(1)
 
     def mask_id(self) -> int:
         tok = self.spec.tokenizer
@@ -92,7 +96,7 @@ class Encoder:
         positions = [p for p, i in enumerate(ids) if i == mask_id]
         if not positions:
             raise BlueprintError(f"the input has no mask token (id {mask_id})")
-        logits = self.run([ids])["logits"][0]  # [s, vocab]
+        logits = self.run([ids])["logits"][0].astype(np.float64)  # [s, vocab]; fp16 builds too
         limit = self.build.vocab_limit
         results = []
         for p in positions:
@@ -102,7 +106,12 @@ class Encoder:
         return results
 
     def classify(self, batch: list[list[int]]) -> np.ndarray:
-        """[b, num_labels] class probabilities."""
+        """[b, num_labels] class probabilities; with one label, [b, 1] raw scores.
+
+        A one-label head is a regression or a single logit (transformers treats it as
+        regression); a softmax over one label is 1.0 for every input and says nothing.
+        """
         if self.spec.head.kind != "classification":
             raise BlueprintError(f"classify needs a classification head; this build's head is '{self.spec.head.kind}'")
-        return _softmax(self.run(batch)["logits"].astype(np.float64))
+        logits = self.run(batch)["logits"].astype(np.float64)  # [b, num_labels]
+        return logits if self.spec.head.num_labels == 1 else _softmax(logits)

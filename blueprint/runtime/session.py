@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,33 +54,44 @@ def open_build(directory: str | Path, *, tokenizer: str | Path | None = None, th
     """Load ``directory`` (written by ``blueprint build``).
 
     Raises:
-        BlueprintError: not a build directory, or its files are missing.
+        BlueprintError: not a build directory, its files are missing, or a file it reads no
+            longer matches the hash in the manifest (model.onnx, spec.lock.yaml, tokenizer.json).
     """
     import onnxruntime as ort
 
-    from blueprint import load_spec
+    from blueprint.buildinfo import check_file, read_checked, read_manifest
+    from blueprint.spec.load import load_spec_text
 
     directory = Path(directory)
-    manifest_path = directory / "manifest.json"
-    if not manifest_path.is_file():
-        raise BlueprintError(f"{directory} is not a build directory (no manifest.json)",
-                             hint="create one with: blueprint build SPEC -o DIR")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (ValueError, OSError) as err:
-        raise BlueprintError(f"{manifest_path}: unreadable manifest ({err})", hint="rebuild it with blueprint build") from None
-    missing = [f for f in manifest.get("files", {}) if not (directory / f).is_file()]
+    if not directory.exists():
+        raise BlueprintError(f"{directory} does not exist", hint="pass a folder written by: blueprint build SPEC")
+    if not directory.is_dir():
+        raise BlueprintError(f"{directory} is a file, not a build directory",
+                             hint="pass the folder written by blueprint build")
+    manifest = read_manifest(directory)
+    missing = [f for f in manifest["files"] if not (directory / f).is_file()]
     if missing:
         raise BlueprintError(f"{directory}: build is incomplete, missing {', '.join(missing)}",
                              hint="rebuild it with blueprint build")
-    spec = load_spec(directory / "spec.lock.yaml")
+    # Every file read here must be the one the build verified: hashed on the bytes that are used.
+    lock_text = read_checked(directory, manifest, "spec.lock.yaml")
+    spec = load_spec_text(lock_text, str(directory / "spec.lock.yaml"), directory).spec
     try:
-        session = ort.InferenceSession(str(directory / "model.onnx"), session_options(threads, spinning),
-                                       providers=["CPUExecutionProvider"])
+        if (directory / "model.onnx.data").exists():  # external weights: onnxruntime reads them by path
+            check_file(directory, manifest, "model.onnx.data")
+            check_file(directory, manifest, "model.onnx")
+            model: str | bytes = str(directory / "model.onnx")
+        else:
+            model = read_checked(directory, manifest, "model.onnx")
+        session = ort.InferenceSession(model, session_options(threads, spinning), providers=["CPUExecutionProvider"])
+    except BlueprintError:
+        raise
     except Exception as err:  # onnxruntime raises its own exception types
         lines = str(err).strip().splitlines()
         raise BlueprintError(f"{directory}: onnxruntime cannot load model.onnx: {lines[0] if lines else err!r}",
                              hint="the build is damaged; rebuild it with blueprint build") from None
+    if not tokenizer and (directory / "tokenizer.json").is_file():
+        check_file(directory, manifest, "tokenizer.json")
     tok_path = Path(tokenizer) if tokenizer else directory / "tokenizer.json"
     tok = Tokenizer(tok_path) if tokenizer or tok_path.is_file() else None
     return Build(directory, manifest, spec, session, tok)

@@ -17,8 +17,12 @@ class Tokenizer:
             raise BlueprintError("text input needs the 'tokenizers' package",
                                  hint="pip install 'blueprint[text]', or pass --ids") from None
         path = Path(path)
+        if not path.exists():
+            raise BlueprintError(f"tokenizer {path} does not exist", hint="pass a tokenizer.json file")
+        if path.is_dir():
+            raise BlueprintError(f"tokenizer {path} is a folder, not a file", hint="pass its tokenizer.json")
         if not path.is_file():
-            raise BlueprintError(f"tokenizer file not found: {path}")
+            raise BlueprintError(f"tokenizer {path} is not a regular file", hint="pass a tokenizer.json file")
         try:
             self._tok = HFTokenizer.from_file(str(path))
         except Exception as err:  # the library raises a bare Exception on malformed files

@@ -21,7 +21,10 @@ def rule_error(field: str, message: str) -> PydanticCustomError:
 
 
 class Strict(BaseModel):
-    """Base for every spec model: unknown keys are errors, values are immutable, and floats
-    must be finite (``.inf`` is a valid YAML float but never a valid size, scale or rate)."""
+    """Base for every spec model: unknown keys are errors, values are immutable, floats must be
+    finite (``.inf`` is a valid YAML float but never a valid size, scale or rate), and types are
+    strict, as the published JSON Schema says: an integer field takes an integer, not ``"64"``,
+    ``true`` or ``1e2``, and a boolean field takes ``true``/``false``, not ``"yes"`` or ``1``.
+    A float field still takes an integer (``rope_base: 10000``), as JSON Schema's ``number`` does."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)

@@ -208,13 +208,26 @@ def explain_error(err: dict[str, Any], data: Any, root: type[BaseModel]) -> tupl
     hint = None
     if kind == "string_type" and isinstance(value, (bool, int, float)):
         hint = f"quote the value to make it a string (YAML read it as a {_yaml_type(value)})"
-    elif kind == "bool_parsing":
+    elif kind in ("bool_parsing", "bool_type"):
         hint = "use true or false"
+    elif kind == "int_type" and isinstance(value, str) and _as_int(value) is not None:
+        hint = f"write the number without quotes or separators: {_as_int(value)}"
+    elif kind == "int_type" and isinstance(value, float) and value.is_integer():
+        hint = f"write {int(value)} (a whole number, without a decimal point or exponent)"
+    elif kind == "float_type" and isinstance(value, str):
+        hint = "write the number without quotes (1.0e-5, not '1.0e-5')"
     elif kind == "finite_number":
         hint = "use a finite number"
     if not isinstance(value, (dict, list)) and kind != "missing":
         message += f" (got {_show(value)})"
     return path, False, message, hint
+
+
+def _as_int(text: str) -> int | None:
+    try:
+        return int(text.strip().replace("_", ""))
+    except ValueError:
+        return None
 
 
 def issues_from_validation(error: ValidationError, data: Any, positions: Positions,

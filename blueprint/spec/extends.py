@@ -12,6 +12,7 @@ or base spec) where that value is written.
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path as FsPath
 from typing import Any
@@ -52,7 +53,7 @@ def read_spec_file(path: FsPath, shown: str | None = None) -> tuple[Any, Positio
         with open(path, "rb") as fh:
             raw = fh.read(MAX_BYTES + 1)
     except FileNotFoundError:
-        raise SpecError(issues=[SpecIssue("no such file", "", shown)]) from None
+        raise SpecError(issues=[SpecIssue("does not exist", "", shown, hint="check the path")]) from None
     except IsADirectoryError:
         raise SpecError(issues=[SpecIssue("is a directory, not a spec file", "", shown)]) from None
     except OSError as err:
@@ -66,7 +67,7 @@ def _target(ref: str, base_dir: FsPath) -> tuple[FsPath, str] | None:
         if ref in preset_names():
             return preset_path(ref), f"<preset {ref}>"
         return None
-    path = (base_dir / ref).resolve()
+    path = FsPath(os.path.realpath(base_dir / ref))  # never raises (a symlink loop stays a path)
     return (path, str(base_dir / ref)) if path.is_file() else None
 
 
@@ -90,7 +91,7 @@ def resolve_extends(data: Any, positions: Positions, base_dir: FsPath,
         raise _error(f"no preset named {ref!r}", positions, ("extends",),
                      did_you_mean(ref, preset_names(), "presets"))
     file, shown = target
-    key = str(file.resolve())
+    key = os.path.realpath(file)
     if key in chain:
         names = " -> ".join(FsPath(c).name for c in chain + (key,))
         raise _error(f"extends cycle: {names}", positions, ("extends",),

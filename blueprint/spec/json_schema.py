@@ -4,7 +4,8 @@ pydantic emits draft 2020-12 (``$defs``, ``prefixItems``). yaml-language-server 
 tooling speak draft-07, so we rewrite: ``$defs`` -> ``definitions``, ``prefixItems`` -> array
 ``items`` with ``additionalItems: false``. We also encode what pydantic's schema cannot say:
 
-- ``kind`` is required in every tagged-union variant (pydantic requires the tag in input);
+- ``kind`` is required in every tagged-union variant (pydantic requires the tag in input), and
+  only there (``init.kind`` has a default);
 - a file with ``extends:`` may omit anything, so it is checked against "partial" copies of the
   definitions with nothing required (and ``anyOf`` for unions, since ``kind`` may be omitted);
 - an override's ``set`` is a partial block, not an arbitrary mapping.
@@ -53,13 +54,29 @@ def _rewrite(node: Any, partial: bool) -> Any:
     return out
 
 
+def _union_members(node: Any) -> set[str]:
+    """Names of the models that are variants of a tagged union (those pydantic picks by
+    ``kind``, so the tag is required in their input); ``init``'s ``kind`` stays optional."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        mapping = node.get("discriminator", {}).get("mapping", {}) if isinstance(node.get("discriminator"), dict) else {}
+        found |= {ref.rsplit("/", 1)[-1] for ref in mapping.values()}
+        for value in node.values():
+            found |= _union_members(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _union_members(value)
+    return found
+
+
 def _definitions(pydantic_schema: dict[str, Any], partial: bool) -> dict[str, Any]:
     defs = {}
     root = {k: v for k, v in pydantic_schema.items() if k != "$defs"}
+    tagged = _union_members(pydantic_schema)
     for name, body in {**pydantic_schema.get("$defs", {}), "ModelSpec": root}.items():
         body = _rewrite(body, partial)
         props = body.get("properties", {})
-        if not partial and "kind" in props and "const" in props["kind"]:
+        if not partial and name in tagged and "kind" in props and "const" in props["kind"]:
             body["required"] = sorted(set(body.get("required", [])) | {"kind"})
         if name == "LayerOverride":
             props["set"] = {"$ref": f"#/definitions/BlockSpec{PARTIAL}",

@@ -11,6 +11,7 @@ loading; they come back beside the spec.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
@@ -21,6 +22,7 @@ from blueprint.errors import SpecError, SpecIssue
 from blueprint.spec.diagnose import issues_from_validation, sort_issues
 from blueprint.spec.extends import read_spec_file, resolve_extends
 from blueprint.spec.partial import salvage
+from blueprint.spec.resolve import derive_in_overrides
 from blueprint.spec.rules import CONTEXT, check_rules
 from blueprint.spec.schema import ModelSpec
 from blueprint.spec.source import Positions
@@ -55,7 +57,9 @@ def validate_mapping(data: Any, positions: Positions,
         schema_errors = []
     except ValidationError as err:
         schema_errors = issues_from_validation(err, data, positions, ModelSpec)
-        spec = salvage(ModelSpec, data, context=CONTEXT)
+        # the parts that validate, with the values overrides derive (as ModelSpec's own
+        # validator would have written them), so the rules judge the same layers either way
+        spec = salvage(ModelSpec, derive_in_overrides(data), context=CONTEXT)
     errors, warnings = check_rules(spec, data, positions, files_dir)
     if schema_errors or errors:
         raise SpecError(issues=sort_issues(schema_errors + errors), warnings=warnings)
@@ -92,7 +96,7 @@ def load_spec_file(path: str | FsPath, *, check_files: bool = False) -> LoadedSp
     fs_path = FsPath(path)
     data, positions = read_spec_file(fs_path, str(path))
     data, positions = resolve_extends(data, positions, fs_path.parent,
-                                      (str(fs_path.resolve()),))
+                                      (os.path.realpath(fs_path),))  # realpath: a symlink loop is read, and refused, not raised
     return validate_mapping(data, positions, fs_path.parent if check_files else None)
 
 

@@ -7,8 +7,12 @@ validated spec (and its lock file) states every number explicitly:
 - ``attention.head_dim`` defaults to ``embed_dim // num_heads``;
 - ``ffn.hidden_dim`` defaults to ``4 * embed_dim``.
 
-An override's ``set`` is merged into the *resolved* default block: a layer inherits the
-resolved values it does not set (changing ``num_heads`` alone keeps the block's ``head_dim``).
+Derived defaults follow what they derive from, after merging, the same way for ``extends:``
+and for ``layers:`` overrides: an override that changes ``num_heads`` without writing
+``num_kv_heads`` or ``head_dim`` gets them re-derived from its own ``num_heads`` (unless the
+spec wrote them explicitly in ``block``, which then holds everywhere, as it does through
+``extends``). ``derive_in_overrides`` writes those values into the override's ``set`` at
+validation time, so the lock file states them and the per-layer merge below stays a plain merge.
 """
 
 from __future__ import annotations
@@ -21,6 +25,16 @@ if TYPE_CHECKING:
     from blueprint.spec.schema import BlockSpec, ModelSpec
 
 
+ATTENTION_DERIVED = ("num_kv_heads", "head_dim")
+
+
+def attention_defaults(num_heads: Any, embed_dim: Any) -> dict[str, Any]:
+    """The values ``num_kv_heads`` and ``head_dim`` take when a spec does not write them: the
+    one place both ``block`` and overrides derive them (UNKNOWN propagates)."""
+    return {"num_kv_heads": num_heads,
+            "head_dim": derive(lambda e, h: max(1, e // h), embed_dim, num_heads)}
+
+
 def fill_block_defaults(block: "BlockSpec", embed_dim: int) -> "BlockSpec":
     """Return ``block`` with every dimension-dependent default made explicit.
 
@@ -30,12 +44,8 @@ def fill_block_defaults(block: "BlockSpec", embed_dim: int) -> "BlockSpec":
     attn, ffn = block.attention, block.ffn
     updates: dict[str, Any] = {}
     if attn is not UNKNOWN:
-        attn_updates: dict[str, Any] = {}
-        if attn.num_kv_heads is None:
-            attn_updates["num_kv_heads"] = attn.num_heads
-        if attn.head_dim is None:
-            attn_updates["head_dim"] = derive(lambda e, h: max(1, e // h), embed_dim,
-                                              attn.num_heads)
+        defaults = attention_defaults(attn.num_heads, embed_dim)
+        attn_updates = {f: defaults[f] for f in ATTENTION_DERIVED if getattr(attn, f) is None}
         if attn_updates:
             updates["attention"] = attn.model_copy(update=attn_updates)
     if ffn is not UNKNOWN and ffn.hidden_dim is None:
@@ -60,6 +70,101 @@ def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def derive_in_overrides(data: Any) -> Any:
+    """The raw spec mapping with each override that sets ``attention.num_heads`` completed by
+    the values derived from it (``attention_defaults``), where the spec does not write them.
+
+    Runs on the raw mapping (before validation), because only there is it known which values
+    the user wrote and which were defaults. A derived value is not added when an earlier
+    override that selects every one of the same layers writes it (the merge keeps that value),
+    nor when ``embed_dim`` does not divide by ``num_heads`` (a rule reports that). When an
+    earlier override writes it for only some of those layers, no single value is right; the
+    rules report that too (``override_derivation_conflicts``).
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("layers"), list):
+        return data
+    data = {**data, "layers": [_written(o) for o in data["layers"]]}
+    block, embed_dim = _written(data.get("block")), data.get("embed_dim")
+    attention = block.get("attention") if isinstance(block, dict) else None
+    if not isinstance(attention, dict) or type(embed_dim) is not int:
+        return data
+    layers = list(data["layers"])
+    for k, override in enumerate(layers):
+        heads = _override_heads(override)
+        if heads is None:
+            continue
+        patch = override["set"]["attention"]
+        added = {}
+        for field, value in attention_defaults(heads, embed_dim).items():
+            if field in patch or field in attention:
+                continue
+            if field == "head_dim" and embed_dim % heads:
+                continue
+            earlier = _earlier_writers(data, k, field)
+            if earlier is None or earlier:  # selectors unreadable, or an earlier value applies
+                continue
+            added[field] = value
+        if added:
+            new_set = {**override["set"], "attention": {**patch, **added}}
+            layers[k] = {**override, "set": new_set}
+    return {**data, "layers": layers}
+
+
+def _written(value: Any) -> Any:
+    """A model built in Python (``BlockSpec(...)``, ``LayerOverride(...)``) as the mapping of the
+    fields its author set, so it is read like the YAML that would say the same."""
+    from pydantic import BaseModel
+
+    if isinstance(value, BaseModel):
+        return {name: _written(getattr(value, name)) for name in value.model_fields_set}
+    return value
+
+
+def _override_heads(override: Any) -> int | None:
+    body = override.get("set") if isinstance(override, dict) else None
+    patch = body.get("attention") if isinstance(body, dict) else None
+    heads = patch.get("num_heads") if isinstance(patch, dict) else None
+    return heads if type(heads) is int and heads >= 1 else None
+
+
+def selected_layers(override: Any, num_layers: int) -> set[int] | None:
+    """The layers a raw override selects, or None if its selector is not valid."""
+    from blueprint.spec.schema import LayerOverride
+
+    try:
+        parsed = LayerOverride.model_validate({**override, "set": {}})
+    except Exception:  # noqa: BLE001 - an invalid selector has its own schema error
+        return None
+    return {i for i in range(num_layers) if parsed.selects(i)}
+
+
+def _earlier_writers(data: dict[str, Any], k: int, field: str) -> list[int] | None:
+    """Earlier overrides that write ``attention.<field>`` on every layer override ``k`` selects
+    ([] if none write it on any of them; None if that cannot be told)."""
+    num_layers = data.get("num_layers")
+    if type(num_layers) is not int or not 1 <= num_layers <= 4096:
+        return None
+    mine = selected_layers(data["layers"][k], num_layers)
+    if mine is None:
+        return None
+    covered: set[int] = set()
+    writers = []
+    for j in range(k):
+        other = data["layers"][j]
+        body = other.get("set") if isinstance(other, dict) else None
+        patch = body.get("attention") if isinstance(body, dict) else None
+        if isinstance(patch, dict) and field in patch:
+            theirs = selected_layers(other, num_layers)
+            if theirs is None:
+                return None
+            if theirs & mine:
+                writers.append(j)
+                covered |= theirs & mine
+    if writers and covered != mine:
+        return None  # partly covered: the rules report the conflict
+    return writers
 
 
 def apply_overrides(block: "BlockSpec", patches: list[dict[str, Any]], embed_dim: int) -> "BlockSpec":

@@ -42,7 +42,7 @@ from blueprint.errors import SpecIssue
 from blueprint.spec.base import LOCATED_RULES
 from blueprint.spec.diagnose import explain_error, sort_issues
 from blueprint.spec.partial import UNKNOWN, Unknown, dump, known, salvage, without_unknown
-from blueprint.spec.resolve import deep_merge, fill_block_defaults
+from blueprint.spec.resolve import deep_merge, fill_block_defaults, selected_layers
 from blueprint.spec.schema import BlockSpec, ModelSpec, heads_problem
 from blueprint.spec.source import Path, Positions, dotted
 
@@ -270,6 +270,34 @@ class RuleChecker:
             return False
         return True
 
+    def check_override_heads(self) -> None:
+        """An override that changes num_heads re-derives head_dim (``resolve.derive_in_overrides``):
+        embed_dim must divide by it, and no earlier override may pin head_dim or num_kv_heads on
+        only some of its layers (then no one derived value is right)."""
+        from blueprint.spec.resolve import _earlier_writers, _override_heads
+
+        block, layers = self.data.get("block"), self.data.get("layers")
+        explicit = block.get("attention") if isinstance(block, dict) else None
+        if not isinstance(explicit, dict) or not isinstance(layers, list):
+            return
+        for k, override in enumerate(layers):
+            heads = _override_heads(override)
+            if heads is None:
+                continue
+            embed_dim, patch = self.spec.embed_dim, override["set"]["attention"]
+            where = ("layers", k, "set", "attention", "num_heads")
+            for field in ("num_kv_heads", "head_dim"):
+                if field in patch or field in explicit:
+                    continue
+                if field == "head_dim" and embed_dim % heads:
+                    self.report(where, f"embed_dim ({embed_dim}) is not divisible by num_heads ({heads})",
+                                f"choose num_heads dividing {embed_dim}, or set head_dim in this override")
+                elif _earlier_writers(self.data, k, field) is None and \
+                        selected_layers(override, self.spec.num_layers) is not None:
+                    self.report(where, f"an earlier override sets {field} on only some of the layers this "
+                                f"one gives num_heads {heads}, so no single derived {field} applies",
+                                f"write {field} in this override")
+
     def check_selectors(self) -> None:
         n = self.spec.num_layers
         for k, o in enumerate(self.spec.layers):
@@ -337,6 +365,12 @@ class RuleChecker:
                         f"has no vocabulary projection to tie",
                         "remove tie_embeddings (or use a causal_lm / masked_lm head)",
                         warning=True)
+        with suppress(Unknown):
+            if self.spec.type_vocab_size and kind == "causal_lm":
+                self.report(("type_vocab_size",), f"type_vocab_size ({self.spec.type_vocab_size}) needs an "
+                            "encoder head: a decoder's interface (generation with a KV cache) takes no "
+                            "token_type_ids", "remove type_vocab_size, or use an encoder head (masked_lm, "
+                            "embeddings, classification)")
 
     def check_sizes(self) -> None:
         for field in ("vocab_size", "embed_dim"):
@@ -349,7 +383,7 @@ class RuleChecker:
     def run(self) -> tuple[list[SpecIssue], list[SpecIssue]]:
         for check in (self.check_tokenizer, self.check_tokenizer_file,
                       self.check_checkpoint_layers, self.check_tie, self.check_sizes,
-                      self.check_selectors, self.check_layers):
+                      self.check_selectors, self.check_override_heads, self.check_layers):
             with suppress(Unknown):
                 check()
         self._flush_layers()

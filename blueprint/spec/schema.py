@@ -192,7 +192,7 @@ class LayerOverride(Strict):
     """
 
     index: int | None = Field(None, ge=0)
-    range: tuple[int, int] | None = None
+    range: tuple[int, int] | None = Field(None, strict=False)  # a YAML list; its items stay strict
     every: int | None = Field(None, ge=1)
     offset: int = Field(0, ge=0)
     set: dict[str, Any]
@@ -285,12 +285,22 @@ class ModelSpec(Strict):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     tokenizer: TokenizerSpec | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_in_overrides(cls, data: Any) -> Any:
+        from blueprint.spec.resolve import derive_in_overrides
+
+        return derive_in_overrides(data)
+
     @model_validator(mode="after")
     def _fill_defaults(self) -> "ModelSpec":
         from blueprint.spec.resolve import fill_block_defaults
 
-        block = fill_block_defaults(self.block, self.embed_dim)
-        return self if block is self.block else self.model_copy(update={"block": block})
+        # In place (the model is frozen to users, not to its own validator): pydantic ignores a
+        # different instance returned from ``ModelSpec(...)``, which left the block unresolved
+        # (num_kv_heads, head_dim None) for specs built in Python.
+        self.__dict__["block"] = fill_block_defaults(self.block, self.embed_dim)
+        return self
 
     @property
     def is_decoder(self) -> bool:

@@ -26,7 +26,7 @@ class InitSpec(Strict):
     kind: Literal["normal"] = "normal"
     std: float = Field(0.02, gt=0)
     scaled_residual: bool = False
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**64)  # torch's generators take 64-bit seeds
 
 
 class EveryK(Strict):

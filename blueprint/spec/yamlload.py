@@ -220,7 +220,8 @@ def load_yaml(text: str | bytes, file: str = "<spec>") -> tuple[Any, Positions]:
     root = Loc(file, 1, 1)
     size = len(text.encode("utf-8") if isinstance(text, str) else text)
     if size > MAX_BYTES:
-        raise SpecError(issues=[SpecIssue(f"file is {size} bytes; specs are limited to "
+        # (the size itself is not shown: a file is read only up to the limit plus one byte)
+        raise SpecError(issues=[SpecIssue(f"file is larger than {MAX_BYTES} bytes; specs are limited to "
                                           f"{MAX_BYTES} bytes", "", file, 1, 1)])
     if isinstance(text, bytes):
         try:

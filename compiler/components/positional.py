@@ -81,7 +81,9 @@ def alibi_slopes(num_heads: int) -> torch.Tensor:
     slopes = power_of_two(closest)
     if closest != num_heads:
         slopes += power_of_two(2 * closest)[0::2][: num_heads - closest]
-    return torch.tensor(slopes, dtype=torch.float32)
+    # on the CPU whatever the default device: under torch.device("meta") (compile_spec(...,
+    # device="meta")) a meta tensor has no values for Alibi to read
+    return torch.tensor(slopes, dtype=torch.float32, device="cpu")
 
 
 class Alibi(nn.Module):

@@ -134,6 +134,29 @@ def build_lock(spec) -> str:
     return blueprint.dump_lock(spec)
 
 
+# --dtype -> spec dtype. The spec's dtype is the build's unless --dtype overrides it.
+BUILD_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def build_dtype(spec, flag: str | None):
+    """(spec, --dtype name) of a build: the spec's own dtype, or the one ``--dtype`` names
+    written into the spec, so the compiled graph, the weights check (an fp16 build refuses
+    weights beyond 65504), the lock file and the manifest all say the same.
+
+    Raises:
+        BlueprintError: bfloat16, which onnxruntime's CPU provider cannot run.
+    """
+    if flag is not None and BUILD_DTYPES[flag] != spec.dtype:
+        spec = spec.model_copy(update={"dtype": BUILD_DTYPES[flag]})
+    if spec.dtype == "bfloat16":
+        from_flag = "--dtype bf16" if flag else "the spec's dtype: bfloat16"
+        raise BlueprintError(f"cannot build {from_flag}: onnxruntime's CPU provider has no bfloat16 kernels "
+                             "for MatMul and Add, so the model could not run or be verified",
+                             hint="build with --dtype fp32 or --dtype fp16 (the spec's bfloat16 still "
+                                  "applies to compile_spec, for training)")
+    return spec, {v: k for k, v in BUILD_DTYPES.items()}[spec.dtype]
+
+
 def _tokenizer_source(spec, spec_path: Path) -> Path | None:
     """The spec's tokenizer.json (relative to the spec file), checked before any work is done."""
     if spec.tokenizer is None or not spec.tokenizer.path:
@@ -153,7 +176,7 @@ def build(
     *,
     weights: str | os.PathLike | None = None,
     opset: int = onnx_export.DEFAULT_OPSET,
-    dtype: str = "fp32",
+    dtype: str | None = None,
     verify: bool = True,
     progress: Progress | None = None,
     external_threshold: int | None = None,
@@ -164,8 +187,8 @@ def build(
         BlueprintError: invalid spec, weights that do not fit, export or verification failure.
     """
     progress = progress or Progress(enabled=False)
-    if dtype not in ("fp32", "fp16"):
-        raise BlueprintError(f"--dtype must be fp32 or fp16, got '{dtype}'")
+    if dtype is not None and dtype not in BUILD_DTYPES:
+        raise BlueprintError(f"--dtype must be one of {', '.join(BUILD_DTYPES)}, got '{dtype}'")
     onnx_export.check_opset(opset)
     try:
         return _build(Path(spec_path), out_dir, weights=weights, opset=opset, dtype=dtype, verify=verify,
@@ -182,6 +205,16 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
 
     progress.begin("validate", str(spec_path))
     spec, warnings = blueprint.load_spec_with_warnings(spec_path)
+    spec, dtype = build_dtype(spec, dtype)
+    if weights is not None and not Path(weights).exists():  # before minutes of compiling, not after
+        raise BlueprintError(f"weights path '{weights}' does not exist")
+    from compiler.budget import build_bytes, check_fits, verify_bytes
+
+    check_fits(spec, need=build_bytes(spec), doing=f"building it in {dtype}")  # before allocating
+    if verify:
+        check_fits(spec, need=verify_bytes(spec, spec.is_decoder), doing="verifying it (a sequence longer than "
+                   "twice its widest window)", hint="use a smaller attention.window, or --no-verify "
+                   "(the build is then untrusted)")
     target = Path(out_dir) if out_dir is not None else Path("build") / spec.name
     _check_target(target)
     tokenizer = _tokenizer_source(spec, spec_path)
@@ -197,8 +230,6 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
     if weights is not None:
         _load_weights(module, spec, Path(weights))
     module = module.eval()
-    if dtype == "fp16":
-        module = module.half()
     progress.end()
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -309,14 +340,11 @@ def _replace(tmp: Path, target: Path) -> None:
 
 
 def _check_target(target: Path) -> None:
-    """Refuse to replace anything but a previous build (or an empty directory): ``-o src`` must
-    not delete a source tree."""
-    if not target.exists() and not target.is_symlink():
-        return
-    if target.is_dir() and not target.is_symlink() and ((target / "manifest.json").is_file() or not any(target.iterdir())):
-        return
-    raise BlueprintError(f"{target} exists and is not a build directory (no manifest.json); refusing to replace it",
-                         hint="choose another -o DIR, or remove it first")
+    """Refuse, before any work, an output that is not a previous build (or empty), or that cannot
+    be written (compiler.export.target)."""
+    from compiler.export.target import check_target
+
+    check_target(target)
 
 
 def _export_error(spec, err: Exception) -> BlueprintError:

@@ -112,9 +112,7 @@ def test_successful_rebuild_replaces_previous_and_copies_tokenizer(builds, tmp_p
     spec_path.write_text(text)
 
     target = tmp_path / "out"
-    target.mkdir()
-    (target / "manifest.json").write_text("{}")  # a previous build
-    (target / "stale.txt").write_text("old")
+    shutil.copytree(good, target)  # a previous build
     monkeypatch.setattr(onnx_export, "export_model", _reuse_export(good))
     result = build_mod.build(spec_path, target)
     names = sorted(p.name for p in target.iterdir())
@@ -163,7 +161,7 @@ def test_a_directory_that_is_not_a_build_is_never_replaced(tmp_path, monkeypatch
     target.mkdir()
     (target / "main.py").write_text("precious")
     monkeypatch.setattr(onnx_export, "export_model", lambda *a, **k: pytest.fail("should not reach export"))
-    with pytest.raises(BlueprintError, match="not a build directory"):
+    with pytest.raises(BlueprintError, match="not a previous build"):
         build_mod.build(SPECS / "gpt2-tiny.yaml", target)
     assert (target / "main.py").read_text() == "precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]

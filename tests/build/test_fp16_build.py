@@ -32,3 +32,4 @@ def test_fp16_build_verifies_and_generates(tmp_path):
     out = decoder.generate([1, 5, 9], max_new_tokens=12, stop_ids=[])
     assert len(out.ids) == 12 and max(out.ids) < 250
     assert result.manifest["dtype"] == "fp16"
+    assert decoder.spec.dtype == "float16"  # --dtype overrides the spec's float32, and the lock says so

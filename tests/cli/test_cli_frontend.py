@@ -140,6 +140,13 @@ def test_schema_prints_draft7_json(capsys, tmp_path):
     assert main(["schema", "-o", str(target)]) == 0
     assert json.loads(target.read_text()) == schema
     assert main(["schema", "-o", str(tmp_path / "no" / "dir" / "s.json")]) == 1
+    assert main(["schema", "-o", str(target)]) == 0  # its own earlier output is replaced freely
+    spec = tmp_path / "my.yaml"
+    spec.write_text("name: mine\n")
+    assert main(["schema", "-o", str(spec)]) == 1  # a spec given by mistake is not overwritten
+    assert "exists and is not a blueprint schema" in capsys.readouterr().err
+    assert spec.read_text() == "name: mine\n"
+    assert main(["schema", "-o", str(spec), "--force"]) == 0
 
 
 def test_explain_prints_layers_parameters_and_costs(capsys):
@@ -217,3 +224,45 @@ def test_explain_with_the_real_cost_model(capsys):
     out = capsys.readouterr().out
     assert "costs (batch 1, seq_len 64, float32)" in out and "FLOPs per token: prefill" in out
     assert "every_layer" in out
+
+
+def test_validate_lock_writes_only_the_lock_to_stdout(tmp_path):
+    """`blueprint validate --lock s.yaml > s.lock.yaml` gives a loadable lock: status on stderr."""
+    code, out, err = cli("validate", "--lock", str(SPECS / "gpt2.yaml"))
+    assert code == 0 and out.startswith("# blueprint lock file") and out.endswith("\n")
+    assert "gpt2.yaml: ok" in err and "warning" in err and "ok (" not in out
+    (tmp_path / "s.lock.yaml").write_text(out)
+    from blueprint import load_spec
+
+    assert load_spec(tmp_path / "s.lock.yaml") == load_spec(SPECS / "gpt2.yaml")
+
+
+def test_validate_and_explain_json(capsys):
+    assert main(["validate", "--json", str(SPECS / "gpt2.yaml"), str(INVALID / "unknown_key.yaml")]) == 1
+    out, err = capsys.readouterr()
+    data = json.loads(out)
+    assert err == "" and data["valid"] is False
+    ok, bad = data["specs"]
+    assert ok["valid"] and ok["name"] == "gpt2" and ok["warnings"][0]["path"] == "vocab_size"
+    assert not bad["valid"] and bad["errors"][0] == {
+        "file": str(INVALID / "unknown_key.yaml"), "line": 9, "column": 29, "path": "block.attention.windw",
+        "severity": "error", "message": "unknown key 'windw'", "hint": "did you mean 'window'?"}
+    assert main(["explain", "--json", str(SPECS / "modernbert.yaml")]) == 0
+    out, err = capsys.readouterr()
+    data = json.loads(out)
+    assert data["parameters"]["total"] == 149_014_272  # the reference implementation's count
+    assert [layer["attention"]["window"] for layer in data["layers"][:4]] == [None, 128, 128, None]
+    assert data["costs"]["dtype"] == "float32" and out.endswith("\n")
+
+
+def test_explain_warnings_go_to_stderr(capsys):
+    assert main(["explain", str(SPECS / "gpt2.yaml")]) == 0
+    out, err = capsys.readouterr()
+    assert "warning" in err and "warning" not in out and out.startswith("gpt2: ")
+
+
+def test_version_and_missing_paths():
+    code, out, _ = cli("--version")
+    assert code == 0 and out == "blueprint 0.1.0\n"
+    code, _, err = cli("validate", "missing.yaml")
+    assert code == 1 and err.startswith("missing.yaml: does not exist")

@@ -344,6 +344,28 @@ def test_import_hf_cli_outputs(tmp_path, minilm_dir, capsys):
     assert main(["import-hf", str(minilm_dir / "config.json"), "-o", str(tmp_path / "m.yaml")]) == 0
 
 
+def test_import_hf_never_overwrites_without_force(tmp_path, minilm_dir, capsys):
+    from blueprint.cli import main
+
+    mine = tmp_path / "m.yaml"
+    mine.write_text("# my hand-written spec\n")
+    assert main(["import-hf", str(minilm_dir), "-o", str(mine)]) == 1
+    assert "already exists; refusing to overwrite it" in capsys.readouterr().err
+    assert mine.read_text() == "# my hand-written spec\n"
+    assert main(["import-hf", str(minilm_dir), "-o", str(mine), "--force"]) == 0
+    assert "Imported from" in mine.read_text()
+    # a device or FIFO is never swapped for a file, even with --force (-o /dev/null once replaced
+    # the machine's /dev/null with a regular file through the atomic rename)
+    import os
+    import stat
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert main(["import-hf", str(minilm_dir), "-o", str(fifo), "--force"]) == 1
+    assert "exists and is not a regular file" in capsys.readouterr().err
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
 # config.json files in the form the Hub publishes them (transformers 4.x era, every key written).
 _HUB = {
     "answerdotai/ModernBERT-base": {

@@ -113,8 +113,17 @@ def test_output_not_overwritten_without_force(tmp_path):
     with pytest.raises(BlueprintError, match="not empty"):
         main_raise(["export-hf", str(build), "-o", str(out)])
     assert (out / "keep.txt").exists()
+    # --force replaces only what export-hf wrote, unchanged: a file added since is the user's
+    with pytest.raises(BlueprintError, match="holds files export-hf did not write: keep.txt"):
+        main_raise(["export-hf", str(build), "-o", str(out), "--force"])
+    assert (out / "keep.txt").exists()
+    (out / "keep.txt").unlink()
+    (out / "config.json").write_text((out / "config.json").read_text() + " ")  # edited by hand
+    with pytest.raises(BlueprintError, match="changed since export-hf wrote it: config.json"):
+        main_raise(["export-hf", str(build), "-o", str(out), "--force"])
+    (out / "config.json").write_text((out / "config.json").read_text()[:-1])
     assert main(["export-hf", str(build), "-o", str(out), "--force"]) == 0
-    assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
+    assert (out / "model.safetensors").is_file()
     again = ModelSpec.model_validate(import_folder(out, name=spec.name))
     assert again.resolved_layers() == spec.resolved_layers()
 
@@ -124,7 +133,8 @@ def test_output_not_overwritten_without_force(tmp_path):
     ("build/sub", "overlaps the build folder"),
     (".", "overlaps the build folder"),
     ("file", "exists and is not a folder"),
-    ("other", "not a Hugging Face model folder"),  # --force never deletes an arbitrary folder
+    ("other", "not written by export-hf"),  # --force never deletes an arbitrary folder
+    ("hf", "not written by export-hf .no blueprint-export.json"),  # nor someone's HF checkpoint
 ])
 def test_unsafe_outputs_refused_even_with_force(tmp_path, where, message):
     spec = tiny_spec("llama-tiny")
@@ -132,6 +142,9 @@ def test_unsafe_outputs_refused_even_with_force(tmp_path, where, message):
     (tmp_path / "file").write_text("x")
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("x")
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "config.json").write_text("{}")
+    (tmp_path / "hf" / "model.safetensors").write_bytes(b"weights someone downloaded")
     before = sorted(str(p) for p in tmp_path.rglob("*"))
     with pytest.raises(BlueprintError, match=message):
         main_raise(["export-hf", str(build), "-o", str(tmp_path / where), "--force"])
@@ -149,3 +162,20 @@ def main_raise(argv):
     parser = argparse.ArgumentParser()
     module.add_arguments(parser)
     return module.run(parser.parse_args(argv[1:]))
+
+
+def test_a_build_changed_after_building_is_not_exported(tmp_path):
+    """export-hf writes what the build verified: weights edited since are refused by their hash."""
+    from blueprint.buildinfo import sha256_file
+
+    spec = tiny_spec("llama-tiny")
+    build = _fake_build(tmp_path, spec, random_state(spec))
+    files = {n: sha256_file(build / n) for n in ("spec.lock.yaml", "weights.safetensors")}
+    (build / "manifest.json").write_text(json.dumps({"files": {**files, "model.onnx": "0" * 64},
+                                                     "spec_sha256": files["spec.lock.yaml"],
+                                                     "versions": {"blueprint": "0.1.0"}}))
+    assert main(["export-hf", str(build), "-o", str(tmp_path / "ok")]) == 0
+    save_weights(random_state(spec, seed=1), build / "weights.safetensors")
+    with pytest.raises(BlueprintError, match="weights.safetensors does not match the hash in"):
+        main_raise(["export-hf", str(build), "-o", str(tmp_path / "changed")])
+    assert not (tmp_path / "changed").exists()

@@ -33,6 +33,8 @@ def head_builds(tmp_path_factory):
         "mlm": text.replace(BERT_HEAD, "head: {kind: masked_lm}")
                    .replace(BERT_TOKENIZER, "tokenizer: {vocab_size: 250, pad_id: 0, mask_id: 4}"),
         "cls": text.replace(BERT_HEAD, "head: {kind: classification, num_labels: 3}"),
+        "one": text.replace(BERT_HEAD, "head: {kind: classification, num_labels: 1}"),
+        "f16": text.replace("name: bert-tiny", "name: bert-tiny\ndtype: float16"),
     }
     out = {}
     for name, spec_text in variants.items():
@@ -111,3 +113,44 @@ def test_classification_scores_match_torch_on_a_padded_batch(head_builds, torch_
     data = json.loads(capsys.readouterr().out)
     np.testing.assert_allclose(data["scores"], scores, atol=1e-12)
     assert data["labels"] == scores.argmax(-1).tolist()
+
+
+def test_one_label_classification_shows_the_raw_score(head_builds, torch_model, capsys):
+    """A softmax over one label is 1.0 for every input; the raw score is what the head computes
+    (transformers treats num_labels == 1 as regression)."""
+    result = head_builds["one"]
+    model = runtime.load(result.directory)
+    batch = [[2, 10, 11, 12, 3], [2, 30, 3], [2, 50, 51, 52, 53, 3]]
+    scores = model.classify(batch)
+    mask = model.run(batch)["attention_mask"]
+    ids = np.zeros(mask.shape, dtype=np.int64)
+    for r, row in enumerate(batch):
+        ids[r, : len(row)] = row
+    logits = _torch_outputs(torch_model, result, ids, mask)["logits"]
+    assert scores.shape == (3, 1)
+    np.testing.assert_allclose(scores, logits, atol=TOL, rtol=0)
+    assert len({round(float(v), 6) for v in scores[:, 0]}) == 3  # not a constant 1.0
+    args = sum((["--ids", " ".join(map(str, r))] for r in batch), [])
+    assert cli.main(["run", str(result.directory), *args]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"input {r}: score {v:+.4f}" for r, v in enumerate(scores[:, 0])]
+    assert cli.main(["run", str(result.directory), *args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"scores": scores[:, 0].tolist()}
+
+
+def test_fp16_encoder_cosines_are_computed_in_float32_or_wider(head_builds, capsys):
+    """An fp16 build's embeddings are exact in float32; a cosine computed in fp16 made an input's
+    similarity with itself 1.0010."""
+    result = head_builds["f16"]
+    assert result.manifest["dtype"] == "fp16"
+    model = runtime.load(result.directory)
+    batch = [[2, 10, 11, 12, 13, 14, 3], [2, 30, 31, 3], [2, 50, 51, 52, 3]]
+    emb = model.encode(batch)
+    assert emb.dtype == np.float32
+    assert cli.main(["run", str(result.directory), *sum((["--ids", " ".join(map(str, r))] for r in batch), []),
+                     "--json"]) == 0
+    cosine = np.array(json.loads(capsys.readouterr().out)["cosine"])
+    np.testing.assert_allclose(np.diag(cosine), 1.0, atol=1e-12, rtol=0)
+    wide = emb.astype(np.float64)
+    unit = wide / np.linalg.norm(wide, axis=-1, keepdims=True)
+    np.testing.assert_allclose(cosine, unit @ unit.T, atol=1e-12, rtol=0)

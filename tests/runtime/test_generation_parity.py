@@ -71,3 +71,39 @@ def test_generation_stops_at_eos_and_max_seq_len(builds):
     assert model.default_stop_ids() == [249]  # the spec's tokenizer.eos_id
     long = model.generate([1] * 60, max_new_tokens=50, stop_ids=[])
     assert long.stop_reason == "max_seq_len" and len(long.ids) == 64 - 60 + 1
+
+
+class _Recording:
+    """Stands in for the onnxruntime session and records every call's inputs and logits."""
+
+    def __init__(self, session):
+        self.session, self.calls = session, []
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+    def run(self, names, feeds, *args):
+        out = self.session.run(names, feeds, *args)
+        self.calls.append(({k: v.copy() for k, v in feeds.items()}, dict(zip(names, out))["logits"].copy()))
+        return out
+
+
+@pytest.mark.parametrize("name", ["gpt2-tiny", "llama-tiny"])  # learned positions; RoPE
+def test_generate_feeds_every_token_at_its_position(builds, torch_model, name):
+    """The logits ``generate`` decides from, at every step, equal the uncached torch graph's over
+    the whole sequence. Greedy ids alone cannot tell a wrong position id (``length - 1``) from
+    the right one on a tiny random model; the logits can."""
+    build = builds(name)
+    model = runtime.load(build.directory)
+    module = torch_model(build, kv_cache=False)
+    recording = _Recording(model.build.session)
+    model.build.session = recording
+    prompt = [5, 17, 42, 7]
+    out = model.generate(prompt, max_new_tokens=10, stop_ids=[])
+    assert len(recording.calls) == 10, "generate no longer runs the session once per token"
+    seq = prompt + out.ids
+    for step, (feeds, logits) in enumerate(recording.calls):
+        length = len(prompt) + step
+        ref = _torch_full_logits(module, model.spec, seq[:length])
+        worst = float(np.abs(logits[0, -1] - ref).max())
+        assert worst <= TOL, f"step {step}: max |generate - torch| = {worst:.2e}, position fed {feeds.get('position_ids')}"

@@ -45,7 +45,7 @@ def test_streamed_text_never_shows_half_a_character(builds, capsys, tmp_path, mo
     monkeypatch.setattr(Decoder, "generate", fake_generate)
     rc, out, err = _run(capsys, builds("gpt2-tiny").directory, "--text", "hi ", "--tokenizer", tmp_path / "bytes.json")
     assert rc == 0, err
-    assert out == "hi é 中!"  # (the summary line goes to stderr)
+    assert out == "hi é 中!\n"  # a line of its own (the summary line goes to stderr)
 
 
 @pytest.mark.parametrize("value", ["nan", "inf"])
@@ -98,7 +98,10 @@ def _damaged(builds, tmp_path, name, content: bytes):
 
 @pytest.mark.parametrize("name,content,message", [
     ("manifest.json", b"{not json", "unreadable manifest"),
-    ("model.onnx", b"\x08\x07garbage", "onnxruntime cannot load model.onnx"),
+    ("model.onnx", b"\x08\x07garbage", "model.onnx does not match the hash in"),
+    ("manifest.json", b"[1, 2]", "not a blueprint build manifest: a JSON list, not an object"),
+    ("manifest.json", b'{"files": {"../../etc/passwd": "x"}}', "lists files a build never writes"),
+    ("spec.lock.yaml", b"name: edited-by-hand\n", "spec.lock.yaml does not match the hash in"),
 ])
 def test_a_damaged_build_is_a_user_error(builds, capsys, tmp_path, name, content, message):
     rc, _, err = _run(capsys, _damaged(builds, tmp_path, name, content), "--ids", "1 2")
@@ -120,3 +123,18 @@ def test_masked_lm_k_must_be_positive(tmp_path, capsys):
     rc, out, _ = _run(capsys, d, "--ids", "2 10 4 3", "--k", "3", "--json")
     top = json.loads(out)["predictions"][0][0]["top"]
     assert rc == 0 and len(top) == 3
+
+
+def test_a_model_changed_after_the_build_is_refused(builds, capsys, tmp_path):
+    """One flipped bit in a weight still loads in onnxruntime and silently changes every
+    number; the manifest's hash catches it (computed on the bytes handed to onnxruntime)."""
+    d = tmp_path / "edited"
+    shutil.copytree(builds("gpt2-tiny").directory, d)
+    data = bytearray((d / "model.onnx").read_bytes())
+    data[-1000] ^= 0x01  # inside the initializers, far from the graph's structure
+    (d / "model.onnx").write_bytes(bytes(data))
+    rc, out, err = _run(capsys, d, "--ids", "1 2")
+    assert rc == 1 and out == "" and "model.onnx does not match the hash in" in err and "rebuild" in err
+    import onnxruntime as ort
+
+    ort.InferenceSession(bytes(data), providers=["CPUExecutionProvider"])  # which onnxruntime alone accepts

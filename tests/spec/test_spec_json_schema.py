@@ -61,3 +61,76 @@ def test_extends_files_may_be_partial(validator):
     assert list(validator.iter_errors({"extends": "llama", "num_layers": 4,
                                        "block": {"ffn": {"hidden_dim": 5}}})) == []
     assert list(validator.iter_errors({"extends": "llama", "block": {"ffn": {"hiden_dim": 5}}}))
+
+
+_BASE = """\
+name: t
+vocab_size: 256
+max_seq_len: 128
+embed_dim: 64
+num_layers: 2
+norm: {kind: layernorm, norm_eps: 1.0e-5}
+block:
+  attention: {num_heads: 4, causal: true}
+  ffn: {kind: mlp, hidden_dim: 256}
+"""
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    ("embed_dim: 64", 'embed_dim: "64"'), ("embed_dim: 64", 'embed_dim: " 64 "'),
+    ("embed_dim: 64", "embed_dim: 6_4"), ("num_layers: 2", "num_layers: true"),
+    ("causal: true", 'causal: "yes"'), ("causal: true", "causal: 1"), ("causal: true", "causal: on"),
+    ("norm_eps: 1.0e-5", 'norm_eps: "1.0e-5"'), ("norm_eps: 1.0e-5", "norm_eps: true"),
+])
+def test_the_validator_refuses_what_the_json_schema_refuses(validator, old, new):
+    """No silent coercion: a value the published schema rejects is an error, not a guess."""
+    from blueprint.errors import SpecError
+    from blueprint.spec.load import load_spec_text
+
+    text = _BASE.replace(old, new)
+    assert text != _BASE
+    data, _ = load_yaml(text, "t.yaml")
+    assert list(validator.iter_errors(data)), "the JSON Schema accepts it"
+    with pytest.raises(SpecError, match="input should be a valid"):
+        load_spec_text(text, "t.yaml")
+
+
+@pytest.mark.parametrize("new", ["vocab_size: 2.56e2", "vocab_size: 256.0"])
+def test_a_size_written_as_a_float_is_refused(new):
+    """Draft-07 counts 256.0 as an integer; blueprint does not: a size written as a float or in
+    exponent form is refused with the integer to write instead."""
+    from blueprint.errors import SpecError
+    from blueprint.spec.load import load_spec_text
+
+    with pytest.raises(SpecError, match="vocab_size: input should be a valid integer .got 256.0.\n    hint: write 256"):
+        load_spec_text(_BASE.replace("vocab_size: 256", new), "t.yaml")
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    ("norm_eps: 1.0e-5", "norm_eps: 1e-5"), ("norm_eps: 1.0e-5", "norm_eps: 1"),
+    ("num_layers: 2", "num_layers: 0x2"),
+])
+def test_the_validator_accepts_what_the_json_schema_accepts(validator, old, new):
+    from blueprint.spec.load import load_spec_text
+
+    data, _ = load_yaml(_BASE.replace(old, new), "t.yaml")
+    assert not list(validator.iter_errors(data))
+    load_spec_text(_BASE.replace(old, new), "t.yaml")
+
+
+def test_the_json_schema_accepts_every_generated_valid_spec(validator):
+    """The other direction of agreement: whatever the generator of valid specs (every field of
+    the language) produces, the published schema accepts too."""
+    import sys
+
+    from hypothesis import given, settings
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import test_spec_properties as gen
+
+    @settings(gen.FAST, max_examples=300)
+    @given(gen.valid_specs())
+    def check(raw):
+        assert [e.message for e in validator.iter_errors(raw)] == []
+
+    check()

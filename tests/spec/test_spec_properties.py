@@ -45,6 +45,8 @@ def valid_specs(draw) -> dict:
     vocab_size = draw(st.integers(2, 1000))
     pos_kind = draw(st.sampled_from(["learned", "sinusoidal", "rope", "alibi", "none"]))
     positional: dict = {"kind": pos_kind}
+    if pos_kind == "sinusoidal" and draw(st.booleans()):
+        positional["base"] = draw(st.sampled_from([100.0, 10000.0, 1e6]))
     if pos_kind == "rope":
         positional["rope_base"] = draw(st.sampled_from([10000.0, 500000.0, 1e6]))
         if head_dim % 4 == 0:
@@ -55,11 +57,25 @@ def valid_specs(draw) -> dict:
         head["num_labels"] = draw(st.integers(1, 10))
     if head_kind in ("embeddings", "classification"):
         head["pooling"] = draw(st.sampled_from(["cls", "mean", "last"]))
+        if draw(st.booleans()):
+            head["pooler"] = draw(st.sampled_from(["none", "dense_tanh"]))
+    if head_kind == "embeddings" and draw(st.booleans()):
+        head["normalize"] = draw(st.booleans())
+    if head_kind == "causal_lm" and draw(st.booleans()):
+        head["bias"] = draw(st.booleans())
+    if head_kind == "masked_lm":
+        for key in ("dense_bias", "decoder_bias"):
+            if draw(st.booleans()):
+                head[key] = draw(st.booleans())
+        if draw(st.booleans()):
+            head["activation"] = draw(st.sampled_from(["gelu", "gelu_tanh", "relu", "silu"]))
     attention: dict = {"num_heads": num_heads}
     if draw(st.booleans()):
         attention["num_kv_heads"] = draw(st.sampled_from(_divisors(num_heads)))
     if draw(st.booleans()):
         attention["head_dim"] = head_dim
+        if draw(st.booleans()):  # explicit head_dim: num_heads * head_dim may differ from embed_dim
+            embed_dim += draw(st.sampled_from([8, 16]))
     attention["causal"] = True if head_kind == "causal_lm" else draw(st.booleans())
     if draw(st.booleans()):
         attention["window"] = draw(st.integers(1, max_seq_len))
@@ -74,6 +90,12 @@ def valid_specs(draw) -> dict:
         ffn["hidden_dim"] = draw(st.integers(1, 300))
     if ffn_kind == "mlp":
         ffn["activation"] = draw(st.sampled_from(["gelu", "gelu_tanh", "relu", "silu"]))
+    elif ffn_kind == "geglu" and draw(st.booleans()):
+        ffn["activation"] = draw(st.sampled_from(["gelu", "gelu_tanh"]))
+    if draw(st.booleans()):
+        ffn["bias"] = draw(st.booleans())
+    if draw(st.booleans()):
+        attention["softmax_scale"] = draw(st.floats(1e-3, 4.0))
     norm = draw(st.sampled_from([{"kind": "layernorm"}, {"kind": "rmsnorm"},
                                  {"kind": "layernorm", "bias": False}]))
     norm["norm_eps"] = draw(eps)
@@ -88,10 +110,15 @@ def valid_specs(draw) -> dict:
         "tie_embeddings": draw(st.booleans()) if head_kind in ("causal_lm", "masked_lm") else False,
         "embed_norm": draw(st.booleans()), "final_norm": draw(st.booleans()),
         "init": {"std": draw(st.floats(1e-4, 1.0)), "scaled_residual": draw(st.booleans()),
-                 "seed": draw(st.integers(0, 2**31))},
+                 "seed": draw(st.integers(0, 2**64 - 1))},
+        "dtype": draw(st.sampled_from(["float32", "float16", "bfloat16"])),
     }
+    if head_kind != "causal_lm" and draw(st.booleans()):
+        spec["type_vocab_size"] = draw(st.integers(0, 3))
+    if draw(st.booleans()):
+        spec["block"]["attn_norm"] = draw(st.booleans())
     layers = []
-    for _ in range(draw(st.integers(0, 3))):
+    for k in range(draw(st.integers(0, 3))):
         selector = draw(st.sampled_from(["index", "range", "every"]))
         override: dict = {}
         if selector == "index":
@@ -107,6 +134,9 @@ def valid_specs(draw) -> dict:
             {"attention": {"window": None}}, {"ffn": {"kind": "swiglu"}},
             {"attention": {"num_kv_heads": 1}}, {"ffn": {"hidden_dim": 64}},
         ]))
+        heads = _override_heads(embed_dim, attention, positional)
+        if k == 0 and heads and draw(st.booleans()):  # num_kv_heads and head_dim re-derive from it
+            body = {"attention": {"num_heads": draw(st.sampled_from(heads))}}
         if pos_kind == "rope" and draw(st.booleans()):
             body = {**body, "attention": {**body.get("attention", {}), "rope_base": 160000.0}}
         layers.append({**override, "set": body})
@@ -122,8 +152,30 @@ def valid_specs(draw) -> dict:
         spec["training"] = {"checkpointing": policy}
     if draw(st.booleans()):
         tok_vocab = draw(st.integers(1, vocab_size))
-        spec["tokenizer"] = {"vocab_size": tok_vocab, "eos_id": draw(st.integers(0, tok_vocab - 1))}
+        eos = st.integers(0, tok_vocab - 1)
+        spec["tokenizer"] = {"vocab_size": tok_vocab, "eos_id": draw(eos | st.lists(eos, min_size=1, max_size=3))}
+        for key in ("bos_id", "pad_id", "mask_id"):
+            if draw(st.booleans()):
+                spec["tokenizer"][key] = draw(st.integers(0, tok_vocab - 1))
     return spec
+
+
+def _override_heads(embed_dim: int, attention: dict, positional: dict) -> list[int]:
+    """num_heads values an override may set alone and stay valid: the block's explicit
+    num_kv_heads must divide them, and a re-derived head_dim must divide embed_dim and keep
+    RoPE's rotary dimension even."""
+    kv = attention.get("num_kv_heads", 1)
+    out = []
+    for h in _divisors(embed_dim):
+        if h % kv:
+            continue
+        head_dim = attention.get("head_dim", embed_dim // h)
+        if positional["kind"] == "rope":
+            rotary = head_dim * positional.get("rotary_fraction", 1.0)
+            if rotary != int(rotary) or int(rotary) % 2:
+                continue
+        out.append(h)
+    return out
 
 
 def check_loaded(text: str) -> ModelSpec:

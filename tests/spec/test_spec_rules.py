@@ -64,7 +64,8 @@ def test_later_override_wins_and_is_the_one_blamed():
 
 def test_override_that_breaks_head_divisibility_is_located_in_the_override():
     found = errors("layers:\n  - {index: 1, set: {attention: {num_heads: 3, num_kv_heads: 2}}}\n")
-    assert found == ["12:62: layers.0.set.attention.num_kv_heads: num_heads (3) must be a multiple "
+    assert found == ["12:45: layers.0.set.attention.num_heads: embed_dim (64) is not divisible by num_heads (3)",
+                     "12:62: layers.0.set.attention.num_kv_heads: num_heads (3) must be a multiple "
                      "of num_kv_heads (2); use a divisor of 3 (equal for MHA, 1 for MQA)"]
 
 
@@ -120,3 +121,9 @@ def test_unknown_key_hints_prefer_the_right_home_or_the_near_miss():
     hints = {i.path: i.hint for i in info.value.issues}
     assert hints["block.attention.bias"] == "did you mean 'qkv_bias'? ('bias' is a key of head / block.ffn / norm)"
     assert hints["rope_base"] == "'rope_base' belongs in block.attention or positional"
+
+
+def test_a_decoder_with_token_types_is_refused():
+    """It used to validate and then fail at export with 'try another --opset'."""
+    found = errors("type_vocab_size: 2\n")
+    assert len(found) == 1 and "type_vocab_size: type_vocab_size (2) needs an encoder head" in found[0]

@@ -20,7 +20,7 @@ embed_dim: 64
 num_layers: 2
 norm: {kind: layernorm, norm_eps: 1e-6}
 block:
-  attention: {num_heads: 4, causal: off}
+  attention: {num_heads: 4, causal: false}
 head: {kind: masked_lm}
 """
 
@@ -120,7 +120,9 @@ def test_yaml_1_1_traps_are_handled_deliberately():
     assert yaml.safe_load("a: 1e-6\nb: off\nc: 012\n") == {"a": "1e-6", "b": False, "c": 10}
     spec = load_spec_text(SPEC, "f.yaml").spec
     assert spec.norm.norm_eps == 1e-6 and isinstance(spec.norm.norm_eps, float)
-    assert spec.block.attention.causal is False  # `off` in a boolean field means false
+    # `off` is the string "off" (YAML 1.2): a boolean field refuses it, as the JSON Schema does
+    with pytest.raises(SpecError, match="causal: input should be a valid boolean .got 'off'.\n    hint: use true or false"):
+        load_spec_text(SPEC.replace("causal: false", "causal: off"), "f.yaml")
     # ... and `no` where a string is expected stays the string "no", not False.
     assert load_spec_text(SPEC.replace("name: t", "name: no"), "f.yaml").spec.name == "no"
     assert "ambiguous number '012'" in issues("a: 012\n")[0]
