@@ -65,7 +65,8 @@ class BuildResult:
 
 
 def default_compile(spec, *, kv_cache: bool):
-    """The real compiler: compile_spec, then the inference graph (checkpointing stripped)."""
+    """The real compiler: compile_spec, as the inference graph (no checkpointing: a memory
+    budget policy is a training-time choice that depends on the training batch)."""
     try:
         from compiler import compile_spec
         from compiler.passes import strip_checkpointing
@@ -73,7 +74,7 @@ def default_compile(spec, *, kv_cache: bool):
         raise BlueprintError(f"the compiler is not available in this installation ({err})",
                              hint="reinstall blueprint: pip install -e .") from None
 
-    return strip_checkpointing(compile_spec(spec, kv_cache=kv_cache))
+    return strip_checkpointing(compile_spec(spec, kv_cache=kv_cache, checkpointing=False))
 
 
 def sha256_file(path: Path) -> str:
