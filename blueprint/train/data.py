@@ -111,9 +111,10 @@ def load_tokenizer(path: Path):
 
 
 def eos_id(tokenizer, spec) -> int:
-    """The id that ends each document: the spec's tokenizer.eos_id, else a known EOS token."""
-    if spec.tokenizer is not None and spec.tokenizer.eos_id is not None:
-        return spec.tokenizer.eos_id
+    """The id that ends each document: the spec's tokenizer.eos_id (the first, when it lists
+    several), else a known EOS token."""
+    if spec.tokenizer is not None and spec.tokenizer.eos_ids:
+        return spec.tokenizer.eos_ids[0]
     for name in _EOS_NAMES:
         i = tokenizer.token_to_id(name)
         if i is not None:
