@@ -1,4 +1,4 @@
-"""``python -m blueprint``: the same command as the ``blueprint`` entry point."""
+"""``python -m blueprint`` (and ``torchrun -m blueprint``): the same command as ``blueprint``."""
 
 import sys
 

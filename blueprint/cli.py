@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "run an exported model with onnxruntime"),
     "import-hf": ("import_hf", "write a blueprint spec from a Hugging Face model folder"),
     "export-hf": ("export_hf", "write a build back as a Hugging Face model folder"),
+    "train": ("train", "train a spec's compiled graph on text (torchrun: DDP / FSDP2)"),
 }
 
 

@@ -17,7 +17,7 @@ __all__ = ["compile_spec"]
 
 
 def compile_spec(spec: "ModelSpec", *, kv_cache: bool = False, device: Any = None,
-                 checkpointing: bool = True) -> "torch.fx.GraphModule":
+                 checkpointing: bool = True, batch: int = 1, seq_len: int | None = None) -> "torch.fx.GraphModule":
     """Compile a validated spec into a trainable GraphModule (team contract 4).
 
     Args:
@@ -28,6 +28,8 @@ def compile_spec(spec: "ModelSpec", *, kv_cache: bool = False, device: Any = Non
         checkpointing: apply the spec's ``training.checkpointing`` policy (the pass is a no-op
             in eval mode or under ``torch.no_grad``; ``compiler.passes.strip_checkpointing``
             removes it for export).
+        batch, seq_len: the shape one training forward runs at (default 1 x ``max_seq_len``);
+            only a ``{memory_budget: SIZE}`` policy depends on them.
 
     Returns:
         A ``torch.fx.GraphModule`` in train mode whose parameters are initialised from
@@ -36,7 +38,8 @@ def compile_spec(spec: "ModelSpec", *, kv_cache: bool = False, device: Any = Non
 
     Raises:
         BlueprintError: ``kv_cache=True`` for an encoder; parameters that cannot fit in the
-            memory available (``compiler.budget``).
+            memory available (``compiler.budget``); a memory budget policy that cannot be met
+            (``compiler.memory_budget``).
     """
     import torch
 
@@ -44,6 +47,7 @@ def compile_spec(spec: "ModelSpec", *, kv_cache: bool = False, device: Any = Non
     from compiler.init import init_weights
     from compiler.lower import lower
     from compiler.passes import apply_checkpointing
+    from compiler.policy import resolve_policy
     from compiler.trace import trace
 
     if str(device) != "meta":
@@ -55,5 +59,7 @@ def compile_spec(spec: "ModelSpec", *, kv_cache: bool = False, device: Any = Non
     gm = trace(model)
     gm.meta["blueprint.spec"] = spec
     if checkpointing:
-        gm = apply_checkpointing(gm, spec.training.checkpointing)
+        policy = resolve_policy(spec, spec.training.checkpointing, batch=batch,
+                                seq_len=seq_len or spec.max_seq_len)
+        gm = apply_checkpointing(gm, policy)
     return gm.train()

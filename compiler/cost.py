@@ -116,6 +116,14 @@ def _flops(spec: "ModelSpec", s: int, decode: bool) -> float:
     return flops
 
 
+def layer_flops_per_token(spec: "ModelSpec", block: "BlockSpec", s: int) -> float:
+    """Forward FLOPs per token of one layer over a length-s sequence: what recomputing that
+    layer in backward costs (its projections, FFN, and attention's QK^T and AV)."""
+    a, f, d = block.attention, block.ffn, spec.embed_dim
+    weights = d * a.head_dim * (2 * a.num_heads + 2 * a.kv_heads) + d * f.hidden_dim * (2 if f.kind == "mlp" else 3)
+    return 2.0 * weights + 2 * 2 * a.num_heads * a.head_dim * _visible_keys(spec, block, s)
+
+
 # -------------------------------------------------------------------------- KV cache
 
 
@@ -253,14 +261,22 @@ def activation_bytes(spec: "ModelSpec", policy: Any, *, batch: int, seq_len: int
     return total
 
 
-def _policies(spec: "ModelSpec") -> dict[str, Any]:
-    from compiler.policy import policy_label
+def _policies(spec: "ModelSpec", batch: int, s: int) -> dict[str, Any]:
+    from compiler.policy import policy_label, resolve_policy
 
     policies: dict[str, Any] = {"none": "none", "every_layer": "every_layer"}
     for k in (2, 4):
         if spec.num_layers > k:
             policies[f"every:{k}"] = _EveryK(k)
     own = spec.training.checkpointing
+    if getattr(own, "memory_budget", None) is not None:
+        from blueprint.errors import BlueprintError
+
+        try:  # the layers the budget picks at this batch and length (explain shows them)
+            own = resolve_policy(spec, own, batch=batch, seq_len=s)
+        except BlueprintError:
+            return policies  # unmeetable here: ``explain`` says why
+        return {**policies, "memory_budget": own}
     policies.setdefault(policy_label(own), own)
     return policies
 
@@ -282,5 +298,5 @@ def cost_report(spec: "ModelSpec", *, batch: int = 1, seq_len: int | None = None
         kv_cache_bytes_per_token=_kv_bytes(spec, s, window_aware=True) if spec.is_decoder else 0,
         kv_cache_bytes_per_token_full=_kv_bytes(spec, s, window_aware=False) if spec.is_decoder else 0,
         activation_bytes={label: activation_bytes(spec, p, batch=batch, seq_len=s)
-                          for label, p in _policies(spec).items()},
+                          for label, p in _policies(spec, batch, s).items()},
     )

@@ -145,11 +145,27 @@ def describe(spec: Any, batch: int, seq_len: int | None) -> list[str]:
 
 
 def _policy(policy: Any) -> str:
-    if isinstance(policy, str):
-        return policy
-    if hasattr(policy, "every"):
-        return f"every:{policy.every}"
-    return "layers:" + ",".join(map(str, policy.layers))
+    from compiler.policy import policy_label
+
+    return policy_label(policy)
+
+
+def budget_lines(spec: Any, batch: int, s: int) -> list[str]:
+    """What a ``{memory_budget: SIZE}`` policy recomputes at batch x s, or why it cannot."""
+    budget = getattr(spec.training.checkpointing, "memory_budget", None)
+    if budget is None:
+        return []
+    from blueprint.errors import BlueprintError
+    from compiler.memory_budget import choose_layers
+
+    try:
+        chosen = choose_layers(spec, budget, batch=batch, seq_len=s)
+    except BlueprintError as err:
+        return [f"  memory_budget {human_bytes(budget)}: cannot be met ({err.message})"]
+    layers = ",".join(map(str, chosen.layers)) or "none"
+    return [f"  memory_budget {human_bytes(budget)}: recompute layers {layers} "
+            f"({len(chosen.layers)} of {spec.num_layers}), keeps {human_bytes(chosen.saved_bytes)} for backward, "
+            f"recompute {human_flops(chosen.recompute_flops)} per step"]
 
 
 def cost_lines(spec: Any, batch: int, seq_len: int | None) -> list[str]:
@@ -171,7 +187,7 @@ def cost_lines(spec: Any, batch: int, seq_len: int | None) -> list[str]:
         lines.append("  activations saved for backward per training step:")
         for label, size in report.activation_bytes.items():
             lines.append(f"    {label:<14} {human_bytes(size)}")
-    return lines
+    return lines + budget_lines(spec, batch, s)
 
 
 def run(args: argparse.Namespace) -> int:

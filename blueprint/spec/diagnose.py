@@ -198,9 +198,10 @@ def explain_error(err: dict[str, Any], data: Any, root: type[BaseModel]) -> tupl
     if kind == "checkpoint_policy":
         hint = None
         if isinstance(value, dict):
-            unknown = [k for k in value if k not in ("every", "layers")]
+            keys = ["every", "layers", "memory_budget"]
+            unknown = [k for k in value if k not in keys]
             if unknown:
-                hint = did_you_mean(unknown[0], ["every", "layers"], "keys")
+                hint = did_you_mean(unknown[0], keys, "keys")
         elif isinstance(value, str):
             hint = did_you_mean(value, ["none", "every_layer"])
         return path, False, err["msg"], hint

@@ -65,7 +65,8 @@ class BuildResult:
 
 
 def default_compile(spec, *, kv_cache: bool):
-    """The real compiler: compile_spec, then the inference graph (checkpointing stripped)."""
+    """The real compiler: compile_spec, as the inference graph (no checkpointing: a memory
+    budget policy is a training-time choice that depends on the training batch)."""
     try:
         from compiler import compile_spec
         from compiler.passes import strip_checkpointing
@@ -73,7 +74,7 @@ def default_compile(spec, *, kv_cache: bool):
         raise BlueprintError(f"the compiler is not available in this installation ({err})",
                              hint="reinstall blueprint: pip install -e .") from None
 
-    return strip_checkpointing(compile_spec(spec, kv_cache=kv_cache))
+    return strip_checkpointing(compile_spec(spec, kv_cache=kv_cache, checkpointing=False))
 
 
 def sha256_file(path: Path) -> str:
@@ -103,7 +104,8 @@ def _signature(model) -> dict:
     return {"inputs": [describe(v) for v in model.graph.inputs], "outputs": [describe(v) for v in model.graph.outputs]}
 
 
-def _load_weights(module, spec, path: Path) -> None:
+def load_into(module, spec, path: Path) -> None:
+    """Load any ``--weights`` source (``compiler.weights.load_weights``) into ``module``."""
     from compiler.weights import load_weights
 
     state = load_weights(path, spec)
@@ -170,6 +172,19 @@ def _tokenizer_source(spec, spec_path: Path) -> Path | None:
     return source
 
 
+def _weights_tokenizer(weights, spec_tokenizer: Path | None) -> tuple[Path | None, str | None]:
+    """A weights folder's own tokenizer.json (``blueprint train`` writes one into ``final/``)
+    goes with the build: the weights were trained with it. It wins over the spec's when the
+    two differ, with a note; returns (tokenizer, note)."""
+    own = Path(weights) / "tokenizer.json" if weights is not None and Path(weights).is_dir() else None
+    if own is None or not own.is_file():
+        return spec_tokenizer, None
+    if spec_tokenizer is not None and sha256_file(spec_tokenizer) != sha256_file(own):
+        return own, (f"note: using {own} (the weights' own tokenizer), not the spec's tokenizer.path "
+                     f"{spec_tokenizer}")
+    return own, None
+
+
 def build(
     spec_path: str | os.PathLike,
     out_dir: str | os.PathLike | None = None,
@@ -217,18 +232,20 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
                    "(the build is then untrusted)")
     target = Path(out_dir) if out_dir is not None else Path("build") / spec.name
     _check_target(target)
-    tokenizer = _tokenizer_source(spec, spec_path)
+    tokenizer, note = _weights_tokenizer(weights, _tokenizer_source(spec, spec_path))
     lock = build_lock(spec)  # the build is reproducible from this text alone
     progress.end()
     for warning in warnings:
         progress.info(warning.format())
+    if note:
+        progress.info(note)
 
     kv_cache = spec.is_decoder
     progress.begin("compile", f"{spec.name} (kv_cache={kv_cache})")
     torch.manual_seed(spec.init.seed)
     module = default_compile(spec, kv_cache=kv_cache)
     if weights is not None:
-        _load_weights(module, spec, Path(weights))
+        load_into(module, spec, Path(weights))
     module = module.eval()
     progress.end()
 

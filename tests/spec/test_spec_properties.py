@@ -142,8 +142,11 @@ def valid_specs(draw) -> dict:
         layers.append({**override, "set": body})
     if layers:
         spec["layers"] = layers
-    policy = draw(st.sampled_from(["none", "every_layer", "every", "layers"]))
-    if policy == "every":
+    policy = draw(st.sampled_from(["none", "every_layer", "every", "layers", "memory_budget"]))
+    if policy == "memory_budget":
+        size = draw(st.one_of(st.integers(1, 2**40), st.sampled_from(["2GiB", "512 MB", "1.5MiB", "4096"])))
+        spec["training"] = {"checkpointing": {"memory_budget": size}}
+    elif policy == "every":
         spec["training"] = {"checkpointing": {"every": draw(st.integers(1, 4))}}
     elif policy == "layers":
         spec["training"] = {"checkpointing": {"layers": draw(
