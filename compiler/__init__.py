@@ -17,7 +17,7 @@ __all__ = ["compile_spec"]
 
 
 def compile_spec(spec: "ModelSpec", *, kv_cache: bool = False, device: Any = None,
-                 checkpointing: bool = True) -> "torch.fx.GraphModule":
+                 checkpointing: bool = True, attention: str = "sdpa") -> "torch.fx.GraphModule":
     """Compile a validated spec into a trainable GraphModule (team contract 4).
 
     Args:
@@ -28,6 +28,8 @@ def compile_spec(spec: "ModelSpec", *, kv_cache: bool = False, device: Any = Non
         checkpointing: apply the spec's ``training.checkpointing`` policy (the pass is a no-op
             in eval mode or under ``torch.no_grad``; ``compiler.passes.strip_checkpointing``
             removes it for export).
+        attention: ``"sdpa"`` (the fused kernel, exported) or ``"analysis"`` (the softmax
+            written out so per-head probabilities can be read; ``compiler.inspect``).
 
     Returns:
         A ``torch.fx.GraphModule`` in train mode whose parameters are initialised from
@@ -44,7 +46,7 @@ def compile_spec(spec: "ModelSpec", *, kv_cache: bool = False, device: Any = Non
     from compiler.trace import trace
 
     with torch.device(device or "cpu"):
-        model = lower(spec, kv_cache=kv_cache)
+        model = lower(spec, kv_cache=kv_cache, attention=attention)
     init_weights(model, spec)
     gm = trace(model)
     gm.meta["blueprint.spec"] = spec
