@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "run an exported model with onnxruntime"),
     "import-hf": ("import_hf", "write a blueprint spec from a Hugging Face model folder"),
     "export-hf": ("export_hf", "write a build back as a Hugging Face model folder"),
+    "inspect": ("inspect", "attention maps, head roles and the logit lens of a spec or build"),
 }
 
 

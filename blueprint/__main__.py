@@ -1,0 +1,7 @@
+"""``python -m blueprint``: the same command as ``blueprint``."""
+
+import sys
+
+from blueprint.cli import main
+
+sys.exit(main())
