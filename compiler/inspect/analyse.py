@@ -95,9 +95,12 @@ def logit_lens(gm: fx.GraphModule, hidden: torch.Tensor, mask: torch.Tensor, top
     top-k ids and probabilities [s, k]."""
     final_norm = getattr(gm, "final_norm", None)
     x = final_norm(hidden) if final_norm is not None else hidden
-    probs = gm.head(x, mask)[0].float().softmax(dim=-1)  # [s, vocab]
-    top = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
-    return top.indices.numpy(), top.values.numpy()
+    logits = gm.head(x, mask)[0].float()  # [s, vocab]
+    # ranked by logit (not by probability, where nearby logits can round to equal values), so
+    # the top-1 of the last layer is exactly the model's own argmax
+    top = logits.topk(min(top_k, logits.shape[-1]), dim=-1)  # [s, k]
+    probs = logits.softmax(dim=-1).gather(-1, top.indices)  # [s, k]
+    return top.indices.numpy(), probs.numpy()
 
 
 def _finite(values: np.ndarray) -> list[float | None]:
