@@ -109,8 +109,11 @@ def _finite(values: np.ndarray) -> list[float | None]:
 
 def inspect_ids(gm: fx.GraphModule, spec, ids: Sequence[int], *, tokens: Sequence[str] | None = None,
                 layers: Sequence[int] | None = None, heads: Sequence[int] | None = None,
-                top_k: int = 5) -> Inspection:
+                top_k: int = 5, lens: bool = True) -> Inspection:
     """Run ``ids`` (batch 1) through an analysis graph and collect what ``blueprint inspect`` reports.
+
+    ``lens=False`` skips the logit lens (one vocabulary projection per layer: with a large
+    vocabulary most of the run's cost).
 
     Raises:
         BlueprintError: ids outside the vocabulary or longer than max_seq_len, an unknown layer
@@ -121,7 +124,7 @@ def inspect_ids(gm: fx.GraphModule, spec, ids: Sequence[int], *, tokens: Sequenc
     layers, heads = check_selection(spec, layers, heads)
     inputs = single_inputs(gm, spec, ids)
     with torch.no_grad():
-        seen = capture(gm.eval(), inputs, [*layers, "attention"])
+        seen = capture(gm.eval(), inputs, [*layers, "attention"] if lens else ["attention"])
     attention, scores, ent = {}, {name: [] for name in SCORES}, []
     for i in layers:
         probs = seen.get(f"layers.{i}.attn.probs")
@@ -136,6 +139,9 @@ def inspect_ids(gm: fx.GraphModule, spec, ids: Sequence[int], *, tokens: Sequenc
     result = Inspection(ids=ids, tokens=list(tokens) if tokens is not None else [str(t) for t in ids],
                         layers=layers, heads=heads, attention=attention, scores=scores, entropy=ent,
                         outputs=seen["output"])
+    if not lens:
+        result.lens_note = "logit lens not computed"
+        return result
     if spec.head.kind not in LENS_HEADS:
         result.lens_note = (f"no logit lens: the model's head ({spec.head.kind}) does not predict tokens")
         return result
