@@ -53,7 +53,8 @@ def attention_png(probs: np.ndarray, tokens: Sequence[str], layer: int, heads: S
     cols = min(n, 3 if n == 9 else 4)
     rows = math.ceil(n / cols)
     size = 3.4 if s <= LABEL_LIMIT else 2.8
-    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows + 0.4), squeeze=False,
+                             layout="constrained")
     labels = [label(t) for t in tokens] if s <= LABEL_LIMIT else None
     for k, ax in enumerate(axes.flat):
         if k >= n:
@@ -79,7 +80,8 @@ def head_scores_png(scores: dict[str, list[list[float | None]]], entropy: list[l
     panels.append(("entropy (nats)", ent, 0.0, float(np.nanmax(ent)) if np.isfinite(ent).any() else 1.0, "cividis"))
     width = max(2.6, 0.42 * len(heads) + 1.2)
     height = max(2.6, 0.26 * len(layers) + 1.2)
-    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), height), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), height), squeeze=False,
+                             layout="constrained")
     annotate = len(layers) * len(heads) <= 120
     for ax, (title, values, lo, hi, cmap) in zip(axes[0], panels):
         im = ax.imshow(np.ma.masked_invalid(values), vmin=lo, vmax=hi or 1.0, cmap=cmap, aspect="auto",
@@ -90,7 +92,7 @@ def head_scores_png(scores: dict[str, list[list[float | None]]], entropy: list[l
         ax.set_xticks(range(len(heads)), [str(h) for h in heads], fontsize=7)
         step = max(1, len(layers) // 16)
         ax.set_yticks(range(0, len(layers), step), [str(layers[i]) for i in range(0, len(layers), step)], fontsize=7)
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        fig.colorbar(im, ax=ax, shrink=0.8)
         if annotate:
             for (r, c), v in np.ndenumerate(values):
                 if np.isfinite(v):
