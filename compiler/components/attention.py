@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from compiler.components.precision import compute_dtype
+
 
 def allowed_keys(attention_mask: torch.Tensor, s: int, causal: bool, window: int | None) -> torch.Tensor:
     """Which keys each query may see: bool [b, 1, s, t], plus the distance |q - k| [s, t].
@@ -141,7 +143,7 @@ class AnalysisAttention(Attention):
             k = k.repeat_interleave(groups, dim=1)  # [b, H, t, hd]
             v = v.repeat_interleave(groups, dim=1)  # [b, H, t, hd]
         scores = q @ k.transpose(-1, -2) * self.softmax_scale + mask  # [b, H, s, t]
-        probs = self.probs(scores.float().softmax(dim=-1).to(q.dtype))  # [b, H, s, t]
+        probs = self.probs(scores.to(compute_dtype(q.dtype)).softmax(dim=-1).to(q.dtype))  # [b, H, s, t]
         if self.training and self.dropout > 0:
             probs = F.dropout(probs, p=self.dropout)
         return probs @ v  # [b, H, s, hd]

@@ -20,7 +20,13 @@ DPI = 80
 
 
 def _plt():
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        from blueprint.errors import BlueprintError
+
+        raise BlueprintError("pictures need matplotlib, which is not installed",
+                             hint="pip install 'blueprint[inspect]', or pass --no-pictures") from None
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt

