@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-LABEL_LIMIT = 40  # longest sequence whose tokens label the attention axes
+LABEL_LIMIT = 48  # longest sequence whose tokens label the attention axes
 LENS_COLUMNS = 24  # positions shown in the logit-lens table (the last ones)
 DPI = 80
 
@@ -36,6 +36,8 @@ def _plt():
 
 def label(text: str, width: int = 10) -> str:
     """A token as a short, safe axis label: whitespace made visible, '$' escaped, truncated."""
+    if text and not text.strip(" "):
+        return "␣" * min(len(text), 3)  # a token of spaces only
     text = text.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
     if len(text) > width:
         text = text[: width - 1] + "…"
