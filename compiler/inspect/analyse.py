@@ -20,6 +20,9 @@ from blueprint.errors import BlueprintError
 from compiler.inspect.capture import capture, layer_node
 from compiler.inspect.scores import SCORES, entropy, head_scores
 
+# The probabilities [H, s, s] of every selected layer are held at once (and written to attention.npz).
+MAX_ATTENTION_BYTES = 4 * 2**30
+
 # Heads whose output is a distribution over the vocabulary, so a logit lens means something.
 LENS_HEADS = ("causal_lm", "masked_lm")
 
@@ -53,7 +56,7 @@ class Inspection:
         return {"top_k": int(self.lens_ids[0].shape[1]) if self.lens_ids else 0, "layers": layers}
 
 
-def single_inputs(gm: fx.GraphModule, spec, ids: Sequence[int]) -> dict[str, torch.Tensor]:
+def single_inputs(gm: fx.GraphModule, ids: Sequence[int]) -> dict[str, torch.Tensor]:
     """The graph's inputs for one unpadded sequence."""
     x = torch.tensor([list(ids)], dtype=torch.int64)  # [1, s]
     s = x.shape[1]
@@ -122,16 +125,25 @@ def inspect_ids(gm: fx.GraphModule, spec, ids: Sequence[int], *, tokens: Sequenc
     ids = [int(t) for t in ids]
     check_ids(spec, ids)
     layers, heads = check_selection(spec, layers, heads)
-    inputs = single_inputs(gm, spec, ids)
+    blocks = spec.resolved_layers()
+    held = sum(blocks[i].attention.num_heads for i in layers) * len(ids) ** 2 * 4
+    if held > MAX_ATTENTION_BYTES:
+        raise BlueprintError(
+            f"the attention of {len(layers)} layers over {len(ids)} tokens takes {held / 2**30:.1f} GiB, "
+            f"more than inspect holds ({MAX_ATTENTION_BYTES / 2**30:.0f} GiB)",
+            hint="select fewer layers with --layers, or a shorter input")
+    if tokens is not None and len(tokens) != len(ids):
+        raise ValueError(f"{len(tokens)} token labels for {len(ids)} ids")
+    inputs = single_inputs(gm, ids)
     with torch.no_grad():
-        seen = capture(gm.eval(), inputs, [*layers, "attention"] if lens else ["attention"])
-    attention, scores, ent = {}, {name: [] for name in SCORES}, []
-    for i in layers:
-        probs = seen.get(f"layers.{i}.attn.probs")
-        if probs is None:
+        probs_modules = [f"layers.{i}.attn.probs" for i in layers]
+        if not all(name in dict(gm.named_modules()) for name in probs_modules):
             raise BlueprintError("the graph was compiled without analysis attention",
                                  hint="compile with compile_spec(spec, attention='analysis')")
-        a = probs[0, heads].float().numpy()  # [len(heads), s, s]
+        seen = capture(gm.eval(), inputs, [*layers, *probs_modules] if lens else probs_modules)
+    attention, scores, ent = {}, {name: [] for name in SCORES}, []
+    for i in layers:
+        a = seen[f"layers.{i}.attn.probs"][0, heads].float().numpy()  # [len(heads), s, s]
         attention[i] = a
         for name, values in head_scores(a, ids).items():
             scores[name].append(_finite(values))

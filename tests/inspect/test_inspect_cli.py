@@ -175,3 +175,14 @@ def test_bad_targets_and_outputs(tmp_path, capsys):
                             "-o", str(tmp_path / "o")], capsys)
     assert code == 1 and "Traceback" not in err and not (tmp_path / "o").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_attention_too_large_to_hold_is_refused(monkeypatch, tmp_path, capsys):
+    import compiler.inspect.analyse as analyse
+
+    monkeypatch.setattr(analyse, "MAX_ATTENTION_BYTES", 2 * 4 * 10 * 10 * 4)  # 2 layers x 4 heads x 10^2
+    args = [str(SPECS / "llama-tiny.yaml"), "--ids", " ".join(["3"] * 11), "-o", str(tmp_path / "o")]
+    code, _, err = run_cli(args, capsys)
+    assert code == 1 and "select fewer layers with --layers" in err and not (tmp_path / "o").exists()
+    code, _, err = run_cli([*args, "--layers", "1"], capsys)
+    assert code == 0, err
