@@ -16,8 +16,8 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
 pre { font-size: 12px; background: #f6f6f6; padding: 0.6em; overflow-x: auto; }
 .row { display: flex; gap: 1.5em; align-items: flex-start; flex-wrap: wrap; }
-.row > .table { flex: 0 1 46em; min-width: 20em; }
-.row > .pictures { flex: 1 1 30em; }
+.row > .table { flex: 0 1 38%; min-width: 20em; }
+.row > .pictures { flex: 1 1 58%; min-width: 24em; }
 img { max-width: 100%; height: auto; border: 1px solid #ddd; }
 h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; }
 .note { color: #734; }
