@@ -4,6 +4,7 @@ against independent computations, selections, and every bad input as a plain err
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -186,3 +187,33 @@ def test_attention_too_large_to_hold_is_refused(monkeypatch, tmp_path, capsys):
     assert code == 1 and "select fewer layers with --layers" in err and not (tmp_path / "o").exists()
     code, _, err = run_cli([*args, "--layers", "1"], capsys)
     assert code == 0, err
+
+
+def word_tokenizer(path: Path) -> Path:
+    """A real tokenizer.json (the tokenizers library, word level) over a few words."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = ["[UNK]", "the", "cat", "sat", "on", "mat", "a", "dog"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(path))
+    return path
+
+
+def test_build_tokenizer_labels_tokens(llama_build, tmp_path, capsys):
+    build = tmp_path / "with-tokenizer"
+    shutil.copytree(llama_build, build)
+    word_tokenizer(build / "tokenizer.json")
+    code, stdout, err = run_cli([str(build), "--text", "the cat sat on the mat", "-o", str(tmp_path / "o"), "--json"],
+                                capsys)
+    assert code == 0, err
+    obj = json.loads(stdout)
+    assert obj["ids"] == [1, 2, 3, 4, 1, 5] and obj["tokens"] == ["the", "cat", "sat", "on", "the", "mat"]
+    assert obj["logit_lens"]["layers"][0]["positions"][0]["tokens"][0]  # lens tokens are text too
+    # --tokenizer overrides the build's; the induction probe draws only ids the tokenizer produces
+    other = word_tokenizer(tmp_path / "other.json")
+    code, stdout, err = run_cli([str(llama_build), "--tokenizer", str(other), "--induction", "3", "-o",
+                                 str(tmp_path / "p"), "--json", "--no-pictures"], capsys)
+    assert code == 0, err
+    ids = json.loads(stdout)["ids"]
+    assert ids[0] == 1 and set(ids[1:]) <= set(range(1, 8)) and ids[1:4] == ids[4:]  # bos_id 1, words, repeat
