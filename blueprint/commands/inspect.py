@@ -17,8 +17,8 @@ from blueprint.errors import BlueprintError
 def add_arguments(parser) -> None:
     parser.add_argument("target", metavar="SPEC|BUILD", help="a spec file or a folder written by blueprint build")
     parser.add_argument("--weights", metavar="PATH",
-                        help="weights: a safetensors file, a sharded or Hugging Face folder (default: the build's, "
-                             "or the spec's seeded random initialisation)")
+                        help="weights: a safetensors file, a sharded or Hugging Face folder, or a GGUF file "
+                             "(default: the build's, or the spec's seeded random initialisation)")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", help="input text (needs a tokenizer)")
     src.add_argument("--ids", metavar="'1 2 3'", help="input token ids, space separated")
