@@ -17,7 +17,8 @@ __all__ = ["compile_spec"]
 
 
 def compile_spec(spec: "ModelSpec", *, kv_cache: bool = False, device: Any = None,
-                 checkpointing: bool = True, batch: int = 1, seq_len: int | None = None) -> "torch.fx.GraphModule":
+                 checkpointing: bool = True, batch: int = 1, seq_len: int | None = None,
+                 attention: str = "sdpa") -> "torch.fx.GraphModule":
     """Compile a validated spec into a trainable GraphModule (team contract 4).
 
     Args:
@@ -30,6 +31,8 @@ def compile_spec(spec: "ModelSpec", *, kv_cache: bool = False, device: Any = Non
             removes it for export).
         batch, seq_len: the shape one training forward runs at (default 1 x ``max_seq_len``);
             only a ``{memory_budget: SIZE}`` policy depends on them.
+        attention: ``"sdpa"`` (the fused kernel, exported) or ``"analysis"`` (the softmax
+            written out so per-head probabilities can be read; ``compiler.inspect``).
 
     Returns:
         A ``torch.fx.GraphModule`` in train mode whose parameters are initialised from
@@ -53,7 +56,7 @@ def compile_spec(spec: "ModelSpec", *, kv_cache: bool = False, device: Any = Non
     if str(device) != "meta":
         check_fits(spec)  # from the cost model, before the allocator is asked
     with torch.device(device or "cpu"):
-        model = lower(spec, kv_cache=kv_cache)
+        model = lower(spec, kv_cache=kv_cache, attention=attention)
     init_weights(model, spec)  # drawn in float32, so every dtype starts from the same numbers
     model = model.to(getattr(torch, spec.dtype))  # spec.dtype names a torch dtype: the graph's
     gm = trace(model)

@@ -13,7 +13,7 @@ from torch import nn
 
 from blueprint.spec.schema import BlockSpec, ModelSpec
 from compiler import signature
-from compiler.components.attention import Attention
+from compiler.components.attention import AnalysisAttention, Attention
 from compiler.components.block import Block
 from compiler.components.embeddings import Embeddings
 from compiler.components.ffn import GLU, MLP
@@ -69,22 +69,27 @@ HEADS: dict[str, Callable[[ModelSpec], nn.Module]] = {
 TIED_HEAD_MODULE = {"causal_lm": "proj", "masked_lm": "decoder"}
 
 
-def build_attention(spec: ModelSpec, block: BlockSpec) -> Attention:
+# The attention computation: "sdpa" is the fused kernel every build exports; "analysis" writes
+# the softmax out so ``compiler.inspect`` can read per-head probabilities (same parameters).
+ATTENTIONS: dict[str, type[Attention]] = {"sdpa": Attention, "analysis": AnalysisAttention}
+
+
+def build_attention(spec: ModelSpec, block: BlockSpec, attention: str = "sdpa") -> Attention:
     a = block.attention
     qk = {}
     if a.qk_norm:
         qk = {"q_norm": build_norm(spec.norm, a.head_dim), "k_norm": build_norm(spec.norm, a.head_dim)}
-    return Attention(
+    return ATTENTIONS[attention](
         spec.embed_dim, a.num_heads, a.kv_heads, a.head_dim, causal=a.causal, window=a.window,
         qkv_bias=a.qkv_bias, out_bias=a.out_bias, softmax_scale=a.softmax_scale,
         dropout=spec.dropout.attention, **qk, **ATTENTION_POSITIONS[spec.positional.kind](spec, block))
 
 
-def build_block(spec: ModelSpec, block: BlockSpec) -> Block:
+def build_block(spec: ModelSpec, block: BlockSpec, attention: str = "sdpa") -> Block:
     norm = lambda: build_norm(spec.norm, spec.embed_dim)  # noqa: E731 - a fresh norm per use
     sandwich = block.norm_placement == "sandwich"
     return Block(
-        build_attention(spec, block), FFNS[block.ffn.kind](spec, block),
+        build_attention(spec, block, attention), FFNS[block.ffn.kind](spec, block),
         attn_norm=norm() if block.attn_norm else None, ffn_norm=norm(),
         attn_out_norm=norm() if sandwich else None, ffn_out_norm=norm() if sandwich else None,
         norm_placement=block.norm_placement, residual=block.residual, dropout=spec.dropout.residual)
@@ -98,10 +103,16 @@ def build_embeddings(spec: ModelSpec) -> Embeddings:
         dropout=spec.dropout.embed)
 
 
-def lower(spec: ModelSpec, *, kv_cache: bool = False) -> Transformer:
+def lower(spec: ModelSpec, *, kv_cache: bool = False, attention: str = "sdpa") -> Transformer:
     """The eager module tree for ``spec`` (parameters left at their constructors' values;
-    ``compiler.init.init_weights`` applies the spec's initialisation)."""
+    ``compiler.init.init_weights`` applies the spec's initialisation). ``attention`` picks the
+    row of ``ATTENTIONS`` every layer uses."""
     signature.check_kv_cache(spec, kv_cache)
+    if attention not in ATTENTIONS:
+        from blueprint.errors import BlueprintError
+
+        raise BlueprintError(f"unknown attention variant {attention!r}",
+                             hint=f"choose one of {', '.join(ATTENTIONS)}")
     embed = build_embeddings(spec)
     head = HEADS[spec.head.kind](spec)
     tied = TIED_HEAD_MODULE.get(spec.head.kind)
@@ -110,7 +121,7 @@ def lower(spec: ModelSpec, *, kv_cache: bool = False) -> Transformer:
         # embed.tokens.weight only (compiler.naming).
         getattr(head, tied).weight = embed.tokens.weight
     return Transformer(
-        embed, [build_block(spec, b) for b in spec.resolved_layers()],
+        embed, [build_block(spec, b, attention) for b in spec.resolved_layers()],
         build_norm(spec.norm, spec.embed_dim) if spec.final_norm else None, head,
         input_names=signature.input_names(spec, kv_cache),
         output_names=signature.output_names(spec, kv_cache), kv_cache=kv_cache)

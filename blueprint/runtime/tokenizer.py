@@ -37,11 +37,21 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return self._tok.get_vocab_size(with_added_tokens=True)
 
-    def encode(self, text: str) -> list[int]:
-        return list(self._tok.encode(text).ids)
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return list(self._tok.encode(text, add_special_tokens=add_special_tokens).ids)
 
     def decode(self, ids: list[int]) -> str:
         return self._tok.decode(list(ids), skip_special_tokens=False)
 
     def token_to_id(self, token: str) -> int | None:
         return self._tok.token_to_id(token)
+
+    def special_ids(self) -> list[int]:
+        """Ids of the tokenizer's special tokens ([CLS], <|endoftext|>, ...)."""
+        return sorted(i for i, tok in self._tok.get_added_tokens_decoder().items() if tok.special)
+
+    def token_text(self, token_id: int) -> str:
+        """One token as text for labels: decoded alone (byte-level tokens become the characters
+        they stand for), falling back to the vocabulary entry when that decodes to nothing."""
+        text = self._tok.decode([token_id], skip_special_tokens=False)
+        return text if text else (self._tok.id_to_token(token_id) or str(token_id))

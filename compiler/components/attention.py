@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from compiler.components.precision import compute_dtype
+
 
 def allowed_keys(attention_mask: torch.Tensor, s: int, causal: bool, window: int | None) -> torch.Tensor:
     """Which keys each query may see: bool [b, 1, s, t], plus the distance |q - k| [s, t].
@@ -96,10 +98,52 @@ class Attention(nn.Module):
         if self.alibi is not None:
             bias = self.alibi(distance, q.dtype).to(q.dtype)  # [1, H, s, t]
         mask = torch.where(allowed, bias, torch.finfo(q.dtype).min)  # [b, 1 or H, s, t]
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
-            scale=self.softmax_scale, enable_gqa=h != kv)  # [b, H, s, hd]
+        out = self.attend(q, k, v, mask)  # [b, H, s, hd]
         out = self.o_proj(out.transpose(1, 2).reshape(b, s, h * hd))  # [b, s, D]
         if past_key is not None:
             return out, k, v
         return out
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """softmax(q k^T * scale + mask) v through one fused kernel (one ONNX ``Attention`` op).
+
+        q: [b, H, s, hd], k and v: [b, KV, t, hd], mask: additive [b, 1 or H, s, t] -> [b, H, s, hd].
+        """
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+            scale=self.softmax_scale, enable_gqa=self.num_heads != self.num_kv_heads)
+
+
+class AttentionProbs(nn.Module):
+    """Identity on the attention probabilities [b, H, s, t]: a named point where forward hooks
+    (``compiler.inspect.capture``) read them, so the analysis variant keeps no state of its own."""
+
+    def forward(self, probs: torch.Tensor) -> torch.Tensor:
+        return probs
+
+
+class AnalysisAttention(Attention):
+    """The same attention with the softmax written out, so the per-head probabilities exist as
+    a tensor (``self.probs``'s output) instead of staying inside the fused kernel.
+
+    Everything before and after (projections, QK-norm, RoPE, ALiBi, windows, the KV cache, the
+    mask) is ``Attention``'s own code; only ``attend`` differs. Chosen by
+    ``compile_spec(spec, attention="analysis")`` (``compiler.lower.ATTENTIONS``); it has the same
+    parameters, so a state dict moves between the two variants unchanged. For inspection, not
+    for export: the explicit [b, H, s, t] scores cost memory the fused kernel avoids.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.probs = AttentionProbs()
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        groups = self.num_heads // self.num_kv_heads
+        if groups > 1:  # query head i reads KV head i // groups, as enable_gqa does
+            k = k.repeat_interleave(groups, dim=1)  # [b, H, t, hd]
+            v = v.repeat_interleave(groups, dim=1)  # [b, H, t, hd]
+        scores = q @ k.transpose(-1, -2) * self.softmax_scale + mask  # [b, H, s, t]
+        probs = self.probs(scores.to(compute_dtype(q.dtype)).softmax(dim=-1).to(q.dtype))  # [b, H, s, t]
+        if self.training and self.dropout > 0:
+            probs = F.dropout(probs, p=self.dropout)
+        return probs @ v  # [b, H, s, hd]

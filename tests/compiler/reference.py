@@ -84,7 +84,7 @@ def _mask(attention_mask, s, causal, window):
     return ok | (Q == K)[None, None], (Q - K).abs().float()
 
 
-def _attention(spec, P, p, blk, x, attention_mask, pos, past):
+def _attention(spec, P, p, blk, x, attention_mask, pos, past, record=None):
     a = blk.attention
     b, s, _ = x.shape
     h, kv, hd = a.num_heads, a.kv_heads, a.head_dim
@@ -109,7 +109,10 @@ def _attention(spec, P, p, blk, x, attention_mask, pos, past):
     if spec.positional.kind == "alibi":
         scores = scores - _alibi_slopes(h).to(scores.dtype)[None, :, None, None] * dist.to(scores.dtype)
     scores = torch.where(allowed, scores, torch.full_like(scores, torch.finfo(scores.dtype).min))
-    out = torch.softmax(scores, dim=-1) @ vr  # [b, h, s, hd]
+    probs = torch.softmax(scores, dim=-1)  # [b, h, s, t]
+    if record is not None:
+        record.append(probs)
+    out = probs @ vr  # [b, h, s, hd]
     out = out.permute(0, 2, 1, 3).reshape(b, s, h * hd)
     return _linear(P, f"{p}.o_proj", out), present
 
@@ -121,10 +124,10 @@ def _ffn(P, p, f, x):
     return _linear(P, f"{p}.down_proj", _act(act, _linear(P, f"{p}.gate_proj", x)) * _linear(P, f"{p}.up_proj", x))
 
 
-def _layer(spec, P, i, blk, x, attention_mask, pos, past):
+def _layer(spec, P, i, blk, x, attention_mask, pos, past, record=None):
     p = f"layers.{i}"
     N = lambda name, y: _norm(spec, P, f"{p}.{name}", y)  # noqa: E731
-    attn = lambda y: _attention(spec, P, f"{p}.attn", blk, y, attention_mask, pos, past)  # noqa: E731
+    attn = lambda y: _attention(spec, P, f"{p}.attn", blk, y, attention_mask, pos, past, record)  # noqa: E731
     ffn = lambda y: _ffn(P, f"{p}.ffn", blk.ffn, y)  # noqa: E731
     place = blk.norm_placement
     if blk.residual == "parallel":
@@ -163,9 +166,10 @@ def _sinusoid(pos, d, base):
 
 
 def reference_forward(spec, P, input_ids, attention_mask, position_ids=None, token_type_ids=None,
-                      past=None):
+                      past=None, record=None):
     """The outputs of ``spec`` with parameters ``P`` (canonical names), as a dict like the
-    compiled model's (``present.{i}.key/.value`` when ``past`` is a list of (k, v))."""
+    compiled model's (``present.{i}.key/.value`` when ``past`` is a list of (k, v)). A list
+    ``record`` receives each layer's attention probabilities [b, H, s, t], in layer order."""
     b, s = input_ids.shape
     x = P["embed.tokens.weight"][input_ids]
     enc_pos = torch.arange(s)[None].repeat(b, 1)
@@ -180,7 +184,8 @@ def reference_forward(spec, P, input_ids, attention_mask, position_ids=None, tok
         x = _norm(spec, P, "embed.norm", x)
     out = {}
     for i, blk in enumerate(spec.resolved_layers()):
-        x, (k, v) = _layer(spec, P, i, blk, x, attention_mask, position_ids, None if past is None else past[i])
+        x, (k, v) = _layer(spec, P, i, blk, x, attention_mask, position_ids, None if past is None else past[i],
+                           record)
         if past is not None:
             out[f"present.{i}.key"], out[f"present.{i}.value"] = k, v
     if spec.final_norm:
