@@ -13,6 +13,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32", help="weights and activations dtype")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip the onnxruntime-vs-torch check (the build is then untrusted)")
+    parser.add_argument("--export", choices=["staged", "whole"], default="staged",
+                        help="staged: export each distinct layer structure once and stamp it per layer (fast); "
+                             "whole: the whole model through torch.onnx.export in one piece")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress display")
 
 
@@ -40,6 +43,7 @@ def run(args) -> int:
             opset=DEFAULT_OPSET if args.opset is None else args.opset,
             dtype=args.dtype,
             verify=not args.no_verify,
+            staged=args.export == "staged",
             progress=Progress(sys.stderr, enabled=not args.quiet),
         )
     finally:

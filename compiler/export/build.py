@@ -157,6 +157,7 @@ def build(
     verify: bool = True,
     progress: Progress | None = None,
     external_threshold: int | None = None,
+    staged: bool = True,
 ) -> BuildResult:
     """Build ``spec_path`` into ``out_dir`` (default ``build/<spec name>``).
 
@@ -169,7 +170,7 @@ def build(
     onnx_export.check_opset(opset)
     try:
         return _build(Path(spec_path), out_dir, weights=weights, opset=opset, dtype=dtype, verify=verify,
-                      progress=progress,
+                      progress=progress, staged=staged,
                       external_threshold=onnx_export.EXTERNAL_DATA_THRESHOLD if external_threshold is None
                       else external_threshold)
     except BaseException:
@@ -177,7 +178,8 @@ def build(
         raise
 
 
-def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress, external_threshold) -> BuildResult:
+def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress, external_threshold,
+           staged) -> BuildResult:
     import torch
 
     progress.begin("validate", str(spec_path))
@@ -207,7 +209,8 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
     try:
         progress.begin("export", f"opset {opset}, {dtype}")
         try:
-            model = onnx_export.export_model(module, spec, kv_cache=kv_cache, opset=opset, dtype=dtype)
+            whole = {} if staged else {"staged": False}  # staged is export_model's default
+            model = onnx_export.export_model(module, spec, kv_cache=kv_cache, opset=opset, dtype=dtype, **whole)
         except Exception as err:  # the exporter raises many types; the user needs the summary
             raise _export_error(spec, err) from err
         onnx_export.check_exported_opset(model, opset)
@@ -215,7 +218,10 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
         spec_sha = hashlib.sha256(lock.encode()).hexdigest()
         metadata = {"blueprint.spec": lock, "blueprint.spec_sha256": spec_sha, "blueprint.dtype": dtype,
                     "blueprint.kv_cache": str(kv_cache).lower(), **{f"{k}.version": v for k, v in vers.items()}}
-        files = onnx_export.save_model(model, tmp, metadata=metadata, external_threshold=external_threshold)
+        # weights first: model.onnx references their bytes instead of holding a copy
+        _save_weights(module, tmp / "weights.safetensors")
+        files = onnx_export.save_model(model, tmp, metadata=metadata, external_threshold=external_threshold,
+                                       weights_file=tmp / "weights.safetensors")
         progress.end()
 
         report = None
@@ -227,7 +233,6 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
             verify_mod.check(report)
 
         progress.begin("write", str(target))
-        _save_weights(module, tmp / "weights.safetensors")
         (tmp / "spec.lock.yaml").write_text(lock)
         files += ["weights.safetensors", "spec.lock.yaml"]
         if tokenizer is not None:
