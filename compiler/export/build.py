@@ -158,6 +158,7 @@ def build(
     progress: Progress | None = None,
     external_threshold: int | None = None,
     staged: bool = True,
+    quantize=None,
 ) -> BuildResult:
     """Build ``spec_path`` into ``out_dir`` (default ``build/<spec name>``).
 
@@ -168,9 +169,13 @@ def build(
     if dtype not in ("fp32", "fp16"):
         raise BlueprintError(f"--dtype must be fp32 or fp16, got '{dtype}'")
     onnx_export.check_opset(opset)
+    if quantize is not None:
+        quantize.check()
+        if dtype != "fp32":
+            raise BlueprintError(f"--quantize {quantize.kind} starts from fp32 weights; drop --dtype {dtype}")
     try:
         return _build(Path(spec_path), out_dir, weights=weights, opset=opset, dtype=dtype, verify=verify,
-                      progress=progress, staged=staged,
+                      progress=progress, staged=staged, quantize=quantize,
                       external_threshold=onnx_export.EXTERNAL_DATA_THRESHOLD if external_threshold is None
                       else external_threshold)
     except BaseException:
@@ -179,7 +184,7 @@ def build(
 
 
 def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress, external_threshold,
-           staged) -> BuildResult:
+           staged, quantize) -> BuildResult:
     import torch
 
     progress.begin("validate", str(spec_path))
@@ -232,6 +237,14 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
             progress.info(report.format())
             verify_mod.check(report)
 
+        quantization = None
+        if quantize is not None:  # after fp32 verification; measured against the verified fp32 model
+            from compiler.export.quantize import quantize_build
+
+            files, quantization = quantize_build(model, tmp, spec, quantize, tokenizer=tokenizer,
+                                                 metadata={**metadata, "blueprint.quantize": quantize.kind},
+                                                 external_threshold=external_threshold, progress=progress)
+
         progress.begin("write", str(target))
         (tmp / "spec.lock.yaml").write_text(lock)
         files += ["weights.safetensors", "spec.lock.yaml"]
@@ -240,6 +253,8 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
             files.append("tokenizer.json")
         manifest = _manifest(spec, model, tmp, files, spec_sha=spec_sha, versions=vers, opset=opset, dtype=dtype,
                              kv_cache=kv_cache, report=report)
+        if quantization is not None:
+            manifest["quantization"] = quantization
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         _normal_permissions(tmp)
         _replace(tmp, target)
