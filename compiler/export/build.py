@@ -248,6 +248,7 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
         progress.begin("write", str(target))
         (tmp / "spec.lock.yaml").write_text(lock)
         files += ["weights.safetensors", "spec.lock.yaml"]
+        files += _write_genai_config(spec, tmp) if kv_cache else []
         if tokenizer is not None:
             shutil.copyfile(tokenizer, tmp / "tokenizer.json")
             files.append("tokenizer.json")
@@ -263,6 +264,17 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return BuildResult(target, manifest, report)
+
+
+def _write_genai_config(spec, tmp: Path) -> list[str]:
+    """onnxruntime-genai's config beside the model (compiler/export/genai_config.py)."""
+    from compiler.export.genai_config import FILE, genai_config
+
+    config = genai_config(spec)
+    if config is None:
+        return []
+    (tmp / FILE).write_text(json.dumps(config, indent=2) + "\n")
+    return [FILE]
 
 
 def _manifest(spec, model, tmp: Path, files: list[str], *, spec_sha, versions, opset, dtype, kv_cache, report) -> dict:
