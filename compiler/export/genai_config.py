@@ -23,9 +23,11 @@ def genai_config(spec, *, filename: str = "model.onnx") -> dict | None:
         return None
     heads, kv_heads, head_dim = geometry.pop()
     tok = spec.tokenizer
-    eos = tok.eos_id if tok is not None and tok.eos_id is not None else -1
-    bos = tok.bos_id if tok is not None and tok.bos_id is not None else eos
-    pad = tok.pad_id if tok is not None and getattr(tok, "pad_id", None) is not None else eos
+    eos_ids = tok.eos_ids if tok is not None else []
+    eos = (eos_ids[0] if len(eos_ids) == 1 else eos_ids) if eos_ids else -1  # genai takes an id or a list
+    first = eos_ids[0] if eos_ids else -1
+    bos = tok.bos_id if tok is not None and tok.bos_id is not None else first
+    pad = tok.pad_id if tok is not None and tok.pad_id is not None else first
     inputs = {"input_ids": "input_ids", "attention_mask": "attention_mask",
               "past_key_names": "past_key_values.%d.key", "past_value_names": "past_key_values.%d.value"}
     if spec.positional.kind != "none":
