@@ -15,10 +15,8 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,15 +38,10 @@ with torch.no_grad():
 
 
 def run(cmd: list[str]) -> tuple[float, float]:
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    log = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"failed: {' '.join(cmd)}\n{log[-3000:]}")
-    return seconds, usage.ru_maxrss / 1024
+    from bench_peers import run_build  # the same child-process timing as the peers benchmark
+
+    result = run_build(cmd)
+    return result["build_s"], result["build_rss_mb"]
 
 
 def main(argv=None) -> int:

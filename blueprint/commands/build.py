@@ -22,9 +22,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--block-size", type=int, default=32, help="weights per quantization scale (default 32)")
     parser.add_argument("--accuracy-level", type=int, default=4,
                         help="MatMulNBits accuracy level: 4 = int8 activations (default), 0 = onnxruntime decides")
-    parser.add_argument("--quant-method", choices=["rtn", "hqq"], default=None,
-                        help="rtn: symmetric round-to-nearest; hqq: fitted scale and zero point (4 bits only). "
-                             "Default: hqq for int4, rtn for int8")
+    parser.add_argument("--quant-method", choices=["rtn", "hqq"], default="rtn",
+                        help="rtn: symmetric round-to-nearest (default); hqq: fitted scale and zero point, 4 bits "
+                             "only, closer to fp32 but much slower to run (float zero points)")
     parser.add_argument("--min-agreement", type=float, default=0.95,
                         help="least teacher-forced top-1 agreement with fp32 a quantized build must reach (default 0.95)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress display")
@@ -58,7 +58,7 @@ def run(args) -> int:
             staged=args.export == "staged",
             quantize=None if args.quantize is None else QuantizeOptions(
                 args.quantize, block_size=args.block_size, accuracy_level=args.accuracy_level,
-                min_agreement=args.min_agreement, method=args.quant_method or "default"),
+                min_agreement=args.min_agreement, method=args.quant_method),
             progress=Progress(sys.stderr, enabled=not args.quiet),
         )
     finally:
