@@ -20,6 +20,7 @@ model computes exactly what the GraphModule does; the build's verification check
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 
 import numpy as np
@@ -37,7 +38,7 @@ class _Embed(nn.Module):
 
     def forward(self, *args):
         named = dict(zip(self.names, args))
-        return self.embed(named["input_ids"], named.get("position_ids"), named.get("token_type_ids"))
+        return (self.embed(named["input_ids"], named.get("position_ids"), named.get("token_type_ids")),)
 
 
 class _Block(nn.Module):
@@ -64,6 +65,24 @@ class _Tail(nn.Module):
             x = self.final_norm(x)
         out = self.head(x, attention_mask)
         return (out,) if self.decoder else (x, out)
+
+
+class _Pieces(nn.Module):
+    """Every piece side by side: one export call for all of them (each ``torch.onnx.export`` call
+    pays ~0.7 s to rebuild the exporter's registry, plus tracing set-up). The pieces share no
+    computation; ``_split`` cuts the exported graph back into one graph per piece."""
+
+    def __init__(self, parts: list[nn.Module], arity: list[int]):
+        super().__init__()
+        self.parts = nn.ModuleList(parts)
+        self.arity = arity
+
+    def forward(self, *args):
+        out, k = [], 0
+        for part, n in zip(self.parts, self.arity):
+            out.extend(part(*args[k:k + n]))
+            k += n
+        return tuple(out)
 
 
 def can_stage(module, spec) -> bool:
@@ -181,6 +200,49 @@ class _Stitcher:
         return outputs
 
 
+def _unprefixed(name: str) -> str:
+    """A combined export's parameter name without its ``parts.<k>.`` (tied parameters are
+    named after the first part that holds them)."""
+    return re.sub(r"^parts\.\d+\.", "", name)
+
+
+class _Piece:
+    def __init__(self, graph):
+        self.graph = graph
+
+
+def _split(model, in_arity: list[int], out_arity: list[int]) -> list[_Piece]:
+    """One graph per piece from the combined export: piece k's inputs and outputs, and the nodes
+    its outputs depend on (each piece's own copy of the exporter's shared constants)."""
+    pieces, i0, o0 = [], 0, 0
+    for n_in, n_out in zip(in_arity, out_arity):
+        graph = model.graph.clone()
+        inputs = list(graph.inputs)[i0:i0 + n_in]
+        outputs = list(graph.outputs)[o0:o0 + n_out]
+        keep, stack = set(), [v.producer() for v in outputs if v.producer() is not None]
+        while stack:
+            node = stack.pop()
+            if node in keep:
+                continue
+            keep.add(node)
+            stack.extend(v.producer() for v in node.inputs if v is not None and v.producer() is not None)
+        read = {v for node in keep for v in node.inputs if v is not None} | set(outputs)
+        foreign = [v.name for v in graph.inputs if v not in inputs and v in read]
+        if foreign:
+            raise AssertionError(f"a staged piece reads another piece's inputs: {foreign}")
+        graph.outputs.clear()
+        graph.outputs.extend(outputs)
+        graph.remove([node for node in graph if node not in keep], safe=False)
+        graph.inputs.clear()
+        graph.inputs.extend(inputs)
+        for name, value in list(graph.initializers.items()):
+            if value not in read:
+                graph.initializers.pop(name)
+        pieces.append(_Piece(graph))
+        i0, o0 = i0 + n_in, o0 + n_out
+    return pieces
+
+
 def _dynamic(names: list[str]) -> tuple:
     from torch.export import Dim
 
@@ -207,50 +269,56 @@ def export_staged(module, spec, *, kv_cache: bool, opset: int, dtype: str, shape
     stitch = _Stitcher(module)
 
     embed_names = [n for n in ins if n in ("input_ids", "position_ids", "token_type_ids")]
-    embed = _export_piece(_Embed(module.embed, embed_names).eval(), tuple(args[n] for n in embed_names),
-                          embed_names, ["x"], _dynamic(embed_names), opset)
+    x_example = torch.randn(shape.batch, shape.seq, spec.embed_dim, generator=torch.Generator().manual_seed(0)).to(float_dtype)
+    block_names = ["x", "attention_mask"] + (["position_ids"] if positions else [])
+    if kv_cache:
+        block_names += ["past_key", "past_value"]
+    groups = layer_groups(spec)
+    tail_outs = outs[:1] if spec.is_decoder else outs
+    # (module, example args, input names, number of outputs) per piece: embed, one block per group, tail
+    parts = [(_Embed(module.embed, embed_names), [args[n] for n in embed_names], embed_names, 1)]
+    for g, group in enumerate(groups):
+        first = group[0]
+        block_args = [x_example, args["attention_mask"]] + ([args["position_ids"]] if positions else [])
+        if kv_cache:
+            block_args += [args[f"past_key_values.{first}.key"], args[f"past_key_values.{first}.value"]]
+        parts.append((_Block(getattr(module.layers, str(first)), kv_cache, positions), block_args,
+                      [f"b{g}_{n}" for n in block_names], 3 if kv_cache else 1))
+    parts.append((_Tail(getattr(module, "final_norm", None), module.head, spec.is_decoder),
+                  [x_example, args["attention_mask"]], ["t_x", "t_attention_mask"], len(tail_outs)))
+    combined = _export_piece(_Pieces([p[0] for p in parts], [len(p[1]) for p in parts]).eval(),
+                             # distinct tensors: torch.export aliases one tensor passed twice
+                             tuple(a.clone() for p in parts for a in p[1]), [n for p in parts for n in p[2]],
+                             [f"out_{k}" for k in range(sum(p[3] for p in parts))],
+                             _dynamic([n.split("_", 1)[1] if n[0] in "bt" and "_" in n else n
+                                       for p in parts for n in p[2]]), opset)
+    embed, *blocks, tail = _split(combined, [len(p[1]) for p in parts], [p[3] for p in parts])
+
     graph_inputs = {}
     for n in ins:
         names = symbolic_dims(n) if spec.is_decoder else {0: BATCH, 1: SEQ}  # encoders: mask is [b, s]
         dims = [names.get(a, d) for a, d in enumerate(args[n].shape)]
         elem = ir.DataType.INT64 if not args[n].is_floating_point() else ir.DataType.from_numpy(feeds[n].dtype)
         graph_inputs[n] = ir.Value(name=n, shape=ir.Shape(dims), type=ir.TensorType(elem))
-    (x,) = stitch.stamp(embed, "embed/", [graph_inputs[n] for n in embed_names])
+    (x,) = stitch.stamp(embed, "embed/", [graph_inputs[n] for n in embed_names], _unprefixed)
 
-    x_example = torch.randn(shape.batch, shape.seq, spec.embed_dim, generator=torch.Generator().manual_seed(0)).to(float_dtype)
-    block_names = ["x", "attention_mask"] + (["position_ids"] if positions else [])
-    if kv_cache:
-        block_names += ["past_key", "past_value"]
-    block_outs = ["out", "present_key", "present_value"] if kv_cache else ["out"]
-    pieces = {}
-    for group in layer_groups(spec):
-        first = group[0]
-        block_args = [x_example, args["attention_mask"]] + ([args["position_ids"]] if positions else [])
-        if kv_cache:
-            block_args += [args[f"past_key_values.{first}.key"], args[f"past_key_values.{first}.value"]]
-        wrapper = _Block(getattr(module.layers, str(first)), kv_cache, positions).eval()
-        piece = _export_piece(wrapper, tuple(block_args), block_names, block_outs, _dynamic(block_names), opset)
-        for i in group:
-            pieces[i] = piece
     presents = {}
+    piece_of = {i: blocks[g] for g, group in enumerate(groups) for i in group}
     for i in range(spec.num_layers):
         feeds_i = [x, graph_inputs["attention_mask"]] + ([graph_inputs["position_ids"]] if positions else [])
         if kv_cache:
             feeds_i += [graph_inputs[f"past_key_values.{i}.key"], graph_inputs[f"past_key_values.{i}.value"]]
-        # the piece's parameters are named block.<name>; layer i's are layers.<i>.<name>
-        results = stitch.stamp(pieces[i], f"layers.{i}/", feeds_i,
-                               lambda name, i=i: f"layers.{i}." + name.removeprefix("block."))
+        # the piece's parameters are named parts.<g>.block.<name>; layer i's are layers.<i>.<name>
+        results = stitch.stamp(piece_of[i], f"layers.{i}/", feeds_i,
+                               lambda name, i=i: f"layers.{i}." + _unprefixed(name).removeprefix("block."))
         x = results[0]
         if kv_cache:
             presents[f"present.{i}.key"], presents[f"present.{i}.value"] = results[1], results[2]
 
-    tail_module = _Tail(getattr(module, "final_norm", None), module.head, spec.is_decoder).eval()
-    tail_outs = outs[:1] if spec.is_decoder else outs
-    tail = _export_piece(tail_module, (x_example, args["attention_mask"]), ["x", "attention_mask"],
-                         [f"out_{k}" for k in range(len(tail_outs))], _dynamic(["x", "attention_mask"]), opset)
-    finals = stitch.stamp(tail, "tail/", [x, graph_inputs["attention_mask"]])
+    finals = stitch.stamp(tail, "tail/", [x, graph_inputs["attention_mask"]], _unprefixed)
     named = dict(zip(tail_outs, finals))
     named.update(presents)
+    embed = combined
 
     graph_outputs = []
     for n in outs:
