@@ -9,9 +9,10 @@ weights. So the model is exported in pieces (docs/build-speed.md has the measure
   x, attention_mask (, position_ids, past K, past V) -> x (, present K, present V);
 - ``tail``: final norm and head: x, attention_mask -> the contract outputs.
 
-Each piece is exported with its parameters lifted to graph inputs while onnxscript's optimizer
-runs, so constant folding can never bake one layer's weights into a derived tensor (e.g. a
-pre-transposed matrix) that the other layers would then share. The pieces are then stitched
+All pieces go through one ``torch.onnx.export`` call side by side (``_Pieces``) and the graph is
+cut back into pieces by output cone (``_split``). The export keeps parameters lifted to graph
+inputs while onnxscript's optimizer runs, so constant folding can never bake one layer's weights
+into a derived tensor (e.g. a pre-transposed matrix) that the other layers would then share. The pieces are then stitched
 with onnx_ir into one graph with the contract-4 inputs and outputs, each stamped copy taking its
 own layer's parameters (named by their state-dict names, tied parameters once). The stitched
 model computes exactly what the GraphModule does; the build's verification checks it.
@@ -290,8 +291,7 @@ def export_staged(module, spec, *, kv_cache: bool, opset: int, dtype: str, shape
                              # distinct tensors: torch.export aliases one tensor passed twice
                              tuple(a.clone() for p in parts for a in p[1]), [n for p in parts for n in p[2]],
                              [f"out_{k}" for k in range(sum(p[3] for p in parts))],
-                             _dynamic([n.split("_", 1)[1] if n[0] in "bt" and "_" in n else n
-                                       for p in parts for n in p[2]]), opset)
+                             _dynamic(embed_names + block_names * len(groups) + ["x", "attention_mask"]), opset)
     embed, *blocks, tail = _split(combined, [len(p[1]) for p in parts], [p[3] for p in parts])
 
     graph_inputs = {}
@@ -318,7 +318,6 @@ def export_staged(module, spec, *, kv_cache: bool, opset: int, dtype: str, shape
     finals = stitch.stamp(tail, "tail/", [x, graph_inputs["attention_mask"]], _unprefixed)
     named = dict(zip(tail_outs, finals))
     named.update(presents)
-    embed = combined
 
     graph_outputs = []
     for n in outs:
@@ -333,11 +332,11 @@ def export_staged(module, spec, *, kv_cache: bool, opset: int, dtype: str, shape
         value.type = ir.TensorType(_elem(float_dtype))
         graph_outputs.append(value)
     graph = ir.Graph(list(graph_inputs.values()), graph_outputs, nodes=stitch.nodes,
-                     initializers=list(stitch.initializers.values()), opset_imports=dict(embed.opset_imports),
+                     initializers=list(stitch.initializers.values()), opset_imports=dict(combined.opset_imports),
                      name="main_graph")
     graph.sort()
-    return ir.Model(graph, ir_version=embed.ir_version, producer_name=embed.producer_name,
-                    producer_version=embed.producer_version)
+    return ir.Model(graph, ir_version=combined.ir_version, producer_name=combined.producer_name,
+                    producer_version=combined.producer_version)
 
 
 def _elem(dtype):
