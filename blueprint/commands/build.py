@@ -15,6 +15,20 @@ def add_arguments(parser) -> None:
                              "onnxruntime's CPU provider cannot run it")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip the onnxruntime-vs-torch check (the build is then untrusted)")
+    parser.add_argument("--export", choices=["staged", "whole"], default="staged",
+                        help="staged: export each distinct layer structure once and stamp it per layer (fast); "
+                             "whole: the whole model through torch.onnx.export in one piece")
+    parser.add_argument("--quantize", choices=["int4", "int8"],
+                        help="weight-only block-wise quantization of the MatMul weights (onnxruntime MatMulNBits); "
+                             "the build reports top-1 agreement with fp32 on real text and fails below --min-agreement")
+    parser.add_argument("--block-size", type=int, default=32, help="weights per quantization scale (default 32)")
+    parser.add_argument("--accuracy-level", type=int, default=4,
+                        help="MatMulNBits accuracy level: 4 = int8 activations (default), 0 = onnxruntime decides")
+    parser.add_argument("--quant-method", choices=["rtn", "hqq"], default="rtn",
+                        help="rtn: symmetric round-to-nearest (default); hqq: fitted scale and zero point, 4 bits "
+                             "only, closer to fp32 but much slower to run (float zero points)")
+    parser.add_argument("--min-agreement", type=float, default=0.95,
+                        help="least teacher-forced top-1 agreement with fp32 a quantized build must reach (default 0.95)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress display")
 
 
@@ -31,6 +45,7 @@ def run(args) -> int:
 
     from compiler.export.build import Progress, build
     from compiler.export.onnx_export import DEFAULT_OPSET
+    from compiler.export.quantize import QuantizeOptions
 
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
@@ -42,6 +57,10 @@ def run(args) -> int:
             opset=DEFAULT_OPSET if args.opset is None else args.opset,
             dtype=args.dtype,
             verify=not args.no_verify,
+            staged=args.export == "staged",
+            quantize=None if args.quantize is None else QuantizeOptions(
+                args.quantize, block_size=args.block_size, accuracy_level=args.accuracy_level,
+                min_agreement=args.min_agreement, method=args.quant_method),
             progress=Progress(sys.stderr, enabled=not args.quiet),
         )
     finally:

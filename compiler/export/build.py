@@ -195,6 +195,8 @@ def build(
     verify: bool = True,
     progress: Progress | None = None,
     external_threshold: int | None = None,
+    staged: bool = True,
+    quantize=None,
 ) -> BuildResult:
     """Build ``spec_path`` into ``out_dir`` (default ``build/<spec name>``).
 
@@ -205,9 +207,13 @@ def build(
     if dtype is not None and dtype not in BUILD_DTYPES:
         raise BlueprintError(f"--dtype must be one of {', '.join(BUILD_DTYPES)}, got '{dtype}'")
     onnx_export.check_opset(opset)
+    if quantize is not None:
+        quantize.check()
+        if dtype != "fp32":
+            raise BlueprintError(f"--quantize {quantize.kind} starts from fp32 weights; drop --dtype {dtype}")
     try:
         return _build(Path(spec_path), out_dir, weights=weights, opset=opset, dtype=dtype, verify=verify,
-                      progress=progress,
+                      progress=progress, staged=staged, quantize=quantize,
                       external_threshold=onnx_export.EXTERNAL_DATA_THRESHOLD if external_threshold is None
                       else external_threshold)
     except BaseException:
@@ -215,7 +221,8 @@ def build(
         raise
 
 
-def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress, external_threshold) -> BuildResult:
+def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress, external_threshold,
+           staged, quantize) -> BuildResult:
     import torch
 
     progress.begin("validate", str(spec_path))
@@ -255,7 +262,8 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
     try:
         progress.begin("export", f"opset {opset}, {dtype}")
         try:
-            model = onnx_export.export_model(module, spec, kv_cache=kv_cache, opset=opset, dtype=dtype)
+            whole = {} if staged else {"staged": False}  # staged is export_model's default
+            model = onnx_export.export_model(module, spec, kv_cache=kv_cache, opset=opset, dtype=dtype, **whole)
         except Exception as err:  # the exporter raises many types; the user needs the summary
             raise _export_error(spec, err) from err
         onnx_export.check_exported_opset(model, opset)
@@ -263,7 +271,10 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
         spec_sha = hashlib.sha256(lock.encode()).hexdigest()
         metadata = {"blueprint.spec": lock, "blueprint.spec_sha256": spec_sha, "blueprint.dtype": dtype,
                     "blueprint.kv_cache": str(kv_cache).lower(), **{f"{k}.version": v for k, v in vers.items()}}
-        files = onnx_export.save_model(model, tmp, metadata=metadata, external_threshold=external_threshold)
+        # weights first: model.onnx references their bytes instead of holding a copy
+        _save_weights(module, tmp / "weights.safetensors")
+        files = onnx_export.save_model(model, tmp, metadata=metadata, external_threshold=external_threshold,
+                                       weights_file=tmp / "weights.safetensors")
         progress.end()
 
         report = None
@@ -274,15 +285,25 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
             progress.info(report.format())
             verify_mod.check(report)
 
+        quantization = None
+        if quantize is not None:  # after fp32 verification; measured against the verified fp32 model
+            from compiler.export.quantize import quantize_build
+
+            files, quantization = quantize_build(model, tmp, spec, quantize, tokenizer=tokenizer,
+                                                 metadata={**metadata, "blueprint.quantize": quantize.kind},
+                                                 external_threshold=external_threshold, progress=progress)
+
         progress.begin("write", str(target))
-        _save_weights(module, tmp / "weights.safetensors")
         (tmp / "spec.lock.yaml").write_text(lock)
         files += ["weights.safetensors", "spec.lock.yaml"]
+        files += _write_genai_config(spec, tmp) if kv_cache else []
         if tokenizer is not None:
             shutil.copyfile(tokenizer, tmp / "tokenizer.json")
             files.append("tokenizer.json")
         manifest = _manifest(spec, model, tmp, files, spec_sha=spec_sha, versions=vers, opset=opset, dtype=dtype,
                              kv_cache=kv_cache, report=report)
+        if quantization is not None:
+            manifest["quantization"] = quantization
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         _normal_permissions(tmp)
         _replace(tmp, target)
@@ -291,6 +312,17 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return BuildResult(target, manifest, report)
+
+
+def _write_genai_config(spec, tmp: Path) -> list[str]:
+    """onnxruntime-genai's config beside the model (compiler/export/genai_config.py)."""
+    from compiler.export.genai_config import FILE, genai_config
+
+    config = genai_config(spec)
+    if config is None:
+        return []
+    (tmp / FILE).write_text(json.dumps(config, indent=2) + "\n")
+    return [FILE]
 
 
 def _manifest(spec, model, tmp: Path, files: list[str], *, spec_sha, versions, opset, dtype, kv_cache, report) -> dict:

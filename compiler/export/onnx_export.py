@@ -88,12 +88,24 @@ def _ordered(module, names: list[str]):
     return Ordered()
 
 
-def export_model(module, spec, *, kv_cache: bool, opset: int = DEFAULT_OPSET, dtype: str = "fp32"):
+def export_model(module, spec, *, kv_cache: bool, opset: int = DEFAULT_OPSET, dtype: str = "fp32",
+                 staged: bool = True):
     """Export ``module`` (an eval-mode contract-4 module) and return the onnx_ir Model.
+
+    ``staged`` (the default) exports each distinct layer structure once and stamps it per layer
+    (``compiler.export.stamp``; about 8x faster on 30 layers); otherwise the whole module goes
+    through the exporter in one piece (also when ``module`` is not a plain compiled GraphModule).
 
     Raises:
         RuntimeError from the exporter when the graph cannot be exported.
     """
+    from compiler.export.stamp import can_stage, export_staged
+
+    if staged and can_stage(module, spec):
+        model = export_staged(module, spec, kv_cache=kv_cache, opset=opset, dtype=dtype,
+                              shape=example_shape(spec, kv_cache))
+        strip_metadata(model)
+        return model
     import torch
     from torch.export import Dim
 
@@ -192,16 +204,24 @@ def strip_metadata(model) -> None:
     model.metadata_props.clear()
 
 
-def initializer_bytes(model) -> int:
+def initializer_bytes(model, *, inline_only: bool = False) -> int:
+    """Bytes of the initializers (``inline_only``: those not already stored in another file)."""
+    import onnx_ir as ir
+
     total = 0
     for value in model.graph.initializers.values():
-        if value.const_value is not None:
-            total += value.const_value.nbytes
+        tensor = value.const_value
+        if tensor is not None and not (inline_only and isinstance(tensor, ir.ExternalTensor)):
+            total += tensor.nbytes
     return total
 
 
-def save_model(model, directory: Path, *, metadata: dict[str, str], external_threshold: int = EXTERNAL_DATA_THRESHOLD) -> list[str]:
-    """Write ``model.onnx`` (and ``model.onnx.data`` when the weights exceed the threshold).
+def save_model(model, directory: Path, *, metadata: dict[str, str], external_threshold: int = EXTERNAL_DATA_THRESHOLD,
+               weights_file: Path | None = None) -> list[str]:
+    """Write ``model.onnx`` (and ``model.onnx.data`` when the inline weights exceed the threshold).
+
+    ``weights_file``: a safetensors file in ``directory`` whose tensors the model references
+    instead of holding a copy (``compiler.export.weights_ref``); it is not listed in the result.
 
     Returns the file names written, relative to ``directory``.
     """
@@ -211,10 +231,41 @@ def save_model(model, directory: Path, *, metadata: dict[str, str], external_thr
     for key in sorted(metadata):
         model.metadata_props[key] = metadata[key]
     path = Path(directory) / "model.onnx"
-    if initializer_bytes(model) > external_threshold:
-        # Small tensors (shape constants, axes) stay inline: onnxruntime's shape inference must
-        # read them while loading, before external data is attached.
-        ir.save(model, path, external_data=DATA_FILE, size_threshold_bytes=1024)
+    if weights_file is not None:
+        from compiler.export.weights_ref import reference_weights
+
+        reference_weights(model, weights_file)
+    if initializer_bytes(model, inline_only=True) > external_threshold and _externalize(
+            model, Path(directory), DATA_FILE, size_threshold=1024):
+        ir.save(model, path)
         return ["model.onnx", DATA_FILE]
     ir.save(model, path)
     return ["model.onnx"]
+
+
+def _externalize(model, directory: Path, name: str, *, size_threshold: int) -> bool:
+    """Move inline initializers over ``size_threshold`` bytes into ``directory/name``, streaming
+    (a tensor is written in slices, never copied whole). Small tensors (shape constants, axes)
+    stay inline: onnxruntime's shape inference reads them while loading, before external data is
+    attached. Tensors already stored in another file are left where they are. Returns whether
+    any tensor moved (no file is written otherwise)."""
+    import numpy as np
+    import onnx_ir as ir
+
+    values = [v for v in model.graph.initializers.values() if v.const_value is not None
+              and not isinstance(v.const_value, ir.ExternalTensor) and v.const_value.nbytes > size_threshold]
+    if not values:
+        return False
+    offset = 0
+    with open(directory / name, "wb") as fh:
+        for value in values:
+            tensor = value.const_value
+            array = tensor.numpy()
+            flat = array.reshape(-1) if array.flags.c_contiguous or array.ndim <= 1 else np.ascontiguousarray(array).reshape(-1)
+            step = max(1, (64 << 20) // max(array.itemsize, 1))
+            for i in range(0, flat.size, step):
+                fh.write(np.ascontiguousarray(flat[i:i + step]).astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
+            value.const_value = ir.ExternalTensor(name, offset, tensor.nbytes, tensor.dtype, shape=tensor.shape,
+                                                  name=value.name, base_dir=str(directory))
+            offset += tensor.nbytes
+    return True

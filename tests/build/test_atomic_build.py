@@ -116,7 +116,8 @@ def test_successful_rebuild_replaces_previous_and_copies_tokenizer(builds, tmp_p
     monkeypatch.setattr(onnx_export, "export_model", _reuse_export(good))
     result = build_mod.build(spec_path, target)
     names = sorted(p.name for p in target.iterdir())
-    assert names == ["manifest.json", "model.onnx", "spec.lock.yaml", "tokenizer.json", "weights.safetensors"]
+    assert names == ["genai_config.json", "manifest.json", "model.onnx", "spec.lock.yaml", "tokenizer.json",
+                     "weights.safetensors"]
     assert (target / "tokenizer.json").read_bytes() == (tmp_path / "tok" / "my-tokenizer.json").read_bytes()
     assert "tokenizer.json" in json.loads((target / "manifest.json").read_text())["files"]
     assert result.report.ok

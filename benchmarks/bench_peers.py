@@ -1,0 +1,326 @@
+"""Blueprint against its peers on the same weights: build time, time to first token, decode speed.
+
+Not part of the test suite. Engines (each one only when it is available):
+
+- ``transformers``: eager fp32, the Hugging Face folder itself (manual greedy loop with a cache);
+- ``blueprint-fp32`` / ``-int8`` / ``-int4``: ``blueprint build`` of the imported spec, run by
+  blueprint's own generation loop (``blueprint.runtime.Decoder``);
+- ``genai-fp32`` / ``genai-int4``: onnxruntime-genai's model builder
+  (``python -m onnxruntime_genai.models.builder -p fp32|int4 -e cpu``), run by onnxruntime-genai.
+
+Method. Builds run as child processes (time and peak RSS from ``wait4``), in interleaved rounds.
+Each engine then lives in its own worker process (so its peak RSS is its own); the parent sends
+one greedy generation at a time to each worker in turn, rotating the order every round, so every
+engine sees the same machine state. One generation = a 128-token real-text prompt (Python's
+stdlib source, tokenized with the model's tokenizer), then ``--new`` tokens: time to first token
+(prompt in -> first id out) and decode tok/s over the remaining tokens. Reported: medians, and the
+median of the per-round ratios against the reference engine (the genai builder at the same
+precision when present). ORT sessions use 2 threads with spinning off
+(``session.intra_op.allow_spinning = 0``); onnxruntime-genai gets 2 threads through its config
+(its spinning setting is its own default). torch uses 2 threads.
+
+    python benchmarks/bench_peers.py --hf /tmp/smollm2-hf --work /tmp/peers --rounds 7
+
+``--hf`` is a transformers-saved folder; make one from the SmolLM2 GGUF with
+``AutoModelForCausalLM.from_pretrained(dir, gguf_file=..., quantization_config=GgufConfig(...,
+dequantize=True)).save_pretrained(out)`` (and the tokenizer likewise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+THREADS = 2
+
+
+# --------------------------------------------------------------------------- prompt
+
+def prompt_ids(tokenizer_json: Path, length: int) -> list[int]:
+    """``length`` ids of real text: the start of Python's own ``inspect.py``."""
+    import inspect
+
+    from tokenizers import Tokenizer
+
+    text = Path(inspect.__file__).read_text()
+    ids = Tokenizer.from_file(str(tokenizer_json)).encode(text).ids
+    return list(ids[:length])
+
+
+# --------------------------------------------------------------------------- engines (workers)
+
+class TransformersEngine:
+    def __init__(self, path: str):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        torch.set_num_threads(THREADS)
+        self.torch = torch
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+    def generate(self, ids, new, on_token):
+        torch = self.torch
+        with torch.inference_mode():
+            out = self.model(torch.tensor([ids]), use_cache=True)
+            for _ in range(new):
+                token = int(out.logits[0, -1].argmax())
+                on_token(token)
+                out = self.model(torch.tensor([[token]]), cache=out.past_key_values, use_cache=True)
+
+
+class BlueprintEngine:
+    def __init__(self, path: str):
+        sys.path.insert(0, str(REPO))
+        from blueprint.runtime.decoder import Decoder
+        from blueprint.runtime.session import open_build
+
+        self.decoder = Decoder(open_build(path, threads=THREADS, spinning=False))
+
+    def generate(self, ids, new, on_token):
+        self.decoder.generate(ids, max_new_tokens=new, stop_ids=[], on_token=on_token)
+
+
+class GenaiEngine:
+    def __init__(self, path: str):
+        import onnxruntime_genai as og
+
+        self.og = og
+        config = og.Config(path)
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": THREADS}}}}))
+        self.model = og.Model(config)
+
+    def generate(self, ids, new, on_token):
+        og = self.og
+        params = og.GeneratorParams(self.model)
+        params.set_search_options(max_length=len(ids) + new, do_sample=False)
+        generator = og.Generator(self.model, params)
+        generator.append_tokens(ids)
+        for _ in range(new):
+            generator.generate_next_token()
+            on_token(int(generator.get_next_tokens()[0]))
+
+
+ENGINES = {"transformers": TransformersEngine, "blueprint": BlueprintEngine, "genai": GenaiEngine}
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def worker(kind: str, path: str) -> None:
+    """Serve generation requests (one JSON line each) on stdin; answer on stdout."""
+    out = sys.stdout
+    sys.stdout = sys.stderr  # libraries' prints must not corrupt the protocol
+    start = time.perf_counter()
+    engine = ENGINES[kind](path)
+    out.write(json.dumps({"load_s": time.perf_counter() - start, "rss_mb": peak_rss_mb()}) + "\n")
+    out.flush()
+    for line in sys.stdin:
+        request = json.loads(line)
+        stamps, ids = [], []
+
+        def on_token(token):
+            stamps.append(time.perf_counter())
+            ids.append(token)
+
+        begin = time.perf_counter()
+        engine.generate(request["ids"], request["new"], on_token)
+        ttft = stamps[0] - begin
+        decode = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else float("nan")
+        out.write(json.dumps({"ttft_s": ttft, "decode_tps": decode, "ids": ids, "rss_mb": peak_rss_mb()}) + "\n")
+        out.flush()
+
+
+class Worker:
+    def __init__(self, kind: str, path: Path):
+        self.proc = subprocess.Popen([sys.executable, __file__, "--worker", kind, str(path)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        self.hello = self._read()
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker {self.proc.args[3:]} died")
+        return json.loads(line)
+
+    def run(self, ids, new) -> dict:
+        self.proc.stdin.write(json.dumps({"ids": ids, "new": new}) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+# --------------------------------------------------------------------------- builds
+
+def run_build(cmd: list[str], out: Path | None = None) -> dict:
+    """Run one build as a child; wall time and the child's peak RSS (``wait4``). ``out`` (a
+    folder) is removed first so every round builds from scratch."""
+    if out is not None and out.exists():
+        shutil.rmtree(out)
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    log = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"build failed: {' '.join(cmd)}\n{log[-3000:]}")
+    return {"build_s": seconds, "build_rss_mb": usage.ru_maxrss / 1024, "log": log}
+
+
+def build_commands(args, spec: Path) -> dict[str, tuple[list[str], Path]]:
+    work = Path(args.work)
+    cmds = {}
+    for precision in args.blueprint:
+        out = work / f"blueprint-{precision}"
+        cmd = [sys.executable, "-m", "blueprint", "build", str(spec), "--weights", str(args.hf), "-o", str(out), "-q"]
+        if precision != "fp32":
+            cmd += ["--quantize", precision, "--min-agreement", str(args.min_agreement)]
+        cmds[f"blueprint-{precision}"] = (cmd + args.blueprint_args, out)
+    if args.genai:
+        try:
+            import onnxruntime_genai  # noqa: F401
+        except ImportError:
+            print("onnxruntime-genai is not installed: its builder is skipped", file=sys.stderr)
+        else:
+            for precision in args.genai:
+                out = work / f"genai-{precision}"
+                cmds[f"genai-{precision}"] = ([sys.executable, "-m", "onnxruntime_genai.models.builder", "-i",
+                                               str(args.hf), "-o", str(out), "-p", precision, "-e", "cpu",
+                                               "-c", str(work / "genai-cache")], out)
+    return cmds
+
+
+def import_spec(args) -> Path:
+    spec = Path(args.work) / "model.yaml"
+    subprocess.run([sys.executable, "-m", "blueprint", "import-hf", str(args.hf), "-o", str(spec)], check=True,
+                   env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL)
+    return spec
+
+
+# --------------------------------------------------------------------------- report
+
+def median(values):
+    values = [v for v in values if v == v]
+    return statistics.median(values) if values else float("nan")
+
+
+def reference_for(name: str, names: list[str]) -> str | None:
+    """The peer a row is compared with: the genai builder at the same precision, else its fp32."""
+    precision = name.split("-")[-1]
+    for candidate in (f"genai-{precision}", "genai-fp32"):
+        if candidate in names and candidate != name:
+            return candidate
+    return None
+
+
+def table(results: dict, builds: dict, args) -> str:
+    names = list(results)
+    lines = [f"| engine | build s | build peak MB | TTFT ms ({args.prompt} tok) | decode tok/s | run peak MB "
+             f"| TTFT ratio | decode ratio | vs | greedy ids = transformers |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        rounds = results[name]
+        ttft = median([r["ttft_s"] for r in rounds]) * 1000
+        tps = median([r["decode_tps"] for r in rounds])
+        rss = max(r["rss_mb"] for r in rounds)
+        b = builds.get(name, [])
+        build_s = f"{median([x['build_s'] for x in b]):.1f}" if b else "—"
+        build_mb = f"{max(x['build_rss_mb'] for x in b):.0f}" if b else "—"
+        ref = reference_for(name, names)
+        if ref:
+            ttft_ratio = median([a["ttft_s"] / b_["ttft_s"] for a, b_ in zip(rounds, results[ref])])
+            tps_ratio = median([a["decode_tps"] / b_["decode_tps"] for a, b_ in zip(rounds, results[ref])])
+            ratios = f"{ttft_ratio:.2f} | {tps_ratio:.2f} | {ref}"
+        else:
+            ratios = "— | — | —"
+        same = "—"
+        if "transformers" in results and name != "transformers":
+            a, b_ = rounds[0]["ids"], results["transformers"][0]["ids"]
+            n = next((i for i, (x, y) in enumerate(zip(a, b_)) if x != y), len(a))
+            same = f"{n}/{len(a)}"
+        lines.append(f"| {name} | {build_s} | {build_mb} | {ttft:.0f} | {tps:.1f} | {rss:.0f} | {ratios} | {same} |")
+    build_ratio = []
+    for name in names:
+        ref = reference_for(name, names)
+        if name in builds and ref in builds:
+            r = median([x["build_s"] for x in builds[name]]) / median([x["build_s"] for x in builds[ref]])
+            build_ratio.append(f"{name} build = {r:.2f} x {ref}")
+    return "\n".join(lines + ([""] + build_ratio if build_ratio else []))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--hf", type=Path, help="a transformers-saved folder (config.json, safetensors, tokenizer.json)")
+    parser.add_argument("--work", default="/tmp/bench-peers", help="where builds go")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved generation rounds")
+    parser.add_argument("--build-rounds", type=int, default=1, help="interleaved build rounds (0: reuse builds)")
+    parser.add_argument("--prompt", type=int, default=128, help="prompt tokens")
+    parser.add_argument("--new", type=int, default=64, help="generated tokens per round")
+    parser.add_argument("--blueprint", nargs="*", default=["fp32", "int4"], help="blueprint precisions to build")
+    parser.add_argument("--min-agreement", type=float, default=0.8,
+                        help="--min-agreement for quantized blueprint builds (int4 on SmolLM2-135M reaches ~83%%)")
+    parser.add_argument("--blueprint-args", nargs=argparse.REMAINDER, default=[],
+                        help="extra arguments for every blueprint build (last on the line)")
+    parser.add_argument("--genai", nargs="*", default=["fp32", "int4"], help="genai builder precisions")
+    parser.add_argument("--no-transformers", action="store_true")
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(*args.worker)
+        return 0
+    if args.hf is None:
+        parser.error("--hf is required")
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    print(f"load average before: {os.getloadavg()}", file=sys.stderr)
+    spec = import_spec(args)
+    cmds = build_commands(args, spec)
+    builds: dict[str, list[dict]] = {name: [] for name in cmds}
+    for r in range(args.build_rounds):
+        order = list(cmds)[r % len(cmds):] + list(cmds)[:r % len(cmds)]
+        for name in order:
+            result = run_build(*cmds[name])
+            print(f"build {name}: {result['build_s']:.1f}s, peak {result['build_rss_mb']:.0f} MB", file=sys.stderr)
+            builds[name].append(result)
+    builds = {k: v for k, v in builds.items() if v}
+
+    ids = prompt_ids(args.hf / "tokenizer.json", args.prompt)
+    workers = {}
+    if not args.no_transformers:
+        workers["transformers"] = Worker("transformers", args.hf)
+    for name, (_, out) in cmds.items():
+        if (out / "model.onnx").is_file():
+            workers[name] = Worker(name.split("-")[0], out)
+    results: dict[str, list[dict]] = {name: [] for name in workers}
+    for w in workers.values():
+        w.run(ids, 4)  # warm-up: first-run allocations and lazy initialisation
+    for r in range(args.rounds):
+        order = list(workers)[r % len(workers):] + list(workers)[:r % len(workers)]
+        for name in order:
+            results[name].append(workers[name].run(ids, args.new))
+        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    for w in workers.values():
+        w.close()
+    print(f"load average after: {os.getloadavg()}", file=sys.stderr)
+    print(f"SmolLM2 peers: {args.rounds} rounds, prompt {args.prompt} tokens, {args.new} new tokens, batch 1, "
+          f"{THREADS} threads; cpu: {os.cpu_count()} logical")
+    print(table(results, builds, args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
