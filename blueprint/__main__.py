@@ -1,4 +1,4 @@
-"""``python -m blueprint``: the same as the ``blueprint`` command."""
+"""``python -m blueprint`` (and ``torchrun -m blueprint``): the same command as ``blueprint``."""
 
 import sys
 
