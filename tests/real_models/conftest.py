@@ -54,11 +54,11 @@ def smollm2_build(smollm2_spec, smollm2_gguf):
 def smollm2_torch(smollm2_build, smollm2_gguf):
     """The build's eval-mode torch graph (KV cache) holding the GGUF weights."""
     import blueprint
-    from compiler.export.build import _load_weights, default_compile
+    from compiler.export.build import default_compile, load_into
 
     spec = blueprint.load_spec(smollm2_build.directory / "spec.lock.yaml")
     module = default_compile(spec, kv_cache=True)
-    _load_weights(module, spec, smollm2_gguf)
+    load_into(module, spec, smollm2_gguf)
     return spec, module.eval()
 
 
