@@ -23,7 +23,7 @@ from blueprint.errors import BlueprintError
 MANIFEST = "manifest.json"
 # Files a build may hold besides its manifest (model.onnx.data only above the external threshold).
 BUILD_FILES = frozenset({"model.onnx", "model.onnx.data", "weights.safetensors", "spec.lock.yaml",
-                         "tokenizer.json"})
+                         "tokenizer.json", "genai_config.json"})  # genai_config: decoders (onnxruntime-genai)
 REQUIRED_FILES = frozenset({"model.onnx", "spec.lock.yaml"})
 _CHUNK = 1 << 20
 _REBUILD = "rebuild it with: blueprint build SPEC -o DIR"

@@ -83,7 +83,13 @@ def open_build(directory: str | Path, *, tokenizer: str | Path | None = None, th
             model: str | bytes = str(directory / "model.onnx")
         else:
             model = read_checked(directory, manifest, "model.onnx")
-        session = ort.InferenceSession(model, session_options(threads, spinning), providers=["CPUExecutionProvider"])
+        options = session_options(threads, spinning)
+        # model.onnx refers to its weights in weights.safetensors (stored once, by offset): a
+        # model handed over as checked bytes finds them in the build folder
+        options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(directory))
+        if isinstance(model, bytes) and (directory / "weights.safetensors").exists():
+            check_file(directory, manifest, "weights.safetensors")
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     except BlueprintError:
         raise
     except Exception as err:  # onnxruntime raises its own exception types

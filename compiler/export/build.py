@@ -209,7 +209,7 @@ def build(
     onnx_export.check_opset(opset)
     if quantize is not None:
         quantize.check()
-        if dtype != "fp32":
+        if dtype not in (None, "fp32"):  # None: the spec's dtype, checked once the spec is loaded
             raise BlueprintError(f"--quantize {quantize.kind} starts from fp32 weights; drop --dtype {dtype}")
     try:
         return _build(Path(spec_path), out_dir, weights=weights, opset=opset, dtype=dtype, verify=verify,
@@ -228,6 +228,9 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
     progress.begin("validate", str(spec_path))
     spec, warnings = blueprint.load_spec_with_warnings(spec_path)
     spec, dtype = build_dtype(spec, dtype)
+    if quantize is not None and dtype != "fp32":
+        raise BlueprintError(f"--quantize {quantize.kind} starts from fp32 weights; this build is {dtype} "
+                             "(spec dtype or --dtype)", hint="build with --dtype fp32")
     if weights is not None and not Path(weights).exists():  # before minutes of compiling, not after
         raise BlueprintError(f"weights path '{weights}' does not exist")
     from compiler.budget import build_bytes, check_fits, verify_bytes
