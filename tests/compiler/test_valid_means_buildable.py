@@ -58,7 +58,11 @@ def test_every_accepted_spec_compiles_and_runs(raw):
         except BlueprintError:
             pass
         return
-    gm = compile_spec(spec)
+    try:
+        gm = compile_spec(spec)
+    except BlueprintError as err:  # a {memory_budget} too small for this model: said before any work
+        assert "memory_budget" in str(err) and "cannot be met" in str(err), err
+        gm = compile_spec(spec, checkpointing=False)  # the graph itself still compiles and runs
     dtype = getattr(torch, spec.dtype)
     assert {p.dtype for p in gm.parameters()} == {dtype}
     for train in (True, False):
