@@ -44,12 +44,15 @@ def parse_policy(text: str) -> Any:
 
     from blueprint.spec.sections import TrainingSpec
 
+    def whole(v: str) -> Any:  # the spec's types are strict: a command line gives text
+        return int(v) if v.strip().isdigit() else v
+
     name, _, value = text.partition(":")
     raw: Any = text
     if name == "every":
-        raw = {"every": value}
+        raw = {"every": whole(value)}
     elif name == "layers":
-        raw = {"layers": [v.strip() for v in value.split(",") if v.strip()]}
+        raw = {"layers": [whole(v) for v in value.split(",") if v.strip()]}
     elif name == "memory_budget":
         raw = {"memory_budget": value}
     try:
