@@ -8,6 +8,7 @@ never with a traceback.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 
@@ -61,3 +62,13 @@ class SpecError(BlueprintError):
 
     def format(self) -> str:
         return "\n".join(issue.format() for issue in self.issues)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's text (colour codes removed), or its type name: what a
+    one-line user-facing error quotes from a library failure."""
+    text = _ANSI.sub("", str(err)).strip().splitlines()
+    return text[0] if text else type(err).__name__

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -20,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import blueprint
-from blueprint.errors import BlueprintError
+from blueprint.errors import BlueprintError, first_line
 from compiler.export import onnx_export, verify as verify_mod
 from compiler.export.io import symbolic_dims
+from compiler.export.target import check_target, normal_permissions, replace, sweep_leftovers
 
 STAGES = ("validate", "compile", "export", "verify", "write")
 
@@ -241,7 +241,7 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
                    "twice its widest window)", hint="use a smaller attention.window, or --no-verify "
                    "(the build is then untrusted)")
     target = Path(out_dir) if out_dir is not None else Path("build") / spec.name
-    _check_target(target)
+    check_target(target)
     tokenizer, note = _weights_tokenizer(weights, _tokenizer_source(spec, spec_path))
     lock = build_lock(spec)  # the build is reproducible from this text alone
     progress.end()
@@ -260,7 +260,7 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
     progress.end()
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    _sweep_leftovers(target)
+    sweep_leftovers(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     try:
         progress.begin("export", f"opset {opset}, {dtype}")
@@ -308,8 +308,8 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
         if quantization is not None:
             manifest["quantization"] = quantization
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        _normal_permissions(tmp)
-        _replace(tmp, target)
+        normal_permissions(tmp)
+        replace(tmp, target)
         progress.end()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -345,60 +345,6 @@ def _manifest(spec, model, tmp: Path, files: list[str], *, spec_sha, versions, o
     }
 
 
-def _normal_permissions(directory: Path) -> None:
-    """mkdtemp makes a private (0700) directory; a build is an ordinary one (umask applies)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(directory, 0o777 & ~umask)
-    for path in directory.iterdir():
-        os.chmod(path, 0o666 & ~umask)
-
-
-def _sweep_leftovers(target: Path) -> None:
-    """Delete the temporary and set-aside directories of earlier builds of ``target`` whose
-    process is gone: SIGKILL (the OOM killer, on a big model) gives no chance to clean up, and
-    each leftover can hold gigabytes. Directories of running builds are left alone."""
-    pattern = re.compile(re.escape(f".{target.name}.") + r"(?:tmp-(\d+)-\w+|old-(\d+))")
-    for path in target.parent.iterdir():
-        match = pattern.fullmatch(path.name)
-        if match and path.is_dir() and not path.is_symlink() and not _alive(int(match.group(1) or match.group(2))):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def _replace(tmp: Path, target: Path) -> None:
-    """Move ``tmp`` to ``target``; a previous build is set aside first and deleted after."""
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.replace(target, old)
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        if old is not None:
-            os.replace(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _check_target(target: Path) -> None:
-    """Refuse, before any work, an output that is not a previous build (or empty), or that cannot
-    be written (compiler.export.target)."""
-    from compiler.export.target import check_target
-
-    check_target(target)
-
-
 def _export_error(spec, err: Exception) -> BlueprintError:
     """The exporter's summary plus its root cause, as one user-facing error. A Ctrl-C that the
     exporter wrapped into its own error type (seen when it lands inside a lazy import) is
@@ -411,16 +357,8 @@ def _export_error(spec, err: Exception) -> BlueprintError:
             raise KeyboardInterrupt from err
         chain.append(cause)
         cause = cause.__cause__ or cause.__context__
-    message = f"ONNX export of '{spec.name}' failed: {_first_line(err)}"
-    root = _first_line(chain[-1])
+    message = f"ONNX export of '{spec.name}' failed: {first_line(err)}"
+    root = first_line(chain[-1])
     if len(chain) > 1 and root not in message:
         message += f"\n    cause: {type(chain[-1]).__name__}: {root}"
     return BlueprintError(message, hint="try another --opset, or report the spec that fails")
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _first_line(err: BaseException) -> str:
-    text = _ANSI.sub("", str(err)).strip().splitlines()
-    return text[0] if text else type(err).__name__

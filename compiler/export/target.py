@@ -10,6 +10,8 @@ folder blueprint did not write.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from pathlib import Path
 
 from blueprint.buildinfo import previous_build_problem
@@ -79,3 +81,49 @@ def _read_only(path: Path) -> bool:
         return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
     except OSError:
         return False
+
+
+def normal_permissions(directory: Path) -> None:
+    """mkdtemp makes a private (0700) directory; a build is an ordinary one (umask applies)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(directory, 0o777 & ~umask)
+    for path in directory.iterdir():
+        os.chmod(path, 0o666 & ~umask)
+
+
+def sweep_leftovers(target: Path) -> None:
+    """Delete the temporary and set-aside directories of earlier builds of ``target`` whose
+    process is gone: SIGKILL (the OOM killer, on a big model) gives no chance to clean up, and
+    each leftover can hold gigabytes. Directories of running builds are left alone."""
+    pattern = re.compile(re.escape(f".{target.name}.") + r"(?:tmp-(\d+)-\w+|old-(\d+))")
+    for path in target.parent.iterdir():
+        match = pattern.fullmatch(path.name)
+        if match and path.is_dir() and not path.is_symlink() and not _alive(int(match.group(1) or match.group(2))):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def replace(tmp: Path, target: Path) -> None:
+    """Move ``tmp`` to ``target``; a previous build is set aside first and deleted after."""
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -31,7 +31,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from blueprint.errors import BlueprintError
+from blueprint.errors import BlueprintError, first_line
 from compiler.export.io import Shape, input_names, make_inputs, max_window, output_names, position_ids_for
 
 FACTOR = 4.0
@@ -217,7 +217,7 @@ def _session(onnx_path):
     try:
         return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types
-        raise BlueprintError(f"verification failed: onnxruntime cannot load the exported model: {_first_line(err)}") from err
+        raise BlueprintError(f"verification failed: onnxruntime cannot load the exported model: {first_line(err)}") from err
 
 
 def _torch_engine(module, spec, kv_cache: bool) -> Engine:
@@ -249,7 +249,7 @@ def _ort_engine(session, spec, kv_cache: bool, case: Case) -> Engine:
         except Exception as err:
             raise BlueprintError(
                 f"verification failed: case '{case.name}' (batch={shape.batch} seq={shape.seq}): "
-                f"onnxruntime failed: {_first_line(err)}",
+                f"onnxruntime failed: {first_line(err)}",
                 hint="the exported graph does not run at this shape; a dynamic axis was probably specialised",
             ) from err
 
@@ -345,8 +345,3 @@ def _compare(name: str, ort: list[np.ndarray], native: list[np.ndarray], ref: li
             err.ort = max(err.ort, float(np.max(np.abs(o.astype(np.float64) - r), initial=0.0)))
             err.torch = max(err.torch, float(np.max(np.abs(t.astype(np.float64) - r), initial=0.0)))
     return err
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
