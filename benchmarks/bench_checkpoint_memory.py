@@ -48,7 +48,7 @@ def main() -> int:
     for label in args.policies:
         policy = EveryK(every=int(label.split(":")[1])) if label.startswith("every:") else label
         gm = compile_spec(spec, checkpointing=False).train()
-        apply_checkpointing(gm, policy)
+        apply_checkpointing(gm, policy)  # in place
         measured, _ = saved_bytes(gm, feeds)
         baseline = baseline or measured
         estimate = activation_bytes(spec, policy, batch=b, seq_len=s)

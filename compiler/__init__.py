@@ -19,7 +19,7 @@ __all__ = ["compile_spec"]
 def compile_spec(spec: "ModelSpec", *, kv_cache: bool = False, device: Any = None,
                  checkpointing: bool = True, batch: int = 1, seq_len: int | None = None,
                  attention: str = "sdpa") -> "torch.fx.GraphModule":
-    """Compile a validated spec into a trainable GraphModule (team contract 4).
+    """Compile a validated spec into a trainable GraphModule (docs/architecture.md, Contracts).
 
     Args:
         spec: a validated ``ModelSpec``.
@@ -27,8 +27,7 @@ def compile_spec(spec: "ModelSpec", *, kv_cache: bool = False, device: Any = Non
             ``present.{i}.key/.value`` (past K/V with the new positions appended).
         device: where parameters live; ``"meta"`` builds shapes only (no memory, no init).
         checkpointing: apply the spec's ``training.checkpointing`` policy (the pass is a no-op
-            in eval mode or under ``torch.no_grad``; ``compiler.passes.strip_checkpointing``
-            removes it for export).
+            in eval mode or under ``torch.no_grad``); builds compile with ``False``.
         batch, seq_len: the shape one training forward runs at (default 1 x ``max_seq_len``);
             only a ``{memory_budget: SIZE}`` policy depends on them.
         attention: ``"sdpa"`` (the fused kernel, exported) or ``"analysis"`` (the softmax
@@ -51,6 +50,7 @@ def compile_spec(spec: "ModelSpec", *, kv_cache: bool = False, device: Any = Non
     from compiler.lower import lower
     from compiler.passes import apply_checkpointing
     from compiler.policy import resolve_policy
+    from compiler.graph_meta import SPEC
     from compiler.trace import trace
 
     if str(device) != "meta":
@@ -60,9 +60,9 @@ def compile_spec(spec: "ModelSpec", *, kv_cache: bool = False, device: Any = Non
     init_weights(model, spec)  # drawn in float32, so every dtype starts from the same numbers
     model = model.to(getattr(torch, spec.dtype))  # spec.dtype names a torch dtype: the graph's
     gm = trace(model)
-    gm.meta["blueprint.spec"] = spec
+    gm.meta[SPEC] = spec
     if checkpointing:
         policy = resolve_policy(spec, spec.training.checkpointing, batch=batch,
                                 seq_len=seq_len or spec.max_seq_len)
-        gm = apply_checkpointing(gm, policy)
+        gm = apply_checkpointing(gm, policy).graph_module
     return gm.train()

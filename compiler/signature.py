@@ -1,4 +1,4 @@
-"""The compiled model's I/O contract (team contract 4): input and output names, in order.
+"""The compiled model's I/O contract (docs/architecture.md, Contracts 8): input and output names, in order.
 
 The GraphModule takes its inputs positionally in ``input_names`` order (placeholder names are
 the same with '.' replaced by '_') and returns a dict keyed by ``output_names``. ONNX export,

@@ -2,9 +2,10 @@
 
 The tracer keeps embeddings, blocks, norms and heads as leaf modules, so ``gm.code`` reads as
 the forward pass: one embedding call, one call per layer, the final norm, the head. Inputs
-become placeholders named after the contract-4 inputs ('.' -> '_'), in contract order.
+become placeholders named after the I/O contract's inputs (``compiler.signature``; '.' -> '_'),
+in that order.
 
-Every node gets namespaced metadata passes can select on:
+Every node gets namespaced metadata passes can select on (keys in ``compiler.graph_meta``):
 ``node.meta["blueprint.kind"]`` in {"input", "embed", "block", "final_norm", "head", "output"}
 (plus "block_output" for the getitem nodes unpacking a cached layer's (x, K, V)), and
 ``node.meta["blueprint.layer"]`` = i for a layer's nodes.
@@ -22,17 +23,18 @@ from compiler.components.embeddings import Embeddings
 from compiler.components.heads import CausalLMHead, ClassificationHead, EmbeddingsHead, MaskedLMHead
 from compiler.components.norms import LayerNorm, RMSNorm
 from compiler.components.transformer import Transformer
+from compiler.graph_meta import CHECKPOINTED, INPUT_NAMES, KIND, LAYER, OUTPUT_NAMES
+from compiler.passes.checkpointing import checkpointed
 from compiler.signature import placeholder_name
 
 LEAVES = (Embeddings, Block, LayerNorm, RMSNorm, CausalLMHead, MaskedLMHead, EmbeddingsHead,
           ClassificationHead)
-KIND, LAYER = "blueprint.kind", "blueprint.layer"
 OUTPUT_TYPE = dict[str, torch.Tensor]  # Transformer.forward's return type
 
 
 class BlueprintTracer(fx.Tracer):
     """An fx tracer whose leaves are blueprint's components and whose root takes the
-    contract-4 inputs as named placeholders (``Transformer.forward`` itself takes ``*inputs``).
+    I/O contract's inputs as named placeholders (``Transformer.forward`` itself takes ``*inputs``).
 
     ``torch.load`` re-traces a saved GraphModule's generated code with a subclass of this
     tracer built without arguments: the code's own arguments are then the placeholders, calls
@@ -41,9 +43,6 @@ class BlueprintTracer(fx.Tracer):
     """
 
     def __init__(self, input_names: list[str] | None = None):
-        # imported here: the checkpointing pass imports this module's metadata keys
-        from compiler.passes.checkpointing import checkpointed
-
         super().__init__(autowrap_functions=(checkpointed,))
         self.input_names = input_names
 
@@ -101,7 +100,7 @@ def _annotate_checkpointed(block: fx.Node) -> None:
     block.meta[KIND], block.meta[LAYER] = "block_module", i
     for call in block.users:
         call.meta[KIND], call.meta[LAYER] = "block", i
-        call.meta["blueprint.checkpointed"] = True
+        call.meta[CHECKPOINTED] = True
         call.meta.pop("is_wrapped", None)  # the tracer autowraps it again; no wrap() line in code
         call._rename(f"layers_{i}")
 
@@ -110,7 +109,7 @@ def trace(model: Transformer) -> fx.GraphModule:
     """The GraphModule for ``model``; it shares ``model``'s parameters (tied ones stay tied)."""
     graph = BlueprintTracer(model.input_names).trace(model)
     gm = fx.GraphModule(model, graph, class_name=type(model).__name__)
-    gm.meta["blueprint.input_names"] = list(model.input_names)
-    gm.meta["blueprint.output_names"] = list(model.output_names)
+    gm.meta[INPUT_NAMES] = list(model.input_names)
+    gm.meta[OUTPUT_NAMES] = list(model.output_names)
     gm.graph.lint()
     return gm

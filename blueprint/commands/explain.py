@@ -2,7 +2,7 @@
 
 Parameter counts come from ``compiler.naming.parameter_shapes`` (the same table the compiled
 model's state_dict must match), so they are exact. FLOPs, KV-cache and activation memory come
-from ``compiler.cost.cost_report`` when the cost model is installed.
+from ``compiler.cost.cost_report``; parameter counts per component from its grouping.
 """
 
 from __future__ import annotations
@@ -93,24 +93,28 @@ def layer_row(spec: Any, i: int, block: Any, params: int) -> list[str]:
             ffn + (" +" + ",".join(extras) if extras else ""), f"{params:,}"]
 
 
-def component_params(shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
-    """Parameter count per component: 'embed', 'layers.0', ..., 'final_norm', 'head'."""
-    out: dict[str, int] = {}
-    for name, shape in shapes.items():
-        parts = name.split(".")
-        comp = ".".join(parts[:2]) if parts[0] == "layers" else parts[0]
-        n = 1
-        for s in shape:
-            n *= s
-        out[comp] = out.get(comp, 0) + n
-    return out
+def component_params(spec: Any) -> dict[str, int]:
+    """Parameter count per component ('embed', 'layers.0', ..., 'final_norm', 'head'): the cost
+    model's grouping, so explain, inspect and the memory checks count the same way."""
+    from compiler.cost import params_by_component
+
+    return params_by_component(spec)
+
+
+def layer_table(spec: Any, per: dict[str, int] | None = None) -> list[str]:
+    """The per-layer table: two header lines, then one line per layer."""
+    per = component_params(spec) if per is None else per
+    rows = [layer_row(spec, i, b, per.get(f"layers.{i}", 0)) for i, b in enumerate(spec.resolved_layers())]
+    return table(["layer", "attn", "heads q/kv", "head_dim", "mask", "window", "rope_base",
+                  "norm", "ffn", "params"], rows, right={0, 2, 3, 9})
 
 
 def describe(spec: Any, batch: int, seq_len: int | None) -> list[str]:
     from compiler.naming import parameter_shapes
+    from compiler.policy import policy_label
 
     shapes = parameter_shapes(spec)
-    per = component_params(shapes)
+    per = component_params(spec)
     pos = spec.positional
     pos_text = pos.kind
     if pos.kind == "rope":
@@ -123,13 +127,10 @@ def describe(spec: Any, batch: int, seq_len: int | None) -> list[str]:
         f"vocab_size {spec.vocab_size}, max_seq_len {spec.max_seq_len}, {spec.dtype}",
         f"positional: {pos_text}; norm: {norm_text}; embed_norm: {spec.embed_norm}; "
         f"final_norm: {spec.final_norm}; tie_embeddings: {spec.tie_embeddings}; "
-        f"checkpointing: {_policy(spec.training.checkpointing)}",
+        f"checkpointing: {policy_label(spec.training.checkpointing)}",
         "",
     ]
-    rows = [layer_row(spec, i, b, per.get(f"layers.{i}", 0))
-            for i, b in enumerate(spec.resolved_layers())]
-    out += table(["layer", "attn", "heads q/kv", "head_dim", "mask", "window", "rope_base",
-                  "norm", "ffn", "params"], rows, right={0, 2, 3, 9})
+    out += layer_table(spec, per)
     layer_total = sum(v for k, v in per.items() if k.startswith("layers."))
     comp_rows = [["embed", f"{per.get('embed', 0):,}", ""],
                  ["layers", f"{layer_total:,}", f"{spec.num_layers} layers"],
@@ -144,10 +145,6 @@ def describe(spec: Any, batch: int, seq_len: int | None) -> list[str]:
     return out
 
 
-def _policy(policy: Any) -> str:
-    from compiler.policy import policy_label
-
-    return policy_label(policy)
 
 
 def budget_lines(spec: Any, batch: int, s: int) -> list[str]:
@@ -169,11 +166,9 @@ def budget_lines(spec: Any, batch: int, s: int) -> list[str]:
 
 
 def cost_lines(spec: Any, batch: int, seq_len: int | None) -> list[str]:
-    """Cost lines from ``compiler.cost.cost_report`` (contract 6), or a note if absent."""
-    try:
-        from compiler.cost import cost_report
-    except ImportError:
-        return ["costs: unavailable (compiler.cost is not installed)"]
+    """Cost lines from ``compiler.cost.cost_report``."""
+    from compiler.cost import cost_report
+
     report = cost_report(spec, batch=batch, seq_len=seq_len)
     s = seq_len or spec.max_seq_len
     lines = [f"costs (batch {batch}, seq_len {s}, {spec.dtype})",
@@ -210,9 +205,7 @@ def run(args: argparse.Namespace) -> int:
 
 def explain_json(spec: Any, warnings: list, batch: int, seq_len: int | None) -> dict:
     """What ``describe`` prints, as data: every layer resolved, parameters per component, costs."""
-    from compiler.naming import parameter_shapes
-
-    per = component_params(parameter_shapes(spec))
+    per = component_params(spec)
     layers = []
     for i, block in enumerate(spec.resolved_layers()):
         layers.append({"index": i, **block.model_dump(mode="json"), "params": per.get(f"layers.{i}", 0)})
@@ -223,10 +216,8 @@ def explain_json(spec: Any, warnings: list, batch: int, seq_len: int | None) -> 
                           "total": sum(per.values())},
            "warnings": [{"path": w.path, "line": w.line, "column": w.column, "message": w.message,
                          "hint": w.hint} for w in warnings]}
-    try:
-        from compiler.cost import cost_report
-    except ImportError:
-        return out
+    from compiler.cost import cost_report
+
     report = cost_report(spec, batch=batch, seq_len=seq_len)
     out["costs"] = {"batch": batch, "seq_len": seq_len or spec.max_seq_len, "dtype": spec.dtype,
                     "flops_per_token_prefill": report.flops_per_token_prefill,

@@ -45,7 +45,7 @@ def build_model(run: Run) -> torch.nn.Module:
     if run.init_weights is not None:
         load_into(gm, run.spec, run.init_weights)
     if run.policy != "none":
-        gm = apply_checkpointing(gm, run.policy)
+        gm = apply_checkpointing(gm, run.policy).graph_module
     return parallel.wrap(gm, run.opts.parallel)
 
 
@@ -57,7 +57,7 @@ def make_optimizer(model: torch.nn.Module, opts) -> torch.optim.Optimizer:
 
 
 def _feeds(spec, ids: torch.Tensor) -> list[torch.Tensor]:
-    """The contract-4 inputs for packed, unpadded sequences: ids, an all-ones mask, positions."""
+    """The I/O contract's inputs (docs/architecture.md, Contracts 8) for packed, unpadded sequences: ids, an all-ones mask, positions."""
     feeds = [ids, torch.ones_like(ids)]
     if spec.positional.kind != "none":
         feeds.append(torch.arange(ids.shape[1], device=ids.device).expand_as(ids))  # [b, s]

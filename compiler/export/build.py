@@ -69,12 +69,14 @@ def default_compile(spec, *, kv_cache: bool):
     budget policy is a training-time choice that depends on the training batch)."""
     try:
         from compiler import compile_spec
-        from compiler.passes import strip_checkpointing
+        from compiler.graph_meta import CHECKPOINTED
     except ImportError as err:
         raise BlueprintError(f"the compiler is not available in this installation ({err})",
                              hint="reinstall blueprint: pip install -e .") from None
 
-    return strip_checkpointing(compile_spec(spec, kv_cache=kv_cache, checkpointing=False))
+    gm = compile_spec(spec, kv_cache=kv_cache, checkpointing=False)
+    assert not any(n.meta.get(CHECKPOINTED) for n in gm.graph.nodes), "a build graph is never checkpointed"
+    return gm
 
 
 def sha256_file(path: Path) -> str:

@@ -41,13 +41,9 @@ def img(png: bytes, alt: str) -> str:
 
 def layer_table(spec) -> tuple[list[str], list[str]]:
     """The explain table's header lines and one line per layer (same text as ``blueprint explain``)."""
-    from blueprint.commands.explain import component_params, layer_row, table
-    from compiler.naming import parameter_shapes
+    from blueprint.commands.explain import layer_table as explain_table
 
-    per = component_params(parameter_shapes(spec))
-    rows = [layer_row(spec, i, b, per.get(f"layers.{i}", 0)) for i, b in enumerate(spec.resolved_layers())]
-    lines = table(["layer", "attn", "heads q/kv", "head_dim", "mask", "window", "rope_base", "norm", "ffn",
-                   "params"], rows, right={0, 2, 3, 9})
+    lines = explain_table(spec)
     return lines[:2], lines[2:]
 
 

@@ -1,5 +1,6 @@
-"""Graph passes: each a function GraphModule -> GraphModule with one job, stated
-requirements and guarantees, and ``graph.lint()`` at the end."""
+"""Graph passes: each a function GraphModule -> ``torch.fx``'s ``PassResult(graph_module,
+modified)`` with one job, requirements it asserts, stated guarantees, and ``graph.lint()`` when
+it changed the graph (docs/architecture.md, Contracts)."""
 
 from compiler.passes.checkpointing import apply_checkpointing, checkpointed
 from compiler.policy import policy_from_spec

@@ -19,9 +19,10 @@ from typing import Any
 import torch
 import torch.utils.checkpoint
 from torch import fx, nn
+from torch.fx.passes.infra.pass_base import PassResult
 
 from compiler.policy import policy_from_spec
-from compiler.trace import KIND, LAYER
+from compiler.graph_meta import CHECKPOINTED, KIND, LAYER
 
 
 def checkpointed(block: nn.Module, *args: Any):
@@ -32,19 +33,27 @@ def checkpointed(block: nn.Module, *args: Any):
     return block(*args)
 
 
-def apply_checkpointing(gm: fx.GraphModule, policy: Any) -> fx.GraphModule:
-    """Wrap the layers ``policy`` selects in ``checkpointed`` (in place; returns ``gm``).
+def apply_checkpointing(gm: fx.GraphModule, policy: Any) -> PassResult:
+    """Wrap the layers ``policy`` selects in ``checkpointed`` (in place).
 
-    Requires: block nodes are ``call_module`` nodes with ``node.meta["blueprint.kind"] ==
-        "block"`` and ``["blueprint.layer"]`` (as ``compiler.trace`` produces).
+    Requires: every layer is a ``call_module`` node with ``node.meta[KIND] == "block"`` and
+        ``node.meta[LAYER]`` (as ``compiler.trace`` produces), or already wrapped; checked,
+        an ``AssertionError`` names the first node that breaks it.
     Ensures: each selected block node is a ``call_function`` to ``checkpointed`` whose first
         argument is a ``get_attr`` of the same submodule; node names, metadata and users are
-        kept, and ``node.meta["blueprint.checkpointed"] = True``. Already wrapped layers and
-        unselected layers are untouched; parameters are not moved or renamed.
+        kept, and ``node.meta[CHECKPOINTED] = True``. Already wrapped layers and unselected
+        layers are untouched; parameters are not moved or renamed.
+    Returns:
+        ``PassResult(gm, modified)``: ``modified`` is False when no layer was selected.
     """
     select = policy_from_spec(policy)
     graph = gm.graph
+    modified = False
     for node in list(graph.nodes):
+        if node.op == "call_module" and str(node.target).startswith("layers."):
+            assert node.meta.get(KIND) == "block" and LAYER in node.meta, (
+                f"apply_checkpointing: layer node {node.name} has no block metadata; trace the "
+                "model with compiler.trace")
         if node.op != "call_module" or node.meta.get(KIND) != "block":
             continue
         if not select(node.meta[LAYER]):
@@ -54,7 +63,9 @@ def apply_checkpointing(gm: fx.GraphModule, policy: Any) -> fx.GraphModule:
         block.meta[KIND], block.meta[LAYER] = "block_module", node.meta[LAYER]
         node.op, node.target = "call_function", checkpointed
         node.args = (block, *node.args)
-        node.meta["blueprint.checkpointed"] = True
-    graph.lint()
-    gm.recompile()
-    return gm
+        node.meta[CHECKPOINTED] = True
+        modified = True
+    if modified:
+        graph.lint()
+        gm.recompile()
+    return PassResult(gm, modified)

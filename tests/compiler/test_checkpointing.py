@@ -86,22 +86,34 @@ def test_policy_selects_layers_and_strip_restores_the_graph():
     spec = load("modernbert-tiny")
     gm = compile_spec(spec, checkpointing=False)
     before = gm.code
-    apply_checkpointing(gm, "none")
+    assert apply_checkpointing(gm, "none").modified is False
     assert gm.code == before
     from blueprint.spec.schema import EveryK, LayerList
 
-    apply_checkpointing(gm, EveryK(every=2))
+    assert apply_checkpointing(gm, EveryK(every=2)).modified is True
     wrapped = [n.meta["blueprint.layer"] for n in gm.graph.nodes if n.target is checkpointed]
     assert wrapped == [0, 2]
     flagged = [n.meta["blueprint.layer"] for n in gm.graph.nodes if n.meta.get("blueprint.checkpointed")]
     assert flagged == [0, 2]
-    strip_checkpointing(gm)
+    assert apply_checkpointing(gm, EveryK(every=2)).modified is False  # already wrapped: nothing to do
+    assert strip_checkpointing(gm).modified is True
     assert gm.code == before and "checkpointed" not in gm.code
     assert not any("blueprint.checkpointed" in n.meta for n in gm.graph.nodes)
+    assert strip_checkpointing(gm).modified is False
     apply_checkpointing(gm, LayerList(layers=[1, 3]))
     assert [n.meta["blueprint.layer"] for n in gm.graph.nodes if n.target is checkpointed] == [1, 3]
-    apply_checkpointing(strip_checkpointing(gm), lambda i: i == 2)  # a policy is a function
+    apply_checkpointing(strip_checkpointing(gm).graph_module, lambda i: i == 2)  # a policy is a function
     assert [n.meta["blueprint.layer"] for n in gm.graph.nodes if n.target is checkpointed] == [2]
+
+
+def test_passes_refuse_a_graph_without_the_tracer_metadata():
+    """Passes assert what they require: a layer node stripped of its metadata is named."""
+    spec = load("llama-tiny")
+    gm = compile_spec(spec, checkpointing=False)
+    node = next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == "layers.1")
+    node.meta.pop("blueprint.kind")
+    with pytest.raises(AssertionError, match=node.name):
+        apply_checkpointing(gm, "every_layer")
 
 
 def test_stripped_graph_computes_the_same():
@@ -109,7 +121,7 @@ def test_stripped_graph_computes_the_same():
     gm = compile_spec(spec).eval()
     feeds = make_inputs(spec, 2, 6)
     want = gm(*feeds.values())["logits"]
-    got = strip_checkpointing(gm)(*feeds.values())["logits"]
+    got = strip_checkpointing(gm).graph_module(*feeds.values())["logits"]
     assert torch.equal(want, got)
 
 
@@ -153,3 +165,15 @@ def test_cost_model_tracks_measured_activations_on_variants(name, dropout):
     measured, _ = saved_bytes(gm, tuple(make_inputs(spec, 2, 24).values()))
     estimate = activation_bytes(spec, "none", batch=2, seq_len=24)
     assert abs(estimate - measured) <= 0.15 * measured, (estimate, measured)
+
+
+@pytest.mark.parametrize("first", ["compiler.passes.checkpointing", "compiler.trace", "compiler.passes"])
+def test_tracer_and_passes_import_in_any_order(first):
+    """Metadata keys live in the leaf compiler.graph_meta: no import cycle between the tracer
+    and the checkpointing pass, whichever is imported first."""
+    import subprocess
+    import sys
+
+    code = f"import {first}; import compiler.trace, compiler.passes.checkpointing, compiler.graph_meta"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
