@@ -1,6 +1,6 @@
 """The ONNX I/O contract of a build: names, dtypes, dynamic axes and input construction.
 
-Names come from ``compiler.signature`` (contract 4) so the exporter, the verifier and the
+Names come from ``compiler.signature`` (docs/architecture.md, Contracts 8; re-exported here) so the exporter, the verifier and the
 runtime agree on one list. ``make_inputs`` builds contract-shaped numpy inputs (optionally
 padded) that feed both the torch graph and onnxruntime, so verification compares like with like.
 """
@@ -11,20 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compiler import signature
+from compiler.signature import input_names, output_names  # noqa: F401  (re-exported: one list)
 
 # Symbolic names written into the ONNX file and the manifest for the dynamic dimensions.
 BATCH, SEQ, PAST, TOTAL = "batch", "seq", "past_seq", "total_seq"
-
-
-def input_names(spec, kv_cache: bool) -> list[str]:
-    """Contract-4 input names, in positional order."""
-    return list(signature.input_names(spec, kv_cache))
-
-
-def output_names(spec, kv_cache: bool) -> list[str]:
-    """Contract-4 output names, in the order the export emits them."""
-    return list(signature.output_names(spec, kv_cache))
 
 
 def symbolic_dims(name: str) -> dict[int, str]:
