@@ -9,7 +9,9 @@ knows about that family, in one file (docs/architecture.md, "Adding a family"):
 - ``detect(spec)``: the model type whose layout ``spec`` has, or None (export-hf picks the one
   family that claims a spec; two claiming one spec is a bug this registry reports);
 - ``to_config(spec, model_type)``: spec -> config body (export-hf);
-- ``weights``: the checkpoint names both ways (``blueprint.families.weightmap``).
+- ``weights``: the checkpoint names both ways (``blueprint.families.weightmap``);
+- ``gguf`` (optional): the llama.cpp architectures it reads, their ``{arch}.*`` keys -> config,
+  and llama.cpp's tensor names -> the checkpoint names of ``weights``.
 
 The generic drivers (``blueprint.hf.config_to_spec``, ``blueprint.hf.to_config.spec_to_config``,
 ``compiler.weights.hf_names``, ``compiler.weights.hf_export``) read only this registry. Imports
@@ -34,6 +36,23 @@ _SUPPORT_MODULES = frozenset({"weightmap"})
 
 
 @dataclass(frozen=True)
+class GGUFLayout:
+    """How llama.cpp writes a family (``blueprint.gguf``, ``compiler.weights.gguf_tensors``).
+
+    ``to_config(arch, keys, shapes)``: the config.json transformers would write, from the
+    ``{arch}.*`` keys (a ``blueprint.gguf.metadata.Keys``: get / require / float32, every key
+    read is marked) and the tensor shapes (GGUF order, [in, out]). ``tensors``: (GGUF name
+    template, Hugging Face name template) pairs in ``weightmap`` template syntax.
+    ``permuted``: the architectures whose q/k rows llama.cpp's converter permutes into
+    interleaved pairs (undone on reading)."""
+
+    architectures: tuple[str, ...]
+    to_config: Callable[[str, Any, dict[str, list[int]]], dict[str, Any]]
+    tensors: tuple[tuple[str, str], ...]
+    permuted: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Family:
     """One Hugging Face family (see the module docstring for each field)."""
 
@@ -44,6 +63,7 @@ class Family:
     to_config: Callable[["ModelSpec", str], dict[str, Any]]
     weights: WeightMap
     irrelevant: frozenset[str] = frozenset()
+    gguf: GGUFLayout | None = None
 
 
 _REGISTRY: dict[str, Family] | None = None
@@ -88,6 +108,15 @@ def get(model_type: Any, *, what: str = "is not supported") -> Family:
     return registry[model_type]
 
 
+def for_gguf(arch: Any) -> Family | None:
+    """The family whose GGUF layout reads llama.cpp architecture ``arch`` (None: no family)."""
+    return next((f for f in families() if f.gguf is not None and arch in f.gguf.architectures), None)
+
+
+def gguf_architectures() -> list[str]:
+    return sorted(a for f in families() if f.gguf is not None for a in f.gguf.architectures)
+
+
 def detect(spec: "ModelSpec") -> tuple[str, Family]:
     """(model_type, family) whose layout ``spec`` has, or an error saying none fits."""
     claims = [(t, f) for f in families() if (t := f.detect(spec)) is not None]
@@ -102,4 +131,4 @@ def detect(spec: "ModelSpec") -> tuple[str, Family]:
     return claims[0]
 
 
-__all__ = ["Family", "detect", "families", "get", "model_types"]
+__all__ = ["Family", "GGUFLayout", "detect", "families", "for_gguf", "get", "gguf_architectures", "model_types"]

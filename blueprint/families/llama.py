@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from blueprint.errors import BlueprintError
-from blueprint.families import Family
+from blueprint.families import Family, GGUFLayout
 from blueprint.families.weightmap import Rule, Unused, WeightMap, buffer
 from blueprint.hf.common import rope, sizes, token_ids
 from blueprint.hf.fields import ConfigReader
@@ -145,5 +145,64 @@ WEIGHTS = WeightMap(
     tied_head="head.proj.weight",
 )
 
+def gguf_config(arch: str, keys: Any, shapes: dict[str, list[int]]) -> dict[str, Any]:
+    """The config.json of a llama.cpp ``llama`` / ``mistral`` / ``qwen2`` / ``qwen3`` file."""
+    path = keys.path
+    hidden, heads = int(keys.require("embedding_length")), int(keys.require("attention.head_count"))
+    head_dim = int(keys.get("attention.key_length", hidden // heads))
+    if int(keys.get("attention.value_length", head_dim)) != head_dim:
+        raise BlueprintError(f"{path}: key and value head sizes differ; not modelled")
+    rotary = keys.get("rope.dimension_count", head_dim)
+    if int(rotary) != head_dim:
+        raise BlueprintError(f"{path}: '{arch}.rope.dimension_count' = {rotary} rotates part of each "
+                             f"{head_dim}-wide head; {arch} rotates all of it")
+    scaling = keys.get("rope.scaling.type", "none")
+    if scaling not in ("none", None) or "rope_freqs.weight" in shapes:
+        raise BlueprintError(f"{path}: RoPE scaling ({scaling if scaling != 'none' else 'rope_freqs'}) "
+                             "is not supported", hint="blueprint models plain RoPE only")
+    config: dict[str, Any] = {
+        "model_type": arch,
+        "vocab_size": shapes["token_embd.weight"][1],
+        "hidden_size": hidden,
+        "intermediate_size": int(keys.require("feed_forward_length")),
+        "num_hidden_layers": int(keys.require("block_count")),
+        "num_attention_heads": heads,
+        "num_key_value_heads": int(keys.get("attention.head_count_kv", heads)),
+        "head_dim": head_dim,
+        "max_position_embeddings": int(keys.require("context_length")),
+        "rms_norm_eps": keys.float32("attention.layer_norm_rms_epsilon"),
+        "rope_theta": keys.float32("rope.freq_base", 10000.0),
+        "tie_word_embeddings": "output.weight" not in shapes,
+        "hidden_act": "silu",
+    }
+    window = keys.get("attention.sliding_window")
+    if window:
+        config["sliding_window"] = int(window)
+        if arch == "llama":
+            config["model_type"] = "mistral"
+    if arch in _QWEN:
+        config["use_sliding_window"] = False
+    if arch in ("llama", "qwen3") and "blk.0.attn_q.bias" in shapes:
+        config["attention_bias"] = True
+    return config
+
+
+GGUF = GGUFLayout(
+    architectures=tuple(_ARCHITECTURES),
+    to_config=gguf_config,
+    tensors=(
+        ("token_embd.weight", "model.embed_tokens.weight"),
+        ("output_norm.weight", "model.norm.weight"),
+        ("output.weight", "lm_head.weight"),
+        ("blk.{i}.attn_norm.weight", "model.layers.{i}.input_layernorm.weight"),
+        ("blk.{i}.ffn_norm.weight", "model.layers.{i}.post_attention_layernorm.weight"),
+        ("blk.{i}.attn_{x:q|k|v}.{part}", "model.layers.{i}.self_attn.{x}_proj.{part}"),
+        ("blk.{i}.attn_output.{part}", "model.layers.{i}.self_attn.o_proj.{part}"),
+        ("blk.{i}.attn_{x:q|k}_norm.weight", "model.layers.{i}.self_attn.{x}_norm.weight"),
+        ("blk.{i}.ffn_{x:gate|up|down}.weight", "model.layers.{i}.mlp.{x}_proj.weight"),
+    ),
+    permuted=("llama", "mistral"),
+)
+
 FAMILY = Family(name="llama", model_types=tuple(_ARCHITECTURES), to_spec=to_spec, detect=detect,
-                to_config=to_config, weights=WEIGHTS)
+                to_config=to_config, weights=WEIGHTS, gguf=GGUF)
