@@ -190,10 +190,9 @@ def test_checkpoint_of_another_family_reports_names(references):
 
 def test_every_registered_family_has_one_test_row():
     """Adding a family = one module in blueprint/families + one row in tests/hf/hf_models.py."""
-    from blueprint.families import families, model_types
+    from blueprint.families import model_types
 
     from .hf_models import DECODERS, ENCODERS, _configs
 
     assert sorted(_configs()) == model_types()
     assert sorted(DECODERS + ENCODERS) == model_types()
-    assert {f.name for f in families()} == {"bert", "gpt2", "gpt_neox", "llama", "modernbert", "phi"}
