@@ -52,6 +52,11 @@ def _configs():
             num_key_value_heads=2, max_position_embeddings=64, qk_layernorm=True,
             rope_parameters={"rope_theta": 10000.0, "rope_type": "default", "partial_rotary_factor": 0.5},
             resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0, tie_word_embeddings=False, **common_dec)),
+        "stablelm": (T.StableLmForCausalLM, T.StableLmConfig(  # partial rotary, GQA, q/k/v bias, LayerNorm
+            hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=64, use_qkv_bias=True,
+            rope_parameters={"rope_theta": 10000.0, "rope_type": "default", "partial_rotary_factor": 0.5},
+            tie_word_embeddings=False, **common_dec)),
         "bert": (T.BertForMaskedLM, T.BertConfig(
             vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
