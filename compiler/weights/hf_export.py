@@ -52,9 +52,9 @@ def _export(w: State, spec: "ModelSpec", weights: WeightMap) -> State:
             order = list(parts) or [""]
             missing = [n for n in order if n not in names]
             if missing:
-                raise BlueprintError(f"export-hf: '{next(iter(names.values()))}' has no "
-                                     f"{', '.join(fill(rule.ours, {**bindings, 'n': n}) for n in missing)} "
-                                     f"to fuse with into '{fill(rule.hf, bindings)}'")
+                absent = ", ".join(f"'{fill(rule.ours, {**bindings, 'n': n})}'" for n in missing)
+                raise BlueprintError(f"export-hf: checkpoint tensor '{fill(rule.hf, bindings)}' is fused from "
+                                     f"{len(order)} tensors, and {absent} is missing")
             sources = [names[n] for n in order]
             hf = (prefix if rule.base else "") + fill(rule.hf, bindings)
             out[hf] = TRANSFORMS[rule.transform][1]([w[n] for n in sources], spec, bindings, sources)
