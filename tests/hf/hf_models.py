@@ -77,6 +77,7 @@ def _registered() -> tuple[str, ...]:
 REQUIRED = ("gpt2", "llama", "mistral", "bert", "modernbert")  # the families issue 5 names
 FAMILIES = _registered()  # every family: import-hf, weights, parity, export-hf
 EXTRA = tuple(f for f in FAMILIES if f not in REQUIRED)  # built (ONNX) tests for these run with -m slow
+# the row's class says which: encoders are tested as masked-LM classes, decoders as causal LMs
 ENCODERS = tuple(f for f, (cls, _) in _configs().items() if cls.__name__.endswith("ForMaskedLM"))
 DECODERS = tuple(f for f in FAMILIES if f not in ENCODERS)
 
