@@ -1,7 +1,8 @@
 """`blueprint export-hf BUILD_DIR -o OUT`: a build as a Hugging Face model folder.
 
-Writes config.json and model.safetensors in the layout of the matching transformers class
-(gpt2, llama, mistral, qwen2, qwen3, gpt_neox, phi, bert, modernbert), copies tokenizer.json,
+Writes config.json and model.safetensors in the layout of the matching transformers class (the
+family module in ``blueprint/families/`` whose ``detect`` claims the spec; docs/architecture.md
+"Adding a family"), copies tokenizer.json,
 and for a mean/cls-pooled embeddings head writes the sentence-transformers module files so the
 pooling travels too. The folder is assembled in a temporary directory and moved into place when done.
 """

@@ -16,10 +16,9 @@ from typing import Any
 
 from blueprint.errors import BlueprintError
 
-# GGUF architecture -> the transformers model_type it is converted from, for the families whose
-# mechanisms the spec language covers.
-ARCHITECTURES = {"llama": "llama", "mistral": "mistral", "qwen2": "qwen2", "qwen3": "qwen3"}
-# Families llama.cpp writes that need a mechanism the spec language lacks (named in the error).
+# The GGUF architectures each family module reads are in its ``gguf`` layout (blueprint/families/).
+# Architectures llama.cpp writes that no family module reads yet and that need a mechanism the
+# spec language lacks (named in the error); a family module that reads one takes precedence.
 _NOT_YET = {
     "gemma": "RMSNorm with a (1 + w) weight and an embedding multiplier",
     "gemma2": "soft-capped attention and logits",
@@ -77,6 +76,48 @@ def _value(reader, key: str) -> Any:
         raise BlueprintError(f"GGUF key '{key}' is malformed ({err})") from None
 
 
+class Keys:
+    """The ``{arch}.*`` keys of a GGUF file, remembering which were read (the rest must be
+    known irrelevant, or they are refused naming them)."""
+
+    def __init__(self, reader, arch: str, path: Path):
+        self.reader, self.arch, self.path = reader, arch, path
+        self.keys = {k[len(arch) + 1:]: k for k in reader.fields if k.startswith(arch + ".")}
+        self.used: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.used.add(key)
+        value = _value(self.reader, f"{self.arch}.{key}") if key in self.keys else None
+        return default if value is None else value
+
+    def require(self, key: str) -> Any:
+        value = self.get(key)
+        if value is None:
+            raise BlueprintError(f"{self.path}: GGUF key '{self.arch}.{key}' is missing")
+        return value
+
+    def float32(self, key: str, default: Any = None) -> float:
+        """A float key as its authors wrote it (``_float32``); required when ``default`` is None."""
+        return _float32(self.require(key) if default is None else self.get(key, default))
+
+    def unknown(self) -> list[str]:
+        return sorted(set(self.keys) - self.used - _IRRELEVANT)
+
+
+def gguf_family(arch: Any, path: Path | str = "GGUF file"):
+    """The family whose ``gguf`` layout reads architecture ``arch``, or an error saying why none."""
+    from blueprint import families
+
+    family = families.for_gguf(arch)
+    if family is not None:
+        return family
+    if arch in _NOT_YET:
+        raise BlueprintError(f"{path}: GGUF architecture '{arch}' needs {_NOT_YET[arch]}, which the spec "
+                             "language does not express yet")
+    raise BlueprintError(f"{path}: GGUF architecture {arch!r} is not supported",
+                         hint=f"supported: {', '.join(families.gguf_architectures())}")
+
+
 def read_model(path: str | Path, reader=None) -> GGUFModel:
     """The Hugging Face config equivalent to the GGUF file at ``path``.
 
@@ -87,68 +128,13 @@ def read_model(path: str | Path, reader=None) -> GGUFModel:
     path = Path(path)
     reader = reader or open_reader(path)
     arch = _value(reader, "general.architecture")
-    if arch in _NOT_YET:
-        raise BlueprintError(f"{path}: GGUF architecture '{arch}' needs {_NOT_YET[arch]}, which the spec "
-                             "language does not express yet")
-    if arch not in ARCHITECTURES:
-        raise BlueprintError(f"{path}: GGUF architecture {arch!r} is not supported",
-                             hint=f"supported: {', '.join(sorted(ARCHITECTURES))}")
-    keys = {k[len(arch) + 1:]: k for k in reader.fields if k.startswith(arch + ".")}
-    used: set[str] = set()
-
-    def get(key: str, default: Any = None) -> Any:
-        used.add(key)
-        value = _value(reader, f"{arch}.{key}") if key in keys else None
-        return default if value is None else value
-
-    def require(key: str) -> Any:
-        value = get(key)
-        if value is None:
-            raise BlueprintError(f"{path}: GGUF key '{arch}.{key}' is missing")
-        return value
-
+    family = gguf_family(arch, path)
+    keys = Keys(reader, arch, path)
     shapes = {t.name: [int(d) for d in t.shape] for t in reader.tensors}  # GGUF order: [in, out]
     if "token_embd.weight" not in shapes:
         raise BlueprintError(f"{path}: no token_embd.weight tensor")
-    hidden, heads = int(require("embedding_length")), int(require("attention.head_count"))
-    head_dim = int(get("attention.key_length", hidden // heads))
-    if int(get("attention.value_length", head_dim)) != head_dim:
-        raise BlueprintError(f"{path}: key and value head sizes differ; not modelled")
-    rotary = get("rope.dimension_count", head_dim)
-    if int(rotary) != head_dim:
-        raise BlueprintError(f"{path}: '{arch}.rope.dimension_count' = {rotary} rotates part of each "
-                             f"{head_dim}-wide head; {arch} rotates all of it")
-    scaling = get("rope.scaling.type", "none")
-    if scaling not in ("none", None) or "rope_freqs.weight" in shapes:
-        raise BlueprintError(f"{path}: RoPE scaling ({scaling if scaling != 'none' else 'rope_freqs'}) "
-                             "is not supported", hint="blueprint models plain RoPE only")
-    config: dict[str, Any] = {
-        "model_type": ARCHITECTURES[arch],
-        "vocab_size": shapes["token_embd.weight"][1],
-        "hidden_size": hidden,
-        "intermediate_size": int(require("feed_forward_length")),
-        "num_hidden_layers": int(require("block_count")),
-        "num_attention_heads": heads,
-        "num_key_value_heads": int(get("attention.head_count_kv", heads)),
-        "head_dim": head_dim,
-        "max_position_embeddings": int(require("context_length")),
-        "rms_norm_eps": _float32(require("attention.layer_norm_rms_epsilon")),
-        "rope_theta": _float32(get("rope.freq_base", 10000.0)),
-        "tie_word_embeddings": "output.weight" not in shapes,
-        "hidden_act": "silu",
-    }
-    window = get("attention.sliding_window")
-    if window:
-        config["sliding_window"] = int(window)
-        if arch == "llama":
-            config["model_type"] = "mistral"
-    if arch in ("qwen2", "qwen3"):
-        config["use_sliding_window"] = False
-    if arch == "llama" and "blk.0.attn_q.bias" in shapes:
-        config["attention_bias"] = True
-    if arch == "qwen3" and "blk.0.attn_q.bias" in shapes:
-        config["attention_bias"] = True
-    unknown = sorted(set(keys) - used - _IRRELEVANT)
+    config = family.gguf.to_config(arch, keys, shapes)
+    unknown = keys.unknown()
     if unknown:
         raise BlueprintError(f"{path}: GGUF key(s) {', '.join(f'{arch}.{k}' for k in unknown)} not understood",
                              hint="these keys may change the architecture; blueprint refuses rather than guess")

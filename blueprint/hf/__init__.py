@@ -1,6 +1,7 @@
 """Hugging Face interop on the spec side: ``config.json`` <-> blueprint spec. Imports no torch.
 
-``config_to_spec`` maps one config mapping to a spec mapping (validated before it is returned);
+``config_to_spec`` maps one config mapping to a spec mapping (validated before it is returned)
+through the family module the registry (``blueprint.families``) has for its ``model_type``;
 ``import_folder`` reads a whole model folder: config, tokenizer.json and the sentence-transformers
 module files that decide pooling. ``spec_to_config`` (in ``blueprint.hf.to_config``) goes back.
 Every config field is either used, known to be irrelevant, or an error naming it.
@@ -9,29 +10,10 @@ Every config field is either used, known to be irrelevant, or an error naming it
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import Any
 
 from blueprint.errors import BlueprintError
-from blueprint.hf import decoders, encoders
 from blueprint.hf.fields import ConfigReader
-
-# model_type -> (mapping function, fields of that family known not to change the computation)
-_GPT2_SUMMARY = frozenset(
-    {"summary_type", "summary_use_proj", "summary_activation", "summary_proj_to_labels",
-     "summary_first_dropout"}  # GPT2DoubleHeadsModel's multiple-choice head only
-)
-FAMILIES: dict[str, tuple[Callable[..., dict[str, Any]], frozenset[str]]] = {
-    "gpt2": (lambda r, head: decoders.gpt2(r), _GPT2_SUMMARY),
-    "llama": (lambda r, head: decoders.llama(r), frozenset()),
-    "mistral": (lambda r, head: decoders.llama(r), frozenset()),
-    "qwen2": (lambda r, head: decoders.llama(r), frozenset()),
-    "qwen3": (lambda r, head: decoders.llama(r), frozenset()),
-    "gpt_neox": (lambda r, head: decoders.gpt_neox(r), frozenset({"classifier_dropout", "is_decoder"})),
-    "phi": (lambda r, head: decoders.phi(r), frozenset()),
-    "bert": (encoders.bert, frozenset()),
-    # BERT-template leftovers in ModernBERT configs on the Hub; transformers' ModernBERT reads neither
-    "modernbert": (encoders.modernbert, frozenset({"layer_norm_eps", "position_embedding_type"})),
-}
 
 
 def spec_name(text: str) -> str:
@@ -63,21 +45,18 @@ def config_to_spec(
     Raises:
         BlueprintError: unknown model type, an unsupported value, or an unknown field (named).
     """
+    from blueprint import families
+
     model_type = config.get("model_type")
-    if model_type not in FAMILIES:
-        raise BlueprintError(
-            f"config.json: model_type {model_type!r} is not supported",
-            hint=f"supported: {', '.join(sorted(FAMILIES))}",
-        )
-    mapper, extra = FAMILIES[model_type]
-    reader = ConfigReader(config, model_type, extra)
+    family = families.get(model_type)
+    reader = ConfigReader(config, model_type, family.irrelevant)
     reader.expect("is_encoder_decoder", (False,), "encoder-decoder models are not modelled")
     reader.expect("tie_encoder_decoder", (False,), "encoder-decoder models are not modelled")
     reader.expect("cross_attention_hidden_size", (None,), "cross-attention is not modelled")
     reader.expect("pruned_heads", ({},), "pruned heads give some layers other sizes; import the unpruned "
                   "model or write the per-layer num_heads overrides by hand")
     try:
-        body = mapper(reader, head)
+        body = family.to_spec(reader, head)
     except (TypeError, ValueError, AttributeError, KeyError, IndexError, ZeroDivisionError) as err:
         # Fields are type-checked as they are read; this catches malformed nested values
         # (e.g. a rope_parameters entry) so that bad input never shows a traceback.

@@ -1,6 +1,6 @@
 """Weights in and out: safetensors with blueprint's canonical names, and Hugging Face layouts.
 
-Public API (shared contract 5)::
+Public API (docs/architecture.md, "Importing" and "Adding a family")::
 
     save_weights(module_or_state_dict, path)        # canonical names, tied weights once
     load_weights(path, spec) -> dict[str, Tensor]   # validated, in the spec's dtype
@@ -8,7 +8,9 @@ Public API (shared contract 5)::
 ``load_weights`` accepts a blueprint safetensors file, a sharded safetensors folder (with
 ``model.safetensors.index.json``), a build folder (``weights.safetensors``) or a Hugging Face
 model folder (``config.json`` + safetensors) or a GGUF file (dequantized, llama.cpp's names and
-q/k permutation undone), whose names are mapped per family by ``compiler.weights.hf_names``. Pickle checkpoints are refused and never unpickled.
+q/k permutation undone), whose names are mapped by the
+family module's weight rules (``blueprint/families/``, applied by ``compiler.weights.hf_names``).
+Pickle checkpoints are refused and never unpickled.
 """
 
 from __future__ import annotations

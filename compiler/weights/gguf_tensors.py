@@ -6,9 +6,11 @@ the ``gguf`` package's ``dequantize`` turns both into a [out, in] float32 array.
 things differ from the Hugging Face checkpoint the file was converted from, and both are
 undone here exactly:
 
-- names: ``blk.{i}.attn_q.weight`` is ``model.layers.{i}.self_attn.q_proj.weight``, etc.;
-- LLaMA/Mistral q and k rows: llama.cpp's converter permutes them from the rotate-half layout
-  to interleaved pairs (``reshape(n, 2, hd/2, D).swapaxes(1, 2)``); the inverse is applied.
+- names: ``blk.{i}.attn_q.weight`` is ``model.layers.{i}.self_attn.q_proj.weight``, etc., per
+  the family module's ``gguf.tensors`` (``blueprint/families/``);
+- q and k rows of the architectures in the family's ``gguf.permuted`` (LLaMA, Mistral):
+  llama.cpp's converter permutes them from the rotate-half layout to interleaved pairs
+  (``reshape(n, 2, hd/2, D).swapaxes(1, 2)``); the inverse is applied.
 
 The mapped tensors then go through the Hugging Face family mapping like a folder's
 (``compiler.weights.hf_names``), so GGUF adds no second set of family rules.
@@ -16,47 +18,31 @@ The mapped tensors then go through the Hugging Face family mapping like a folder
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from blueprint.errors import BlueprintError
+from blueprint.families.weightmap import fill, template_regex
 
-_GLOBAL = {
-    "token_embd.weight": "model.embed_tokens.weight",
-    "output_norm.weight": "model.norm.weight",
-    "output.weight": "lm_head.weight",
-}
-_LAYER = {
-    "attn_norm.weight": "input_layernorm.weight",
-    "ffn_norm.weight": "post_attention_layernorm.weight",
-    "attn_q.weight": "self_attn.q_proj.weight",
-    "attn_k.weight": "self_attn.k_proj.weight",
-    "attn_v.weight": "self_attn.v_proj.weight",
-    "attn_output.weight": "self_attn.o_proj.weight",
-    "attn_q.bias": "self_attn.q_proj.bias",
-    "attn_k.bias": "self_attn.k_proj.bias",
-    "attn_v.bias": "self_attn.v_proj.bias",
-    "attn_output.bias": "self_attn.o_proj.bias",
-    "attn_q_norm.weight": "self_attn.q_norm.weight",
-    "attn_k_norm.weight": "self_attn.k_norm.weight",
-    "ffn_gate.weight": "mlp.gate_proj.weight",
-    "ffn_up.weight": "mlp.up_proj.weight",
-    "ffn_down.weight": "mlp.down_proj.weight",
-}
-_BLOCK = re.compile(r"blk\.(\d+)\.(.+)")
-_PERMUTED = ("llama", "mistral")  # architectures whose q/k rows llama.cpp permutes
+if TYPE_CHECKING:
+    from blueprint.families import GGUFLayout
+
+@functools.lru_cache(maxsize=None)
+def _name_map(layout: "GGUFLayout") -> list[tuple[re.Pattern, str]]:
+    return [(re.compile(template_regex(g)), hf) for g, hf in layout.tensors]
 
 
-def hf_name(name: str) -> str | None:
-    """The Hugging Face name of GGUF tensor ``name`` (None when it has none)."""
-    if name in _GLOBAL:
-        return _GLOBAL[name]
-    match = _BLOCK.fullmatch(name)
-    if match and match.group(2) in _LAYER:
-        return f"model.layers.{match.group(1)}.{_LAYER[match.group(2)]}"
+def hf_name(name: str, layout: "GGUFLayout") -> str | None:
+    """The Hugging Face name of GGUF tensor ``name`` in the family ``layout`` (None when it has none)."""
+    for rx, hf in _name_map(layout):
+        m = rx.fullmatch(name)
+        if m:
+            return fill(hf, {k: v for k, v in m.groupdict().items() if v is not None})
     return None
 
 
@@ -91,21 +77,24 @@ def read_gguf(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             (naming the tensor), or a tensor with no Hugging Face counterpart (named).
     """
     from blueprint.gguf import open_reader, read_model
+    from blueprint.gguf.metadata import gguf_family
 
     reader = open_reader(path)
     model = read_model(path, reader)
     config = model.config
+    layout = gguf_family(model.architecture, path).gguf
+    permuted = model.architecture in layout.permuted
     heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
     tensors: dict[str, torch.Tensor] = {}
     for t in reader.tensors:
-        name = hf_name(t.name)
+        name = hf_name(t.name, layout)
         if name is None:
             raise BlueprintError(f"{path}: GGUF tensor '{t.name}' has no place in a {model.architecture} model",
                                  hint="the file holds parts blueprint does not model; it refuses rather than drop them")
         values = dequantized(t)
-        if model.architecture in _PERMUTED and t.name.endswith(("attn_q.weight", "attn_q.bias")):
+        if permuted and t.name.endswith(("attn_q.weight", "attn_q.bias")):
             values = unpermute(values, heads)
-        elif model.architecture in _PERMUTED and t.name.endswith(("attn_k.weight", "attn_k.bias")):
+        elif permuted and t.name.endswith(("attn_k.weight", "attn_k.bias")):
             values = unpermute(values, kv_heads)
         tensors[name] = torch.from_numpy(np.array(values, dtype=np.float32, order="C"))  # a copy: the file is mapped read-only
     return tensors, config

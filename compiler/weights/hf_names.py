@@ -1,36 +1,58 @@
 """Hugging Face tensor names -> blueprint canonical names: ``hf_to_canonical``.
 
-The per-family tables live in ``compiler.weights.hf_families`` and their layout handlers in
-``compiler.weights.hf_rules``. A checkpoint tensor that matches no rule of its family is an
+The per-family name tables are the ``weights`` of each family module (``blueprint/families/``,
+docs/architecture.md "Adding a family"); their named transforms are implemented in
+``compiler.weights.hf_transforms``. A checkpoint tensor that matches no rule of its family is an
 error naming it. The only exception is the family's explicit ``unused`` table: parts a spec may
 legitimately not use, reported through ``note`` by name and count, never dropped silently.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
+from blueprint import families
 from blueprint.errors import BlueprintError
-from compiler.weights.hf_families import FAMILIES
-from compiler.weights.hf_rules import Family, Out
+from blueprint.families.weightmap import TRANSFORM_PARTS, Rule, Unused, WeightMap, fill, template_regex
+from compiler.weights.hf_transforms import TRANSFORMS
 
 if TYPE_CHECKING:
     from blueprint.spec.schema import ModelSpec
 
-__all__ = ["FAMILIES", "family_for", "hf_to_canonical"]
+__all__ = ["family_for", "hf_to_canonical", "import_rules"]
+
+Out = dict[str, torch.Tensor]
+assert set(TRANSFORMS) == set(TRANSFORM_PARTS), "every named transform needs an implementation"
 
 
-def family_for(config: dict[str, Any]) -> Family:
-    model_type = config.get("model_type")
-    if model_type not in FAMILIES:
-        raise BlueprintError(
-            f"config.json: model_type '{model_type}' has no weight-name map",
-            hint=f"supported model types: {', '.join(sorted(FAMILIES))}",
-        )
-    return FAMILIES[model_type]
+def family_for(config: dict[str, Any]) -> WeightMap:
+    """The weight map of ``config['model_type']``'s family module."""
+    return families.get(config.get("model_type"), what="has no weight-name map").weights
+
+
+@functools.lru_cache(maxsize=None)
+def import_rules(weights: WeightMap) -> tuple[list[tuple[re.Pattern, Rule]], list[tuple[re.Pattern, Unused]]]:
+    """The compiled checkpoint-side patterns (base-model prefix optional; matching the full
+    name keeps it in every error message)."""
+    prefix = f"(?:{re.escape(weights.prefix)})?"
+    rules = [(re.compile(prefix + template_regex(hf)), rule)
+             for rule in weights.rules for hf in (rule.hf, *rule.aliases)]
+    unused = [(re.compile(prefix + template_regex(u.pattern)), u) for u in weights.unused]
+    return rules, unused
+
+
+def _split(rule: Rule, m: re.Match, t: torch.Tensor, spec: "ModelSpec") -> Out:
+    """Canonical name -> tensor for one matched checkpoint tensor."""
+    bindings = {k: v for k, v in m.groupdict().items() if v is not None}
+    parts = TRANSFORM_PARTS[rule.transform]
+    tensors = TRANSFORMS[rule.transform][0](t, spec, bindings, m.string)
+    if not parts:
+        return {fill(rule.ours, bindings): tensors[0]}
+    return {fill(rule.ours, {**bindings, "n": n}): x for n, x in zip(parts, tensors)}
 
 
 def _put(out: Out, canonical: str, t: torch.Tensor, source: str, origin: dict[str, str]) -> None:
@@ -65,11 +87,7 @@ def hf_to_canonical(
             one parameter with different values, or a tied head that differs from the embedding.
     """
     family = family_for(config)
-    # The base-model prefix is optional (a bare LlamaModel has none), and matching the full
-    # name keeps it in every error message (``m.string``).
-    prefix = "(?:" + "|".join(re.escape(p) for p in family.prefixes) + ")?"
-    rules = [(re.compile(prefix + p), h) for p, h in family.rules]
-    unused = [(re.compile(prefix + u.pattern), u) for u in family.unused]
+    rules, unused = import_rules(family)
     out: Out = {}
     origin: dict[str, str] = {} if origins is None else origins
     ignored: dict[str, list[str]] = {}
@@ -79,10 +97,10 @@ def hf_to_canonical(
         if skip is not None:
             ignored.setdefault(skip.reason(spec) or "", []).append(name)
             continue
-        for rx, handler in rules:
+        for rx, rule in rules:
             m = rx.fullmatch(name)
             if m:
-                for canonical, t in handler(m, tensors[name], spec).items():
+                for canonical, t in _split(rule, m, tensors[name], spec).items():
                     _put(out, canonical, t, name, origin)
                 break
         else:
@@ -102,7 +120,7 @@ def hf_to_canonical(
     return out
 
 
-def _resolve_tied_head(out: Out, origin: dict[str, str], family: Family, spec: "ModelSpec") -> None:
+def _resolve_tied_head(out: Out, origin: dict[str, str], family: WeightMap, spec: "ModelSpec") -> None:
     """A tied spec stores the output projection once, as the embedding; a copy must be equal."""
     head = family.tied_head
     if not spec.tie_embeddings or head not in out:

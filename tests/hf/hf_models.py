@@ -1,5 +1,9 @@
 """Tiny seeded transformers reference models for each family, saved with save_pretrained.
 
+The families come from the registry (``blueprint.families``); each registered model_type has
+ONE row in ``_configs`` here: the transformers class and a small config built from
+transformers' own config class (docs/architecture.md, "Adding a family").
+
 Weights are re-drawn with a larger spread than transformers' 0.02 init (norm weights around 1)
 so that mistakes in layout (a transposition, swapped GeGLU halves, a wrong window) change the
 outputs by far more than the test tolerances.
@@ -48,6 +52,11 @@ def _configs():
             num_key_value_heads=2, max_position_embeddings=64, qk_layernorm=True,
             rope_parameters={"rope_theta": 10000.0, "rope_type": "default", "partial_rotary_factor": 0.5},
             resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0, tie_word_embeddings=False, **common_dec)),
+        "stablelm": (T.StableLmForCausalLM, T.StableLmConfig(  # partial rotary, GQA, q/k/v bias, LayerNorm
+            hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=64, use_qkv_bias=True,
+            rope_parameters={"rope_theta": 10000.0, "rope_type": "default", "partial_rotary_factor": 0.5},
+            tie_word_embeddings=False, **common_dec)),
         "bert": (T.BertForMaskedLM, T.BertConfig(
             vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
@@ -59,10 +68,17 @@ def _configs():
     }
 
 
+def _registered() -> tuple[str, ...]:
+    from blueprint.families import model_types
+
+    return tuple(model_types())
+
+
 REQUIRED = ("gpt2", "llama", "mistral", "bert", "modernbert")  # the families issue 5 names
-EXTRA = ("qwen2", "qwen3", "gpt_neox", "phi")  # the further families the spec language covers
-FAMILIES = REQUIRED + EXTRA  # every family: import-hf, weights, parity, export-hf
-ENCODERS = ("bert", "modernbert")
+FAMILIES = _registered()  # every family: import-hf, weights, parity, export-hf
+EXTRA = tuple(f for f in FAMILIES if f not in REQUIRED)  # built (ONNX) tests for these run with -m slow
+# the row's class says which: encoders are tested as masked-LM classes, decoders as causal LMs
+ENCODERS = tuple(f for f, (cls, _) in _configs().items() if cls.__name__.endswith("ForMaskedLM"))
 DECODERS = tuple(f for f in FAMILIES if f not in ENCODERS)
 
 
@@ -87,7 +103,9 @@ def randomize(model: torch.nn.Module, seed: int) -> None:
 
 def make_reference(family: str, folder: Path, seed: int = 0, attn: str = "eager"):
     """Build, randomise and save the reference model; return it in eval mode."""
-    cls, config = _configs()[family]
+    rows = _configs()
+    assert family in rows, f"model_type {family!r} is registered in blueprint/families but has no row in tests/hf/hf_models.py"
+    cls, config = rows[family]
     config._attn_implementation = attn
     torch.manual_seed(seed)
     model = cls(config)

@@ -52,13 +52,24 @@ def canonical_grads(ref, model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def our_grads(ref, gm: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The GraphModule's parameter gradients. Phi's one input norm per layer is two equal norms
-    in the spec's parallel block; the gradient of the shared tensor is the sum of theirs, so
-    both names carry that sum (the reference side maps the one gradient to both names)."""
+    """The GraphModule's parameter gradients. A family whose weight rules use ``shared_norm``
+    (Phi: one input norm per layer) has two equal norms in the spec's parallel block; the
+    gradient of the shared tensor is the sum of theirs, so both names carry that sum (the
+    reference side maps the one gradient to both names)."""
+    import re
+
+    from blueprint import families
+    from blueprint.families.weightmap import TRANSFORM_PARTS, fill, template_regex
+
     ours = {n: p.grad for n, p in gm.named_parameters() if p.grad is not None}
-    if ref.family == "phi":
-        for name in [n for n in ours if ".attn_norm." in n]:
-            twin = name.replace(".attn_norm.", ".ffn_norm.")
+    for rule in families.get(ref.family).weights.rules:
+        if rule.transform != "shared_norm":
+            continue
+        first, second = TRANSFORM_PARTS["shared_norm"]
+        rx = re.compile(template_regex(rule.ours, (first,)))
+        for name in [n for n in ours if rx.fullmatch(n)]:
+            b = {k: v for k, v in rx.fullmatch(name).groupdict().items() if k != "n"}
+            twin = fill(rule.ours, {**b, "n": second})
             ours[name] = ours[twin] = ours[name] + ours[twin]
     return ours
 

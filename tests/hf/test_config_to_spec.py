@@ -68,6 +68,19 @@ def test_gpt_neox_parallel_partial_rotary():
     assert spec.block.residual == "parallel" and spec.positional.rotary_fraction == 0.25
 
 
+@pytest.mark.parametrize("field, message", [
+    ("use_parallel_residual", "parallel StableLM"),
+    ("qk_layernorm", "its own weights per head"),
+])
+def test_stablelm_variants_the_spec_cannot_express_are_refused(field, message):
+    config = _config("StableLmConfig", num_hidden_layers=2, hidden_size=32, num_attention_heads=4, num_key_value_heads=4,
+                     intermediate_size=48, vocab_size=50)
+    assert _spec(config).positional.rotary_fraction == 0.25  # StableLM's default
+    with pytest.raises(BlueprintError, match=f"'{field}' = True is not supported for model_type 'stablelm'") as info:
+        config_to_spec({**config, field: True})
+    assert message in info.value.hint
+
+
 def test_phi_parallel_partial_rotary_head_bias():
     spec = _spec(_config("PhiConfig", num_hidden_layers=2, hidden_size=64, num_attention_heads=4,
                          num_key_value_heads=2, intermediate_size=96, vocab_size=50, qk_layernorm=True))

@@ -186,3 +186,13 @@ def test_checkpoint_of_another_family_reports_names(references):
         load_weights(other.folder, ref.spec)
     # GPT-2's fused c_attn cannot be split into this spec's GQA sizes; the full name is given
     assert "'transformer.h.0.attn.c_attn.bias' has 96 rows" in info.value.message
+
+
+def test_every_registered_family_has_one_test_row():
+    """Adding a family = one module in blueprint/families + one row in tests/hf/hf_models.py."""
+    from blueprint.families import model_types
+
+    from .hf_models import DECODERS, ENCODERS, _configs
+
+    assert sorted(_configs()) == model_types()
+    assert sorted(DECODERS + ENCODERS) == model_types()

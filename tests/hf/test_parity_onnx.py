@@ -71,7 +71,7 @@ def test_encoder_onnx(references, builds, family):
     out = _run(sess, feeds)
     with torch.no_grad():
         logits = ref.model(**kwargs).logits
-        base = ref.model.bert if family == "bert" else ref.model.model
+        base = ref.model.base_model
         hidden = base(**kwargs).last_hidden_state
     assert max_abs_on(mask, torch.from_numpy(out["last_hidden_state"]), hidden) < TOL
     assert max_abs_on(mask, torch.from_numpy(out["logits"]), logits) < TOL

@@ -67,7 +67,7 @@ def _encoder_reference(ref, ids, mask, types):
     if types is not None:
         kwargs["token_type_ids"] = types
     out = ref.model(**kwargs, output_hidden_states=True)
-    base = ref.model.bert if ref.family == "bert" else ref.model.model
+    base = ref.model.base_model  # BertModel / ModernBertModel inside the masked-LM class
     hidden = base(**kwargs).last_hidden_state
     return out.logits, hidden
 

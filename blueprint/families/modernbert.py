@@ -1,71 +1,22 @@
-"""config.json -> spec mappings for encoder families: BERT and ModernBERT.
-
-The head is chosen from the checkpoint's architecture (``...ForMaskedLM`` -> masked_lm,
-``...ForSequenceClassification`` -> classification, a bare model -> embeddings) unless the
-caller passes one (a sentence-transformers folder says mean pooling + normalisation).
-"""
+"""ModernBERT (``model_type: modernbert``): pre-LayerNorm without biases, RoPE with a local
+(sliding-window) base and a global base, every n-th layer global, a GeGLU FFN with its halves
+fused in ``Wi``, no attention norm on layer 0."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blueprint.errors import BlueprintError
-from blueprint.hf.decoders import activation, token_ids
+from blueprint.families import Family
+from blueprint.families.weightmap import Rule, Unused, WeightMap, unless_masked_lm
+from blueprint.hf.common import TO_HF_ACTIVATION, activation, architecture, token_ids
 from blueprint.hf.fields import ConfigReader
 
-
-def _architecture(r: ConfigReader) -> str:
-    archs = r.get("architectures", [])
-    return archs[0] if archs else ""
+if TYPE_CHECKING:
+    from blueprint.spec.schema import ModelSpec
 
 
-def _num_labels(r: ConfigReader) -> int:
-    id2label = r.get("id2label")
-    return len(id2label) if id2label else int(r.get("num_labels", 2))
-
-
-def bert(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
-    r.expect("position_embedding_type", ("absolute",), "relative position variants are not modelled")
-    r.expect("is_decoder", (False,), "BERT as a decoder is not modelled")
-    r.expect("add_cross_attention", (False,), "cross-attention is not modelled")
-    r.get("classifier_dropout")  # dropout before a classifier: inactive at inference
-    act = activation(r, "hidden_act", "gelu")
-    arch = _architecture(r)
-    if head is None:
-        if arch.endswith("ForMaskedLM") or arch.endswith("ForPreTraining"):
-            head = {"kind": "masked_lm", "activation": act}
-        elif arch.endswith("ForSequenceClassification"):
-            head = {"kind": "classification", "num_labels": _num_labels(r), "pooling": "cls", "pooler": "dense_tanh"}
-        else:
-            head = {"kind": "embeddings", "pooling": "cls", "pooler": "dense_tanh"}
-    return {
-        "vocab_size": r.require("vocab_size"),
-        "max_seq_len": r.require("max_position_embeddings"),
-        "embed_dim": r.require("hidden_size"),
-        "num_layers": r.require("num_hidden_layers"),
-        "type_vocab_size": r.get("type_vocab_size", 2),
-        "tie_embeddings": bool(r.get("tie_word_embeddings", True)) and head["kind"] == "masked_lm",
-        "dropout": {
-            "embed": r.get("hidden_dropout_prob", 0.1),
-            "attention": r.get("attention_probs_dropout_prob", 0.1),
-            "residual": r.get("hidden_dropout_prob", 0.1),
-        },
-        "init": {"std": r.get("initializer_range", 0.02)},
-        "positional": {"kind": "learned"},
-        "norm": {"kind": "layernorm", "norm_eps": r.get("layer_norm_eps", 1e-12)},
-        "embed_norm": True,
-        "final_norm": False,
-        "block": {
-            "norm_placement": "post",
-            "attention": {"num_heads": r.heads("hidden_size", "num_attention_heads"), "causal": False, "qkv_bias": True, "out_bias": True},
-            "ffn": {"kind": "mlp", "activation": act, "hidden_dim": r.require("intermediate_size"), "bias": True},
-        },
-        "head": head,
-        "_tokenizer": token_ids(r),
-    }
-
-
-def _modernbert_layers(r: ConfigReader, layers: int) -> list[bool]:
+def _global_layers(r: ConfigReader, layers: int) -> list[bool]:
     """True for global layers. transformers 5 writes layer_types; older configs write
     global_attn_every_n_layers (layer i is global when i % n == 0)."""
     types = r.get("layer_types")
@@ -78,7 +29,7 @@ def _modernbert_layers(r: ConfigReader, layers: int) -> list[bool]:
     return [t == "full_attention" for t in types]
 
 
-def _modernbert_rope(r: ConfigReader) -> tuple[float, float]:
+def _rope_bases(r: ConfigReader) -> tuple[float, float]:
     """(global base, local base) from rope_parameters (5.x) or global/local_rope_theta (4.x)."""
     params = r.get("rope_parameters")
     if params:
@@ -92,11 +43,11 @@ def _modernbert_rope(r: ConfigReader) -> tuple[float, float]:
     return float(r.get("global_rope_theta", 160000.0)), float(r.get("local_rope_theta", 10000.0))
 
 
-def modernbert(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
+def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
     layers = r.require("num_hidden_layers")
     heads = r.heads("hidden_size", "num_attention_heads")
-    glob = _modernbert_layers(r, layers)
-    global_base, local_base = _modernbert_rope(r)
+    glob = _global_layers(r, layers)
+    global_base, local_base = _rope_bases(r)
     window = int(r.get("local_attention", 128))
     attn_bias = bool(r.get("attention_bias", False))
     norm_bias = bool(r.get("norm_bias", False))
@@ -108,7 +59,7 @@ def modernbert(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
     # ModernBERT drops out inside the MLP (before Wo); blueprint's residual dropout sits after
     # the sublayer. Equal at inference, different in training, so only 0 is accepted.
     r.expect("mlp_dropout", (0.0, 0), "set mlp_dropout to 0 or train with blueprint's residual dropout")
-    arch = _architecture(r)
+    arch = architecture(r)
     head_act = activation(r, "classifier_activation", "gelu")
     classifier_bias = bool(r.get("classifier_bias", False))
     decoder_bias = bool(r.get("decoder_bias", True))
@@ -155,3 +106,75 @@ def modernbert(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
         "head": head,
         "_tokenizer": token_ids(r),
     }
+
+
+def detect(spec: "ModelSpec") -> str | None:
+    if not spec.is_decoder and spec.positional.kind == "rope" and spec.block.ffn.kind == "geglu":
+        return "modernbert"
+    return None
+
+
+def to_config(spec: "ModelSpec", model_type: str) -> dict[str, Any]:
+    layers = spec.resolved_layers()
+    a, f, head = spec.block.attention, spec.block.ffn, spec.head
+    local = next((l.attention for l in layers if l.attention.window), a)
+    glob = next((l.attention for l in layers if not l.attention.window), a)
+    base = spec.positional.rope_base
+    config: dict[str, Any] = {
+        "architectures": ["ModernBertForMaskedLM" if head.kind == "masked_lm" else "ModernBertModel"],
+        "vocab_size": spec.vocab_size, "hidden_size": spec.embed_dim,
+        "intermediate_size": f.hidden_dim, "num_hidden_layers": spec.num_layers,
+        "num_attention_heads": a.num_heads, "hidden_activation": TO_HF_ACTIVATION[f.activation],
+        "max_position_embeddings": spec.max_seq_len, "norm_eps": spec.norm.norm_eps,
+        "norm_bias": spec.norm.bias, "attention_bias": a.qkv_bias, "mlp_bias": f.bias,
+        "local_attention": local.window or 128, "initializer_range": spec.init.std,
+        "layer_types": ["sliding_attention" if l.attention.window else "full_attention" for l in layers],
+        "rope_parameters": {
+            "full_attention": {"rope_type": "default", "rope_theta": glob.rope_base or base},
+            "sliding_attention": {"rope_type": "default", "rope_theta": local.rope_base or base},
+        },
+        "embedding_dropout": spec.dropout.embed, "attention_dropout": spec.dropout.attention,
+        "mlp_dropout": 0.0, "tie_word_embeddings": spec.tie_embeddings or head.kind != "masked_lm",
+    }
+    if head.kind == "masked_lm":
+        config.update(classifier_activation=TO_HF_ACTIVATION[head.activation], classifier_bias=head.dense_bias,
+                      decoder_bias=head.decoder_bias)
+    return config
+
+
+
+
+def _export_prefix(spec: "ModelSpec") -> str:
+    """ModernBertForMaskedLM nests the encoder as ``model.``; ModernBertModel does not."""
+    return "model." if spec.head.kind == "masked_lm" else ""
+
+
+# Wi = [activated half; multiplied half]: transformers' forward is
+# ``input, gate = Wi(x).chunk(2); Wo(act(input) * gate)``, so the FIRST half is blueprint's gate_proj.
+WEIGHTS = WeightMap(
+    prefix="model.",
+    export_prefix=_export_prefix,
+    rules=(
+        Rule("embeddings.tok_embeddings.weight", "embed.tokens.weight"),
+        Rule("embeddings.norm.{part}", "embed.norm.{part}"),
+        Rule("layers.{i}.attn_norm.{part}", "layers.{i}.attn_norm.{part}"),
+        Rule("layers.{i}.attn.Wqkv.{part}", "layers.{i}.attn.{n}_proj.{part}", "qkv"),
+        Rule("layers.{i}.attn.Wo.{part}", "layers.{i}.attn.o_proj.{part}"),
+        Rule("layers.{i}.mlp_norm.{part}", "layers.{i}.ffn_norm.{part}"),
+        Rule("layers.{i}.mlp.Wi.{part}", "layers.{i}.ffn.{n}_proj.{part}", "gate_up"),
+        Rule("layers.{i}.mlp.Wo.{part}", "layers.{i}.ffn.down_proj.{part}"),
+        Rule("final_norm.{part}", "final_norm.{part}"),
+        Rule("head.dense.{part}", "head.dense.{part}", base=False),
+        Rule("head.norm.{part}", "head.norm.{part}", base=False),
+        Rule("decoder.{part}", "head.decoder.{part}", base=False),
+    ),
+    unused=(Unused("{x:head.dense|head.norm|decoder}.{*}", unless_masked_lm),),
+    tied_head="head.decoder.weight",
+)
+
+FAMILY = Family(
+    name="modernbert", model_types=("modernbert",), to_spec=to_spec, detect=detect, to_config=to_config,
+    weights=WEIGHTS,
+    # BERT-template leftovers in ModernBERT configs on the Hub; transformers' ModernBERT reads neither
+    irrelevant=frozenset({"layer_norm_eps", "position_embedding_type"}),
+)
