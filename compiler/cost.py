@@ -173,6 +173,7 @@ def _ffn_saves(spec: "ModelSpec", block: "BlockSpec", tokens: int) -> int:
     if f.kind != "mlp":  # gate, act(gate), up and their product
         return 4 * tokens * f.hidden_dim * e
     # the pre-activation and the activation; ReLU keeps its result, which is also down's input
+    # (relu2: ReLU's result, kept by the square too, and the square, down's input)
     return (1 if f.activation == "relu" else 2) * tokens * f.hidden_dim * e
 
 

@@ -152,7 +152,8 @@ def heads_problem(num_heads: int, num_kv_heads: int) -> str | None:
 # ------------------------------------------------------------------------------ ffn
 
 
-Activation = Literal["gelu", "gelu_tanh", "relu", "silu"]
+# relu2 is relu(x)^2 (So et al. 2021, "Primer"; Nemotron)
+Activation = Literal["gelu", "gelu_tanh", "relu", "relu2", "silu"]
 
 
 class MLPSpec(Strict):

@@ -42,6 +42,8 @@ def _act(name, x):
         return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
     if name == "relu":
         return torch.clamp(x, min=0.0)
+    if name == "relu2":
+        return torch.clamp(x, min=0.0) ** 2
     if name == "silu":
         return x * torch.sigmoid(x)
     raise ValueError(name)

@@ -309,3 +309,28 @@ def test_embedding_multiplier(family):
     with torch.no_grad():
         model(input_ids=ids)
         assert_close(embed(ids), seen["x"], "layer 0 input")
+
+
+def test_nemotron_layernorm1p_and_relu2_mlp():
+    """Nemotron's LayerNorm1P scales by (weight + 1) and has a bias; its MLP is
+    down(relu(up(x))^2) (the spec's ``relu2``)."""
+    from transformers import NemotronConfig
+    from transformers.models.nemotron.modeling_nemotron import NemotronLayerNorm1P, NemotronMLP
+
+    spec = _spec(norm={"kind": "layernorm", "norm_eps": 1.0e-5, "weight_offset": 1.0},
+                 block={"ffn": {"kind": "mlp", "activation": "relu2", "hidden_dim": HIDDEN, "bias": False}})
+    ours, theirs = build_norm(spec.norm, D), NemotronLayerNorm1P(D, eps=1e-5)
+    _randomize(theirs)
+    with torch.no_grad():
+        theirs.weight.sub_(1.0)  # stored as the distance from a scale of 1
+    names = {"weight": "weight", "bias": "bias"}
+    _copy(ours, theirs, names)
+    _compare(ours, theirs, names, ours, theirs)
+
+    config = NemotronConfig(hidden_size=D, intermediate_size=HIDDEN, hidden_act="relu2", mlp_bias=False)
+    block = build_block(spec, spec.layer(0))
+    mlp = NemotronMLP(config)
+    _randomize(mlp)
+    names = {"up_proj.weight": "up_proj.weight", "down_proj.weight": "down_proj.weight"}
+    _copy(block.ffn, mlp, names)
+    _compare(block.ffn, mlp, names, block.ffn, mlp)

@@ -80,7 +80,7 @@ VARIANTS = {
     "logit_scale": variant(head={"kind": "causal_lm", "logit_scale": 0.125}),
     "logit_softcap": variant(tie_embeddings=True, head={"kind": "causal_lm", "softcap": 1.5,
                                                         "logit_scale": 2.0}),
-    **{f"mlp_{a}": variant(block={"ffn": {"activation": a}}) for a in ("gelu", "gelu_tanh", "relu", "silu")},
+    **{f"mlp_{a}": variant(block={"ffn": {"activation": a}}) for a in ("gelu", "gelu_tanh", "relu", "relu2", "silu")},
     "swiglu": variant(block={"ffn": {"kind": "swiglu"}}),
     "geglu": variant(block={"ffn": {"kind": "geglu"}}),
     "geglu_tanh": variant(block={"ffn": {"kind": "geglu", "activation": "gelu_tanh"}}),

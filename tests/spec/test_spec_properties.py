@@ -72,7 +72,7 @@ def valid_specs(draw) -> dict:
             if draw(st.booleans()):
                 head[key] = draw(st.booleans())
         if draw(st.booleans()):
-            head["activation"] = draw(st.sampled_from(["gelu", "gelu_tanh", "relu", "silu"]))
+            head["activation"] = draw(st.sampled_from(["gelu", "gelu_tanh", "relu", "relu2", "silu"]))
     attention: dict = {"num_heads": num_heads}
     if draw(st.booleans()):
         attention["num_kv_heads"] = draw(st.sampled_from(_divisors(num_heads)))
@@ -93,7 +93,7 @@ def valid_specs(draw) -> dict:
     if draw(st.booleans()):
         ffn["hidden_dim"] = draw(st.integers(1, 300))
     if ffn_kind == "mlp":
-        ffn["activation"] = draw(st.sampled_from(["gelu", "gelu_tanh", "relu", "silu"]))
+        ffn["activation"] = draw(st.sampled_from(["gelu", "gelu_tanh", "relu", "relu2", "silu"]))
     elif ffn_kind == "geglu" and draw(st.booleans()):
         ffn["activation"] = draw(st.sampled_from(["gelu", "gelu_tanh"]))
     if draw(st.booleans()):
