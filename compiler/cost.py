@@ -173,25 +173,34 @@ def _ffn_saves(spec: "ModelSpec", block: "BlockSpec", tokens: int) -> int:
     if f.kind != "mlp":  # gate, act(gate), up and their product
         return 4 * tokens * f.hidden_dim * e
     # the pre-activation and the activation; ReLU keeps its result, which is also down's input
+    # (relu2: ReLU's result, kept by the square too, and the square, down's input)
     return (1 if f.activation == "relu" else 2) * tokens * f.hidden_dim * e
 
 
 def _hidden_states(block: "BlockSpec") -> int:
-    """How many distinct [b, s, D] hidden states a layer's norms and linears keep: sequential,
-    the layer input, both norms' outputs and the mid-layer residual; parallel has no
-    mid-layer residual; no attention norm drops its output; sandwich adds the two sublayer
-    outputs entering attn_out_norm and ffn_out_norm."""
-    count = 3 if block.residual == "parallel" else 4
+    """How many distinct [b, s, D] hidden states a layer's norms and linears keep: sequential
+    pre-norm, the layer input, both norms' outputs and the mid-layer residual; parallel has no
+    mid-layer residual, and one shared norm one output fewer; no attention norm drops its
+    output; sandwich adds the two sublayer outputs entering attn_out_norm and ffn_out_norm;
+    post_sublayer keeps the input, both sublayer outputs and (sequential) the mid residual."""
+    if block.norm_placement == "post_sublayer":
+        return 3 if block.is_parallel else 4
+    count = 3 if block.is_parallel else 4
+    count -= block.residual == "parallel_shared_norm"
     count -= not block.attn_norm
     count += 2 * (block.norm_placement == "sandwich")
     return count
 
 
+def _layer_norms(block: "BlockSpec") -> int:
+    """How many [embed_dim] norms one layer applies."""
+    return block.has_attn_norm + block.has_ffn_norm + 2 * block.has_out_norms
+
+
 def layer_activation_bytes(spec: "ModelSpec", block: "BlockSpec", b: int, s: int) -> int:
     """Bytes one un-checkpointed layer saves for backward at batch b, sequence s."""
     e, d, tokens = DTYPE_BYTES[spec.dtype], spec.embed_dim, b * s
-    norms = 1 + block.attn_norm + 2 * (block.norm_placement == "sandwich")
-    total = _hidden_states(block) * tokens * d * e + norms * _norm_saves(spec, tokens, d)
+    total = _hidden_states(block) * tokens * d * e + _layer_norms(block) * _norm_saves(spec, tokens, d)
     total += _attention_saves(spec, block, b, s) + _ffn_saves(spec, block, tokens)
     if spec.dropout.residual > 0:
         total += 2 * tokens * d * e  # one float mask per sublayer
@@ -215,6 +224,8 @@ def _outside_layers(spec: "ModelSpec", b: int, s: int) -> int:
     head = spec.head
     if head.kind == "causal_lm":
         total += tokens * d * e
+        if head.softcap is not None:  # tanh keeps its [b, s, vocab] result
+            total += tokens * spec.vocab_size * e
     elif head.kind == "masked_lm":
         total += 4 * tokens * d * e + _norm_saves(spec, tokens, d)
     else:

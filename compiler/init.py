@@ -3,7 +3,8 @@
 - Linear and embedding weights: normal(0, std); with ``scaled_residual`` the projections that
   write into the residual stream (attention ``o_proj`` and FFN ``down_proj``) use
   std / sqrt(2 * num_layers) (GPT-2), so the residual's variance does not grow with depth.
-- Biases: zeros. Norm weights: ones (norm biases zeros).
+- Biases: zeros. Norm weights: 1 - weight_offset, so every norm starts as a scale of 1
+  (Gemma's ``(1 + w)`` weights start at zero); norm biases zeros.
 Parameters are drawn in canonical order from a private generator seeded with ``init.seed``,
 so the result does not depend on (or disturb) the global RNG.
 """
@@ -26,7 +27,8 @@ def init_weights(model: nn.Module, spec: ModelSpec) -> nn.Module:
     """Initialise ``model`` in place (a no-op for meta tensors) and return it."""
     init = spec.init
     generator = torch.Generator().manual_seed(init.seed)
-    norm_weights = {id(m.weight) for m in model.modules() if isinstance(m, (LayerNorm, RMSNorm))}
+    norm_weights = {id(m.weight): 1.0 - m.weight_offset for m in model.modules()
+                    if isinstance(m, (LayerNorm, RMSNorm)) and m.weight is not None}
     residual_std = init.std / math.sqrt(2 * spec.num_layers)
     for name, p in model.named_parameters():  # shared (tied) parameters are visited once
         if p.is_meta:
@@ -34,7 +36,7 @@ def init_weights(model: nn.Module, spec: ModelSpec) -> nn.Module:
         if name.endswith(".bias"):
             p.zero_()
         elif id(p) in norm_weights:
-            p.fill_(1.0)
+            p.fill_(norm_weights[id(p)])
         else:
             scaled = init.scaled_residual and name.endswith(RESIDUAL_PROJECTIONS)
             std = residual_std if scaled else init.std

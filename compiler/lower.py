@@ -54,7 +54,8 @@ FFNS: dict[str, Callable[[ModelSpec, BlockSpec], nn.Module]] = {
 }
 
 HEADS: dict[str, Callable[[ModelSpec], nn.Module]] = {
-    "causal_lm": lambda spec: CausalLMHead(spec.embed_dim, spec.vocab_size, spec.head.bias),
+    "causal_lm": lambda spec: CausalLMHead(spec.embed_dim, spec.vocab_size, spec.head.bias,
+                                           logit_scale=spec.head.logit_scale, softcap=spec.head.softcap),
     "masked_lm": lambda spec: MaskedLMHead(
         spec.embed_dim, spec.vocab_size, activation=spec.head.activation,
         dense_bias=spec.head.dense_bias, decoder_bias=spec.head.decoder_bias,
@@ -86,13 +87,15 @@ def build_attention(spec: ModelSpec, block: BlockSpec, attention: str = "sdpa") 
 
 
 def build_block(spec: ModelSpec, block: BlockSpec, attention: str = "sdpa") -> Block:
-    norm = lambda: build_norm(spec.norm, spec.embed_dim)  # noqa: E731 - a fresh norm per use
-    sandwich = block.norm_placement == "sandwich"
+    def norm(present: bool) -> nn.Module | None:  # a fresh norm per use
+        return build_norm(spec.norm, spec.embed_dim) if present else None
+
     return Block(
         build_attention(spec, block, attention), FFNS[block.ffn.kind](spec, block),
-        attn_norm=norm() if block.attn_norm else None, ffn_norm=norm(),
-        attn_out_norm=norm() if sandwich else None, ffn_out_norm=norm() if sandwich else None,
-        norm_placement=block.norm_placement, residual=block.residual, dropout=spec.dropout.residual)
+        attn_norm=norm(block.has_attn_norm), ffn_norm=norm(block.has_ffn_norm),
+        attn_out_norm=norm(block.has_out_norms), ffn_out_norm=norm(block.has_out_norms),
+        norm_placement=block.norm_placement, residual=block.residual,
+        residual_multiplier=block.residual_multiplier, dropout=spec.dropout.residual)
 
 
 def build_embeddings(spec: ModelSpec) -> Embeddings:
@@ -100,7 +103,7 @@ def build_embeddings(spec: ModelSpec) -> Embeddings:
         spec.vocab_size, spec.embed_dim, positions=EMBED_POSITIONS[spec.positional.kind](spec),
         type_vocab_size=spec.type_vocab_size,
         norm=build_norm(spec.norm, spec.embed_dim) if spec.embed_norm else None,
-        dropout=spec.dropout.embed)
+        dropout=spec.dropout.embed, multiplier=spec.embed_multiplier)
 
 
 def lower(spec: ModelSpec, *, kv_cache: bool = False, attention: str = "sdpa") -> Transformer:

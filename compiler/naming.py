@@ -10,13 +10,14 @@ Names (``i`` is the layer index)::
     embed.positions.weight         [max_seq_len, embed_dim]        positional: learned
     embed.token_types.weight       [type_vocab_size, embed_dim]    type_vocab_size > 0
     embed.norm.{weight,bias}       [embed_dim]                     embed_norm
-    layers.i.attn_norm.*           [embed_dim]   pre/sandwich: before attention; post: after the add
+    layers.i.attn_norm.*           [embed_dim]   pre/sandwich: before attention; post: after the add;
+                                                 parallel_shared_norm: the one norm; not post_sublayer
     layers.i.attn.{q,k,v,o}_proj.{weight,bias}                     q: [H*hd, D], k/v: [KV*hd, D], o: [D, H*hd]
     layers.i.attn.{q,k}_norm.*     [head_dim]                      qk_norm
-    layers.i.attn_out_norm.*       [embed_dim]                     sandwich: on the attention output
-    layers.i.ffn_norm.*            [embed_dim]
+    layers.i.attn_out_norm.*       [embed_dim]                     sandwich, post_sublayer: on the attention output
+    layers.i.ffn_norm.*            [embed_dim]                     not parallel_shared_norm, not post_sublayer
     layers.i.ffn.{gate,up,down}_proj.{weight,bias}                 gate only for GLU kinds
-    layers.i.ffn_out_norm.*        [embed_dim]                     sandwich
+    layers.i.ffn_out_norm.*        [embed_dim]                     sandwich, post_sublayer
     final_norm.*                   [embed_dim]                     final_norm
     head.proj.{weight,bias}        causal LM (weight only when untied)
     head.dense.*, head.norm.*, head.decoder.{weight,bias}          masked LM (weight only when untied)
@@ -24,7 +25,7 @@ Names (``i`` is the layer index)::
     head.classifier.{weight,bias}  [num_labels, D]                 classification
 
 A tied weight appears once, under ``embed.tokens.weight``. Norm ``.bias`` exists only for a
-LayerNorm with ``bias: true``.
+LayerNorm with ``bias: true``, norm ``.weight`` not for a LayerNorm with ``weight: false``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ Shapes = dict[str, tuple[int, ...]]
 
 
 def _norm(shapes: Shapes, prefix: str, dim: int, spec: "ModelSpec") -> None:
-    shapes[f"{prefix}.weight"] = (dim,)
+    if getattr(spec.norm, "weight", True):
+        shapes[f"{prefix}.weight"] = (dim,)
     if spec.norm.kind == "layernorm" and spec.norm.bias:
         shapes[f"{prefix}.bias"] = (dim,)
 
@@ -53,7 +55,7 @@ def _block(shapes: Shapes, p: str, block: "BlockSpec", spec: "ModelSpec") -> Non
     d, a, f = spec.embed_dim, block.attention, block.ffn
     hd, h, kv = a.head_dim, a.num_heads, a.kv_heads
     assert hd is not None
-    if block.attn_norm:
+    if block.has_attn_norm:
         _norm(shapes, f"{p}.attn_norm", d, spec)
     _linear(shapes, f"{p}.attn.q_proj", h * hd, d, a.qkv_bias)
     _linear(shapes, f"{p}.attn.k_proj", kv * hd, d, a.qkv_bias)
@@ -62,16 +64,17 @@ def _block(shapes: Shapes, p: str, block: "BlockSpec", spec: "ModelSpec") -> Non
     if a.qk_norm:
         _norm(shapes, f"{p}.attn.q_norm", hd, spec)
         _norm(shapes, f"{p}.attn.k_norm", hd, spec)
-    if block.norm_placement == "sandwich":
+    if block.has_out_norms:
         _norm(shapes, f"{p}.attn_out_norm", d, spec)
-    _norm(shapes, f"{p}.ffn_norm", d, spec)
+    if block.has_ffn_norm:
+        _norm(shapes, f"{p}.ffn_norm", d, spec)
     hidden = f.hidden_dim
     assert hidden is not None
     if f.kind != "mlp":
         _linear(shapes, f"{p}.ffn.gate_proj", hidden, d, f.bias)
     _linear(shapes, f"{p}.ffn.up_proj", hidden, d, f.bias)
     _linear(shapes, f"{p}.ffn.down_proj", d, hidden, f.bias)
-    if block.norm_placement == "sandwich":
+    if block.has_out_norms:
         _norm(shapes, f"{p}.ffn_out_norm", d, spec)
 
 

@@ -20,7 +20,10 @@ FAMILIES = ["gpt", "gpt2", "llama", "mistral", "bert", "modernbert"]
 
 # Counts of the reference implementations (transformers): GPT2LMHeadModel with tied embeddings,
 # BertModel with pooler, ModernBertModel (no MLM head).
-REFERENCE_PARAMS = {"gpt2": 124_439_808, "bert": 109_482_240, "modernbert": 149_014_272}
+REFERENCE_PARAMS = {"gpt2": 124_439_808, "bert": 109_482_240, "modernbert": 149_014_272,
+                    # GemmaForCausalLM / GraniteForCausalLM built from gemma-2b's and
+                    # granite-3.0-2b's published configs (tied embeddings)
+                    "gemma": 2_506_172_416, "granite": 2_533_531_648}
 
 
 def test_every_family_has_a_spec_and_a_tiny_variant():

@@ -83,6 +83,10 @@ def layer_row(spec: Any, i: int, block: Any, params: int) -> list[str]:
     norms = block.norm_placement + ("" if block.attn_norm else ", no attn_norm")
     if block.residual == "parallel":
         norms += ", parallel"
+    elif block.residual == "parallel_shared_norm":
+        norms += ", parallel (one norm)"
+    if block.residual_multiplier != 1:
+        norms += f", residual x{block.residual_multiplier:g}"
     act = getattr(f, "activation", None)
     ffn = f"{f.kind}{' ' + act if act and f.kind == 'mlp' else ''} {f.hidden_dim}"
     if f.kind == "geglu" and act == "gelu_tanh":
@@ -119,14 +123,12 @@ def describe(spec: Any, batch: int, seq_len: int | None) -> list[str]:
     pos_text = pos.kind
     if pos.kind == "rope":
         pos_text += f" (base {pos.rope_base:g}, rotary_fraction {pos.rotary_fraction:g})"
-    norm = spec.norm
-    norm_text = f"{norm.kind} (eps {norm.norm_eps:g}{', no bias' if getattr(norm, 'bias', True) is False else ''})"
-    head = spec.head.kind + ("" if spec.is_decoder else " (encoder)")
     out = [
-        f"{spec.name}: {head}, {spec.num_layers} layers, embed_dim {spec.embed_dim}, "
+        f"{spec.name}: {_head_text(spec)}, {spec.num_layers} layers, embed_dim {spec.embed_dim}, "
         f"vocab_size {spec.vocab_size}, max_seq_len {spec.max_seq_len}, {spec.dtype}",
-        f"positional: {pos_text}; norm: {norm_text}; embed_norm: {spec.embed_norm}; "
-        f"final_norm: {spec.final_norm}; tie_embeddings: {spec.tie_embeddings}; "
+        f"positional: {pos_text}; norm: {_norm_text(spec.norm)}; embed_norm: {spec.embed_norm}; "
+        + (f"embed_multiplier: {spec.embed_multiplier:g}; " if spec.embed_multiplier != 1 else "")
+        + f"final_norm: {spec.final_norm}; tie_embeddings: {spec.tie_embeddings}; "
         f"checkpointing: {policy_label(spec.training.checkpointing)}",
         "",
     ]
@@ -145,6 +147,26 @@ def describe(spec: Any, batch: int, seq_len: int | None) -> list[str]:
     return out
 
 
+def _norm_text(norm: Any) -> str:
+    """'rmsnorm (eps 1e-06, scale 1 + weight)', 'layernorm (eps 1e-05, no weight, no bias)'."""
+    parts = [f"eps {norm.norm_eps:g}"]
+    if getattr(norm, "weight", True) is False:
+        parts.append("no weight")
+    elif norm.weight_offset != 0:
+        parts.append(f"scale {norm.weight_offset:g} + weight")
+    if getattr(norm, "bias", True) is False:
+        parts.append("no bias")
+    return f"{norm.kind} ({', '.join(parts)})"
+
+
+def _head_text(spec: Any) -> str:
+    """'causal_lm', 'causal_lm (logits x0.125, softcap 30)', 'masked_lm (encoder)'."""
+    head = spec.head
+    if not spec.is_decoder:
+        return f"{head.kind} (encoder)"
+    extras = [f"logits x{head.logit_scale:g}"] if head.logit_scale != 1 else []
+    extras += [f"softcap {head.softcap:g}"] if head.softcap is not None else []
+    return head.kind + (f" ({', '.join(extras)})" if extras else "")
 
 
 def budget_lines(spec: Any, batch: int, s: int) -> list[str]:

@@ -43,7 +43,7 @@ def parallel_rope_body(r: ConfigReader, d: int, *, residual: str, attention: dic
 def parallel_rope_layout(spec: "ModelSpec") -> bool:
     """A decoder with LayerNorm, RoPE and a plain MLP (GPT-NeoX or Phi; the LM-head bias tells)."""
     return (spec.is_decoder and spec.positional.kind == "rope" and spec.norm.kind == "layernorm"
-            and spec.block.ffn.kind == "mlp")
+            and spec.norm.weight_offset == 0 and spec.block.ffn.kind == "mlp")  # 1: Nemotron's
 
 
 def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
@@ -57,8 +57,17 @@ def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
         activation_default="gelu", head={"kind": "causal_lm"})
 
 
+def neox_layout(spec: "ModelSpec") -> bool:
+    """GPT-NeoX's own layer: biases on every projection, one key/value head per query head, a
+    norm per sublayer (Falcon claims the other LayerNorm + RoPE + MLP decoders)."""
+    b = spec.block
+    return (b.attention.qkv_bias and b.attention.out_bias and b.ffn.bias
+            and b.attention.kv_heads == b.attention.num_heads and b.residual != "parallel_shared_norm")
+
+
 def detect(spec: "ModelSpec") -> str | None:
-    if parallel_rope_layout(spec) and not (spec.head.kind == "causal_lm" and spec.head.bias):
+    if (parallel_rope_layout(spec) and not (spec.head.kind == "causal_lm" and spec.head.bias)
+            and neox_layout(spec)):
         return "gpt_neox"
     return None
 

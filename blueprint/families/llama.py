@@ -91,10 +91,16 @@ def _sliding_window(r: ConfigReader, layers: int) -> int | list[int | None] | No
     return [int(window) if t == "sliding_attention" else None for t in types]
 
 
+def _granite_scaled(spec: "ModelSpec") -> bool:
+    from blueprint.families.granite import scaled  # granite.py reads this module's WEIGHTS
+
+    return scaled(spec)
+
+
 def detect(spec: "ModelSpec") -> str | None:
     b, a = spec.block, spec.block.attention
     if not (spec.is_decoder and spec.positional.kind == "rope" and spec.norm.kind == "rmsnorm"
-            and b.ffn.kind == "swiglu"):
+            and b.ffn.kind == "swiglu") or _granite_scaled(spec):
         return None
     if a.qk_norm:
         return "qwen3"

@@ -33,6 +33,7 @@ TRANSFORM_PARTS: dict[str, tuple[str, ...]] = {
     "qkv_per_head": ("q", "k", "v"),  # rows [H, 3, hd] (GPT-NeoX query_key_value)
     "gate_up": ("gate", "up"),  # rows [activated half; multiplied half] (ModernBERT Wi)
     "shared_norm": ("attn_norm", "ffn_norm"),  # one norm feeding both sublayers of a parallel block (Phi)
+    "qkv_grouped": ("q", "k", "v"),  # rows [KV, H/KV queries + k + v, hd] (Falcon query_key_value)
 }
 
 _FIELD = re.compile(r"\{(\*|[A-Za-z_]\w*)(?::([^{}]*))?\}")
@@ -81,13 +82,17 @@ class Rule:
 
     ``base``: the name sits under the base model's prefix (``model.``, ``bert.``...); heads
     (``lm_head``, ``cls.predictions``) usually do not. ``aliases``: other checkpoint spellings
-    accepted on import (export writes ``hf``)."""
+    accepted on import (export writes ``hf``). ``when(spec)``: export uses the rule only for
+    specs it holds for."""
 
     hf: str
     ours: str
     transform: str = "rename"
     base: bool = True
     aliases: tuple[str, ...] = ()
+    # export only: whether this rule writes the spec's tensors (None: always). Two rules may
+    # then give one canonical name different checkpoint names by layout (Falcon's norms).
+    when: Callable[["ModelSpec"], bool] | None = None
 
     def __post_init__(self) -> None:
         if self.transform not in TRANSFORM_PARTS:

@@ -17,16 +17,17 @@ from typing import Any
 from blueprint.errors import BlueprintError
 
 # The GGUF architectures each family module reads are in its ``gguf`` layout (blueprint/families/).
-# Architectures llama.cpp writes that no family module reads yet and that need a mechanism the
-# spec language lacks (named in the error); a family module that reads one takes precedence.
+# Architectures llama.cpp writes that no family module reads yet, with what is missing (named in
+# the error: a mechanism the spec language lacks, or the family's GGUF layout); a family module
+# that reads one takes precedence.
 _NOT_YET = {
-    "gemma": "RMSNorm with a (1 + w) weight and an embedding multiplier",
+    "gemma": "a GGUF layout in the gemma family module (import the Hugging Face folder instead)",
     "gemma2": "soft-capped attention and logits",
     "gemma3": "per-layer RoPE bases with soft-capping and QK-norm",
     "phi3": "Phi-3's fused qkv / gate-up layout",
     "qwen2moe": "mixture-of-experts FFNs",
     "qwen3moe": "mixture-of-experts FFNs",
-    "olmo2": "norms after each sublayer",
+    "olmo2": "QK-norm over the whole projection, and an olmo2 family module",
 }
 # {arch}.<key>s that do not change what the network computes.
 _IRRELEVANT = frozenset({"vocab_size", "rope.dimension_count"})  # both checked against the tensors
@@ -112,8 +113,8 @@ def gguf_family(arch: Any, path: Path | str = "GGUF file"):
     if family is not None:
         return family
     if arch in _NOT_YET:
-        raise BlueprintError(f"{path}: GGUF architecture '{arch}' needs {_NOT_YET[arch]}, which the spec "
-                             "language does not express yet")
+        raise BlueprintError(f"{path}: GGUF architecture '{arch}' needs {_NOT_YET[arch]}, which blueprint "
+                             "does not have yet")
     raise BlueprintError(f"{path}: GGUF architecture {arch!r} is not supported",
                          hint=f"supported: {', '.join(families.gguf_architectures())}")
 

@@ -49,7 +49,7 @@ def spec_to_config(spec: ModelSpec) -> dict[str, Any]:
 
 
 _TOP = ("vocab_size", "max_seq_len", "embed_dim", "num_layers", "type_vocab_size", "tie_embeddings",
-        "positional", "norm", "embed_norm", "final_norm", "head")
+        "positional", "norm", "embed_norm", "embed_multiplier", "final_norm", "head")
 
 
 def _same_architecture(spec: ModelSpec, back: ModelSpec, family: str) -> None:

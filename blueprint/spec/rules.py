@@ -200,7 +200,8 @@ class RuleChecker:
             with suppress(Unknown):
                 block = self._resolve(selecting, base)
                 for rule in (self.rule_heads, self.rule_causal, self.rule_window,
-                             self.rule_rope_base, self.rule_rope_even, self.rule_hidden):
+                             self.rule_rope_base, self.rule_rope_even, self.rule_hidden,
+                             self.rule_attn_norm):
                     with suppress(Unknown):
                         rule(selecting, layers, block)
 
@@ -256,6 +257,14 @@ class RuleChecker:
             self.report_layers(layers, self.origin(sel, ("ffn", "hidden_dim")),
                                f"ffn hidden_dim ({hidden}) is not a multiple of {ALIGN}",
                                f"{_round_up(hidden)} runs faster on most hardware", warning=True)
+
+    def rule_attn_norm(self, sel: tuple[int, ...], layers: list[int], b: BlockSpec) -> None:
+        if not b.attn_norm and b.norm_placement == "post_sublayer":
+            where = self._changed_last(self.origin(sel, ("attn_norm",)), self.origin(sel, ("norm_placement",)))
+            self.report_layers(layers, where,
+                               "attn_norm: false drops an attention input norm, but norm_placement "
+                               "post_sublayer has none (it normalises the sublayer outputs only)",
+                               "remove attn_norm: false, or use norm_placement pre or sandwich")
 
     # ------------------------------------------------------------------ model rules
 

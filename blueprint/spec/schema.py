@@ -25,14 +25,36 @@ from blueprint.spec.sections import (  # re-exported: the whole language is impo
 
 
 class LayerNormSpec(Strict):
+    """(x - mean) / sqrt(var + norm_eps) * (weight_offset + weight) + bias.
+
+    ``weight: false`` and ``bias: false`` together make it non-parametric (OLMo 1).
+    ``weight_offset: 1.0`` stores the scale as its distance from 1 (Nemotron's LayerNorm1P).
+    """
+
     kind: Literal["layernorm"] = "layernorm"
     norm_eps: float = Field(1.0e-5, gt=0, le=1.0)
     bias: bool = True
+    weight: bool = True
+    weight_offset: float = 0.0
+
+    @model_validator(mode="after")
+    def _offset_needs_weight(self) -> "LayerNormSpec":
+        if not self.weight and self.weight_offset != 0:
+            raise rule_error("weight_offset", f"weight_offset ({self.weight_offset:g}) is added to "
+                             "the weight, but weight is false: remove weight_offset, or set weight: true")
+        return self
 
 
 class RMSNormSpec(Strict):
+    """x / sqrt(mean(x^2) + norm_eps) * (weight_offset + weight).
+
+    ``weight_offset: 1.0`` is Gemma's ``(1 + w)`` scale: the stored weight is the scale's
+    distance from 1 (zeros at init), so weight decay pulls the scale towards 1, not 0.
+    """
+
     kind: Literal["rmsnorm"] = "rmsnorm"
     norm_eps: float = Field(1.0e-6, gt=0, le=1.0)
+    weight_offset: float = 0.0
 
 
 NormSpec = Annotated[Union[LayerNormSpec, RMSNormSpec], Field(discriminator="kind")]
@@ -130,7 +152,8 @@ def heads_problem(num_heads: int, num_kv_heads: int) -> str | None:
 # ------------------------------------------------------------------------------ ffn
 
 
-Activation = Literal["gelu", "gelu_tanh", "relu", "silu"]
+# relu2 is relu(x)^2 (So et al. 2021, "Primer"; Nemotron)
+Activation = Literal["gelu", "gelu_tanh", "relu", "relu2", "silu"]
 
 
 class MLPSpec(Strict):
@@ -170,16 +193,40 @@ class BlockSpec(Strict):
 
     ``norm_placement``: ``pre`` normalises each sublayer's input (GPT-2, LLaMA), ``post``
     normalises after each residual add (GPT, BERT), ``sandwich`` does both around the sublayer
-    (norm before it and on its output before the add). ``attn_norm: false`` drops the
-    attention input norm in a pre-norm layer (ModernBERT's layer 0). ``residual: parallel``
-    feeds attention and FFN from the same normalised input and adds both (GPT-J, NeoX).
+    (norm before it and on its output before the add; Gemma 2), ``post_sublayer`` normalises
+    only the sublayer's output inside the residual, x + norm(f(x)) (OLMo 2).
+    ``attn_norm: false`` drops the attention input norm in a pre-norm layer (ModernBERT's
+    layer 0). ``residual: parallel`` feeds attention and FFN from the same input x, each
+    through its own norm, and adds both (GPT-NeoX, Falcon's new decoder architecture);
+    ``parallel_shared_norm`` feeds both from one norm's output (GPT-J, Falcon-7B, Cohere).
+    ``residual_multiplier`` scales each sublayer's output before the add (Granite).
     """
 
     attention: AttentionSpec
     ffn: FFNSpec = Field(default_factory=MLPSpec)
-    norm_placement: Literal["pre", "post", "sandwich"] = "pre"
+    norm_placement: Literal["pre", "post", "sandwich", "post_sublayer"] = "pre"
     attn_norm: bool = True
-    residual: Literal["sequential", "parallel"] = "sequential"
+    residual: Literal["sequential", "parallel", "parallel_shared_norm"] = "sequential"
+    residual_multiplier: float = Field(1.0, gt=0)
+
+    @property
+    def is_parallel(self) -> bool:
+        return self.residual != "sequential"
+
+    @property
+    def has_ffn_norm(self) -> bool:
+        """Whether the layer has a norm of its own before (pre, sandwich) or after (post) the
+        FFN: not with one shared norm, nor when only sublayer outputs are normalised."""
+        return self.residual != "parallel_shared_norm" and self.norm_placement != "post_sublayer"
+
+    @property
+    def has_attn_norm(self) -> bool:
+        return self.attn_norm and self.norm_placement != "post_sublayer"
+
+    @property
+    def has_out_norms(self) -> bool:
+        """Norms on the sublayer outputs (``attn_out_norm``, ``ffn_out_norm``)."""
+        return self.norm_placement in ("sandwich", "post_sublayer")
 
 
 class LayerOverride(Strict):
@@ -224,8 +271,14 @@ class LayerOverride(Strict):
 
 
 class CausalLMHead(Strict):
+    """logits = x W^T (+ b), times ``logit_scale`` (Cohere's logit_scale, Granite's
+    1 / logits_scaling), then soft-capped to (-softcap, softcap) as
+    softcap * tanh(logits / softcap) when ``softcap`` is set (Gemma 2's final_logit_softcapping)."""
+
     kind: Literal["causal_lm"] = "causal_lm"
     bias: bool = False
+    logit_scale: float = Field(1.0, gt=0)
+    softcap: float | None = Field(None, gt=0)
 
 
 class MaskedLMHead(Strict):
@@ -278,6 +331,9 @@ class ModelSpec(Strict):
     positional: PositionalSpec = Field(default_factory=LearnedPositions)
     norm: NormSpec = Field(default_factory=LayerNormSpec)
     embed_norm: bool = False
+    # multiplies the token embeddings (before absolute positions are added): Gemma's
+    # sqrt(embed_dim), Granite's embedding_multiplier
+    embed_multiplier: float = Field(1.0, gt=0)
     final_norm: bool = True
     block: BlockSpec
     layers: list[LayerOverride] = Field(default_factory=list, max_length=256)

@@ -15,6 +15,7 @@ ACTIVATIONS = {
     "gelu": partial(F.gelu, approximate="none"),
     "gelu_tanh": partial(F.gelu, approximate="tanh"),
     "relu": F.relu,
+    "relu2": lambda x: F.relu(x).square(),  # Primer / Nemotron
     "silu": F.silu,
 }
 

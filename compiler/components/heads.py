@@ -1,6 +1,7 @@
 """Output heads. Each takes the final hidden states [b, s, D] and the attention mask [b, s].
 
-- CausalLMHead: logits = x W^T (+ b); W is the token embedding when tied.
+- CausalLMHead: logits = x W^T (+ b); W is the token embedding when tied; then times
+  ``logit_scale`` and soft-capped, softcap * tanh(logits / softcap), when ``softcap`` is set.
 - MaskedLMHead: decoder(norm(act(dense(x)))) (BERT's transform + decoder), tied likewise.
 - EmbeddingsHead: pooled sentence vectors (cls / mask-aware mean / last real token), then the
   optional dense+tanh pooler and L2 normalisation.
@@ -38,12 +39,19 @@ POOLING = {"cls": _pool_cls, "mean": _pool_mean, "last": _pool_last}
 
 
 class CausalLMHead(nn.Module):
-    def __init__(self, embed_dim: int, vocab_size: int, bias: bool):
+    def __init__(self, embed_dim: int, vocab_size: int, bias: bool, *, logit_scale: float = 1.0,
+                 softcap: float | None = None):
         super().__init__()
         self.proj = nn.Linear(embed_dim, vocab_size, bias=bias)
+        self.logit_scale, self.softcap = logit_scale, softcap
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.proj(x)  # [b, s, vocab]
+        logits = self.proj(x)  # [b, s, vocab]
+        if self.logit_scale != 1.0:
+            logits = logits * self.logit_scale
+        if self.softcap is not None:  # divide, tanh, multiply: Gemma 2's own order
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
 
 
 class MaskedLMHead(nn.Module):

@@ -40,6 +40,8 @@ def _export(w: State, spec: "ModelSpec", weights: WeightMap) -> State:
     out: State = {}
     done: set[str] = set()
     for rx, rule in _export_rules(weights):
+        if rule.when is not None and not rule.when(spec):
+            continue
         parts = TRANSFORM_PARTS[rule.transform]
         groups: dict[tuple, dict[str, str]] = {}
         for name in w:

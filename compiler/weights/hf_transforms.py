@@ -7,6 +7,8 @@ each implemented once, both ways: ``split`` (checkpoint tensor -> canonical tens
 - ``qkv``: rows [q; k; v] (ModernBERT ``Wqkv``); ``qkv_conv1d``: the same in a Conv1D weight
   (GPT-2 ``c_attn``, [D, 3D]).
 - ``qkv_per_head``: rows [H, 3, hd], per head interleaved (GPT-NeoX ``query_key_value``).
+- ``qkv_grouped``: rows [KV, H/KV + 2, hd]: each key/value group's queries, key and value
+  (Falcon ``query_key_value``; KV = 1 is [q; k; v], KV = H is ``qkv_per_head``).
 - ``gate_up``: rows [activated half; multiplied half] (ModernBERT ``Wi``) -> gate_proj, up_proj.
 - ``shared_norm``: one norm feeding both sublayers of a pre-norm parallel block (Phi) -> the
   block's two norms; export requires them equal.
@@ -103,6 +105,28 @@ def _cat(ts: Tensors, spec: "ModelSpec", b: dict[str, str], names: list[str]) ->
     return torch.cat(ts, dim=0)
 
 
+def _grouped_split(t: torch.Tensor, spec: "ModelSpec", b: dict[str, str], name: str) -> Tensors:
+    """Falcon's fused rows [KV, H/KV + 2, hd]: each key/value group's queries, then its key and
+    value (KV = 1 is [q; k; v], KV = H is GPT-NeoX's per-head [H, 3, hd])."""
+    a = spec.layer(int(b["i"])).attention
+    kv, g, hd = a.kv_heads, a.num_heads // a.kv_heads, a.head_dim
+    _rows(t, _qkv_sizes(spec, int(b["i"])), name)  # size check with a readable error
+    grouped = t.reshape(kv, g + 2, hd, *t.shape[1:])  # [KV, G + 2, hd, (D)]
+    q = grouped[:, :g].reshape(kv * g * hd, *t.shape[1:])  # query head j of group k is head k * G + j
+    k = grouped[:, g].reshape(kv * hd, *t.shape[1:])
+    v = grouped[:, g + 1].reshape(kv * hd, *t.shape[1:])
+    return [q.contiguous(), k.contiguous(), v.contiguous()]
+
+
+def _grouped_join(ts: Tensors, spec: "ModelSpec", b: dict[str, str], names: list[str]) -> torch.Tensor:
+    a = spec.layer(int(b["i"])).attention
+    kv, g, hd = a.kv_heads, a.num_heads // a.kv_heads, a.head_dim
+    rest = ts[0].shape[1:]
+    q = ts[0].reshape(kv, g, hd, *rest)  # [KV, G, hd, (D)]
+    k, v = (t.reshape(kv, 1, hd, *rest) for t in ts[1:])
+    return torch.cat([q, k, v], dim=1).reshape(kv * (g + 2) * hd, *rest)
+
+
 TRANSFORMS: dict[str, tuple[Split, Join]] = {
     "rename": (lambda t, spec, b, name: [t], lambda ts, spec, b, names: ts[0]),
     "transpose": (lambda t, spec, b, name: [t.t().contiguous()], lambda ts, spec, b, names: ts[0].t()),
@@ -112,4 +136,5 @@ TRANSFORMS: dict[str, tuple[Split, Join]] = {
     "qkv_per_head": (_per_head_split, _per_head_join),
     "gate_up": (_gate_up_split, _cat),
     "shared_norm": (_shared_norm_split, _shared_norm_join),
+    "qkv_grouped": (_grouped_split, _grouped_join),
 }

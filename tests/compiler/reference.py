@@ -17,12 +17,14 @@ import torch
 
 
 def _norm(spec, P, prefix, x):
-    w = P[f"{prefix}.weight"]
+    """Normalise, then scale by (weight_offset + weight) when there is a weight, then add the bias."""
+    w = P.get(f"{prefix}.weight")
+    scale = 1.0 if w is None else spec.norm.weight_offset + w
     if spec.norm.kind == "rmsnorm":
-        return x / torch.sqrt((x * x).mean(-1, keepdim=True) + spec.norm.norm_eps) * w
+        return x / torch.sqrt((x * x).mean(-1, keepdim=True) + spec.norm.norm_eps) * scale
     mu = x.mean(-1, keepdim=True)
     var = ((x - mu) ** 2).mean(-1, keepdim=True)
-    y = (x - mu) / torch.sqrt(var + spec.norm.norm_eps) * w
+    y = (x - mu) / torch.sqrt(var + spec.norm.norm_eps) * scale
     b = P.get(f"{prefix}.bias")
     return y if b is None else y + b
 
@@ -40,6 +42,8 @@ def _act(name, x):
         return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
     if name == "relu":
         return torch.clamp(x, min=0.0)
+    if name == "relu2":
+        return torch.clamp(x, min=0.0) ** 2
     if name == "silu":
         return x * torch.sigmoid(x)
     raise ValueError(name)
@@ -125,15 +129,36 @@ def _ffn(P, p, f, x):
 
 
 def _layer(spec, P, i, blk, x, attention_mask, pos, past, record=None):
+    """One layer written out per placement; each sublayer output is scaled by the residual
+    multiplier m before its residual add."""
     p = f"layers.{i}"
     N = lambda name, y: _norm(spec, P, f"{p}.{name}", y)  # noqa: E731
     attn = lambda y: _attention(spec, P, f"{p}.attn", blk, y, attention_mask, pos, past, record)  # noqa: E731
     ffn = lambda y: _ffn(P, f"{p}.ffn", blk.ffn, y)  # noqa: E731
+    m = blk.residual_multiplier
     place = blk.norm_placement
+    if place == "post_sublayer":  # x + m * norm(f(x)); no input norms
+        if blk.residual == "sequential":
+            a, present = attn(x)
+            x = x + m * N("attn_out_norm", a)
+            return x + m * N("ffn_out_norm", ffn(x)), present
+        a, present = attn(x)
+        return x + m * N("attn_out_norm", a) + m * N("ffn_out_norm", ffn(x)), present
+    if blk.residual == "parallel_shared_norm":
+        if place == "post":
+            a, present = attn(x)
+            y = x + m * a + m * ffn(x)
+            return (N("attn_norm", y) if blk.attn_norm else y), present
+        h = N("attn_norm", x) if blk.attn_norm else x
+        a, present = attn(h)
+        f = ffn(h)
+        if place == "sandwich":
+            a, f = N("attn_out_norm", a), N("ffn_out_norm", f)
+        return x + m * a + m * f, present
     if blk.residual == "parallel":
         if place == "post":
             a, present = attn(x)
-            y = x + a + ffn(x)
+            y = x + m * a + m * ffn(x)
             if blk.attn_norm:
                 y = N("attn_norm", y)
             return N("ffn_norm", y), present
@@ -141,21 +166,21 @@ def _layer(spec, P, i, blk, x, attention_mask, pos, past, record=None):
         f = ffn(N("ffn_norm", x))
         if place == "sandwich":
             a, f = N("attn_out_norm", a), N("ffn_out_norm", f)
-        return x + a + f, present
+        return x + m * a + m * f, present
     if place == "post":
         a, present = attn(x)
-        x = x + a
+        x = x + m * a
         if blk.attn_norm:
             x = N("attn_norm", x)
-        return N("ffn_norm", x + ffn(x)), present
+        return N("ffn_norm", x + m * ffn(x)), present
     a, present = attn(N("attn_norm", x) if blk.attn_norm else x)
     if place == "sandwich":
         a = N("attn_out_norm", a)
-    x = x + a
+    x = x + m * a
     f = ffn(N("ffn_norm", x))
     if place == "sandwich":
         f = N("ffn_out_norm", f)
-    return x + f, present
+    return x + m * f, present
 
 
 def _sinusoid(pos, d, base):
@@ -171,7 +196,7 @@ def reference_forward(spec, P, input_ids, attention_mask, position_ids=None, tok
     compiled model's (``present.{i}.key/.value`` when ``past`` is a list of (k, v)). A list
     ``record`` receives each layer's attention probabilities [b, H, s, t], in layer order."""
     b, s = input_ids.shape
-    x = P["embed.tokens.weight"][input_ids]
+    x = P["embed.tokens.weight"][input_ids] * spec.embed_multiplier
     enc_pos = torch.arange(s)[None].repeat(b, 1)
     pos = position_ids if position_ids is not None else enc_pos
     if spec.positional.kind == "learned":
@@ -197,6 +222,10 @@ def reference_forward(spec, P, input_ids, attention_mask, position_ids=None, tok
         logits = x @ w.T
         if "head.proj.bias" in P:
             logits = logits + P["head.proj.bias"]
+        logits = logits * head.logit_scale
+        if head.softcap is not None:  # tanh(z) = (e^2z - 1) / (e^2z + 1), by formula
+            z = 2.0 * logits / head.softcap
+            logits = head.softcap * torch.expm1(z) / (torch.exp(z) + 1.0)
         return {"logits": logits, **out}
     result = {"last_hidden_state": x}
     if head.kind == "masked_lm":

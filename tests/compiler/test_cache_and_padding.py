@@ -25,6 +25,10 @@ DECODER_VARIANTS = {
     "sinusoidal": variant(positional={"kind": "sinusoidal"}),
     "no_positions": variant(positional={"kind": "none"}),
     "learned_parallel": variant(positional={"kind": "learned"}, block={"residual": "parallel"}),
+    "shared_norm_scaled_capped": variant(block={"residual": "parallel_shared_norm", "residual_multiplier": 0.5},
+                                         embed_multiplier=4.0, head={"kind": "causal_lm", "softcap": 3.0}),
+    "post_sublayer_offset": variant(norm={"kind": "rmsnorm", "weight_offset": 1.0},
+                                    block={"norm_placement": "post_sublayer", "attention": {"window": 3}}),
 }
 
 

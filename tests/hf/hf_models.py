@@ -57,6 +57,27 @@ def _configs():
             num_key_value_heads=2, max_position_embeddings=64, use_qkv_bias=True,
             rope_parameters={"rope_theta": 10000.0, "rope_type": "default", "partial_rotary_factor": 0.5},
             tie_word_embeddings=False, **common_dec)),
+        "gemma": (T.GemmaForCausalLM, T.GemmaConfig(  # (1 + w) RMSNorm, sqrt(D) embeddings, MQA, head_dim != D / H
+            hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=1, head_dim=16, max_position_embeddings=128, rms_norm_eps=1e-6,
+            tie_word_embeddings=True, **common_dec)),
+        "granite": (T.GraniteForCausalLM, T.GraniteConfig(  # embedding/residual/attention multipliers, logit divisor
+            hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-5, embedding_multiplier=3.0,
+            residual_multiplier=0.5, attention_multiplier=0.125, logits_scaling=4.0,
+            tie_word_embeddings=True, **common_dec)),
+        "olmo": (T.OlmoForCausalLM, T.OlmoConfig(  # non-parametric LayerNorms
+            hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False, **common_dec)),
+        "falcon": (T.FalconForCausalLM, T.FalconConfig(  # new decoder architecture: GQA, two parallel norms
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_kv_heads=2,
+            new_decoder_architecture=True, ffn_hidden_size=48, max_position_embeddings=128,
+            hidden_dropout=0.0, attention_dropout=0.0, tie_word_embeddings=False, **common_dec)),
+        "nemotron": (T.NemotronForCausalLM, T.NemotronConfig(  # LayerNorm1P (1 + w), relu2 MLP, partial rotary
+            hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=128, norm_eps=1e-5,
+            rope_parameters={"rope_theta": 10000.0, "rope_type": "default", "partial_rotary_factor": 0.5},
+            tie_word_embeddings=False, **common_dec)),
         "bert": (T.BertForMaskedLM, T.BertConfig(
             vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
@@ -90,13 +111,30 @@ def built(families):
     return [pytest.param(f, marks=pytest.mark.slow) if f in EXTRA else f for f in families]
 
 
+def _scale_offset(model: torch.nn.Module, name: str) -> float:
+    """What a norm weight adds to its scale's base: 1 for a norm that multiplies by its weight,
+    0 for one that multiplies by (1 + weight) (Gemma), told apart by running the norm module with
+    a zero weight: a plain norm then outputs zeros."""
+    module = model.get_submodule(name.rsplit(".", 1)[0])
+    weight = module.weight
+    saved = weight.detach().clone()
+    weight.zero_()
+    probe = torch.randn(2, weight.shape[0], generator=torch.Generator().manual_seed(0))
+    try:
+        silent = bool((module(probe) == 0).all())
+    finally:
+        weight.copy_(saved)
+    return 1.0 if silent else 0.0
+
+
 def randomize(model: torch.nn.Module, seed: int) -> None:
+    """Weights ~ N(0, 0.15); norm weights such that each norm scales by about 1 (+- 0.1)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
             noise = torch.randn(p.shape, generator=g)
             if p.dim() == 1 and "norm" in name.lower() and name.endswith("weight"):
-                p.copy_(1.0 + 0.1 * noise)
+                p.copy_(_scale_offset(model, name) + 0.1 * noise)
             else:
                 p.copy_(0.15 * noise)
 

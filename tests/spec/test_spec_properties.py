@@ -63,12 +63,16 @@ def valid_specs(draw) -> dict:
         head["normalize"] = draw(st.booleans())
     if head_kind == "causal_lm" and draw(st.booleans()):
         head["bias"] = draw(st.booleans())
+    if head_kind == "causal_lm" and draw(st.booleans()):
+        head["logit_scale"] = draw(st.floats(1e-3, 30.0))
+    if head_kind == "causal_lm" and draw(st.booleans()):
+        head["softcap"] = draw(st.sampled_from([None, 1.0, 30.0]) | st.floats(1e-2, 100.0))
     if head_kind == "masked_lm":
         for key in ("dense_bias", "decoder_bias"):
             if draw(st.booleans()):
                 head[key] = draw(st.booleans())
         if draw(st.booleans()):
-            head["activation"] = draw(st.sampled_from(["gelu", "gelu_tanh", "relu", "silu"]))
+            head["activation"] = draw(st.sampled_from(["gelu", "gelu_tanh", "relu", "relu2", "silu"]))
     attention: dict = {"num_heads": num_heads}
     if draw(st.booleans()):
         attention["num_kv_heads"] = draw(st.sampled_from(_divisors(num_heads)))
@@ -89,7 +93,7 @@ def valid_specs(draw) -> dict:
     if draw(st.booleans()):
         ffn["hidden_dim"] = draw(st.integers(1, 300))
     if ffn_kind == "mlp":
-        ffn["activation"] = draw(st.sampled_from(["gelu", "gelu_tanh", "relu", "silu"]))
+        ffn["activation"] = draw(st.sampled_from(["gelu", "gelu_tanh", "relu", "relu2", "silu"]))
     elif ffn_kind == "geglu" and draw(st.booleans()):
         ffn["activation"] = draw(st.sampled_from(["gelu", "gelu_tanh"]))
     if draw(st.booleans()):
@@ -97,14 +101,18 @@ def valid_specs(draw) -> dict:
     if draw(st.booleans()):
         attention["softmax_scale"] = draw(st.floats(1e-3, 4.0))
     norm = draw(st.sampled_from([{"kind": "layernorm"}, {"kind": "rmsnorm"},
-                                 {"kind": "layernorm", "bias": False}]))
+                                 {"kind": "layernorm", "bias": False},
+                                 {"kind": "layernorm", "weight": False, "bias": False},
+                                 {"kind": "layernorm", "weight": False}]))
     norm["norm_eps"] = draw(eps)
+    if norm.get("weight", True) and draw(st.booleans()):
+        norm["weight_offset"] = draw(st.sampled_from([1.0, 0.0, -0.5]))
     spec: dict = {
         "name": draw(names), "vocab_size": vocab_size, "max_seq_len": max_seq_len,
         "embed_dim": embed_dim, "num_layers": num_layers, "positional": positional, "norm": norm,
         "block": {"attention": attention, "ffn": ffn,
-                  "norm_placement": draw(st.sampled_from(["pre", "post", "sandwich"])),
-                  "residual": draw(st.sampled_from(["sequential", "parallel"]))},
+                  "norm_placement": draw(st.sampled_from(["pre", "post", "sandwich", "post_sublayer"])),
+                  "residual": draw(st.sampled_from(["sequential", "parallel", "parallel_shared_norm"]))},
         "head": head,
         "dropout": {"embed": draw(rates), "attention": draw(rates), "residual": draw(rates)},
         "tie_embeddings": draw(st.booleans()) if head_kind in ("causal_lm", "masked_lm") else False,
@@ -115,8 +123,12 @@ def valid_specs(draw) -> dict:
     }
     if head_kind != "causal_lm" and draw(st.booleans()):
         spec["type_vocab_size"] = draw(st.integers(0, 3))
-    if draw(st.booleans()):
+    if draw(st.booleans()) and spec["block"]["norm_placement"] != "post_sublayer":
         spec["block"]["attn_norm"] = draw(st.booleans())
+    if draw(st.booleans()):
+        spec["block"]["residual_multiplier"] = draw(st.floats(1e-2, 4.0))
+    if draw(st.booleans()):
+        spec["embed_multiplier"] = draw(st.sampled_from([8.0, 45.254833995939045]) | st.floats(1e-2, 50.0))
     layers = []
     for k in range(draw(st.integers(0, 3))):
         selector = draw(st.sampled_from(["index", "range", "every"]))
@@ -129,8 +141,11 @@ def valid_specs(draw) -> dict:
         else:
             override["every"] = draw(st.integers(1, 4))
             override["offset"] = draw(st.integers(0, num_layers - 1))
+        post_sublayer = spec["block"]["norm_placement"] == "post_sublayer"  # it has no attn_norm to drop
         body = draw(st.sampled_from([
-            {"attn_norm": False}, {"norm_placement": "post"}, {"residual": "parallel"},
+            {"norm_placement": "post"} if post_sublayer else {"attn_norm": False},
+            {"norm_placement": "post"}, {"residual": "parallel"},
+            {"residual": "parallel_shared_norm"}, {"residual_multiplier": 0.5},
             {"attention": {"window": None}}, {"ffn": {"kind": "swiglu"}},
             {"attention": {"num_kv_heads": 1}}, {"ffn": {"hidden_dim": 64}},
         ]))

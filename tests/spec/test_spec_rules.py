@@ -127,3 +127,31 @@ def test_a_decoder_with_token_types_is_refused():
     """It used to validate and then fail at export with 'try another --opset'."""
     found = errors("type_vocab_size: 2\n")
     assert len(found) == 1 and "type_vocab_size: type_vocab_size (2) needs an encoder head" in found[0]
+
+
+def test_attn_norm_false_has_nothing_to_drop_under_post_sublayer():
+    found = errors("layers:\n  - {index: 1, set: {norm_placement: post_sublayer, attn_norm: false}}\n")
+    assert found == ["12:38: layers.0.set.norm_placement: attn_norm: false drops an attention input "
+                     "norm, but norm_placement post_sublayer has none (it normalises the sublayer "
+                     "outputs only) (layer 1)"]
+    assert load("layers:\n  - {index: 1, set: {norm_placement: post_sublayer}}\n").spec.layer(1).attn_norm
+
+
+def test_norm_weight_offset_needs_a_weight():
+    found = errors(base=BASE.replace("norm: {kind: rmsnorm}",
+                                     "norm: {kind: layernorm, weight: false, weight_offset: 1.0}"))
+    assert found == ["7:1: norm.layernorm.weight_offset: weight_offset (1) is added to the weight, "
+                     "but weight is false: remove weight_offset, or set weight: true"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("head: {kind: causal_lm, softcap: 0}", "11:34: head.softcap: input should be greater than 0 (got 0)"),
+    ("embed_multiplier: -1.0", "11:19: embed_multiplier: input should be greater than 0 (got -1.0)"),
+    ("block:\n  attention: {num_heads: 4}\n  residual_multiplier: 0.0",
+     "10:24: block.residual_multiplier: input should be greater than 0 (got 0.0)"),
+    ("block:\n  attention: {num_heads: 4}\n  residual: parallel_shared",
+     "10:13: block.residual: 'parallel_shared' is not one of 'sequential', 'parallel', 'parallel_shared_norm'"),
+])
+def test_scaling_fields_are_checked(text, message):
+    base = BASE.split("block:")[0] if text.startswith("block:") else BASE
+    assert errors(text + "\n", base) == [message]
