@@ -18,7 +18,8 @@ from torch import nn
 from blueprint.spec.schema import ModelSpec
 from compiler.components.norms import LayerNorm, RMSNorm
 
-RESIDUAL_PROJECTIONS = ("attn.o_proj.weight", "ffn.down_proj.weight")
+RESIDUAL_PROJECTIONS = ("attn.o_proj.weight", "ffn.down_proj.weight", "ffn.experts.down_proj.weight",
+                        "ffn.shared_expert.down_proj.weight")
 
 
 @torch.no_grad()

@@ -16,6 +16,10 @@ Names (``i`` is the layer index)::
     layers.i.attn_out_norm.*       [embed_dim]                     sandwich: on the attention output
     layers.i.ffn_norm.*            [embed_dim]
     layers.i.ffn.{gate,up,down}_proj.{weight,bias}                 gate only for GLU kinds
+    layers.i.ffn.router.proj.{weight,bias}   [E, D]                ffn: moe (E num_experts)
+    layers.i.ffn.experts.{gate,up,down}_proj.{weight,bias}         [E, out, in], bias [E, out]
+    layers.i.ffn.shared_expert.{gate,up,down}_proj.*               moe shared_expert
+    layers.i.ffn.shared_expert_gate.weight   [1, D]                shared_expert_gate: sigmoid
     layers.i.ffn_out_norm.*        [embed_dim]                     sandwich
     final_norm.*                   [embed_dim]                     final_norm
     head.proj.{weight,bias}        causal LM (weight only when untied)
@@ -49,6 +53,28 @@ def _linear(shapes: Shapes, prefix: str, out_dim: int, in_dim: int, bias: bool) 
         shapes[f"{prefix}.bias"] = (out_dim,)
 
 
+def _ffn(shapes: Shapes, p: str, f, d: int, experts: int | None = None) -> None:
+    """A dense FFN's projections; with ``experts``, E of them stacked ([E, out, in], bias [E, out])."""
+    hidden = f.hidden_dim
+    assert hidden is not None
+    lead = () if experts is None else (experts,)
+    for name, out_dim, in_dim in (("gate_proj", hidden, d), ("up_proj", hidden, d), ("down_proj", d, hidden)):
+        if name == "gate_proj" and f.kind == "mlp":
+            continue
+        shapes[f"{p}.{name}.weight"] = lead + (out_dim, in_dim)
+        if f.bias:
+            shapes[f"{p}.{name}.bias"] = lead + (out_dim,)
+
+
+def _moe(shapes: Shapes, p: str, f, d: int) -> None:
+    _linear(shapes, f"{p}.router.proj", f.num_experts, d, f.router.bias)
+    _ffn(shapes, f"{p}.experts", f.expert, d, experts=f.num_experts)
+    if f.shared_expert is not None:
+        _ffn(shapes, f"{p}.shared_expert", f.shared_expert, d)
+    if f.shared_expert_gate == "sigmoid":
+        shapes[f"{p}.shared_expert_gate.weight"] = (1, d)
+
+
 def _block(shapes: Shapes, p: str, block: "BlockSpec", spec: "ModelSpec") -> None:
     d, a, f = spec.embed_dim, block.attention, block.ffn
     hd, h, kv = a.head_dim, a.num_heads, a.kv_heads
@@ -65,12 +91,10 @@ def _block(shapes: Shapes, p: str, block: "BlockSpec", spec: "ModelSpec") -> Non
     if block.norm_placement == "sandwich":
         _norm(shapes, f"{p}.attn_out_norm", d, spec)
     _norm(shapes, f"{p}.ffn_norm", d, spec)
-    hidden = f.hidden_dim
-    assert hidden is not None
-    if f.kind != "mlp":
-        _linear(shapes, f"{p}.ffn.gate_proj", hidden, d, f.bias)
-    _linear(shapes, f"{p}.ffn.up_proj", hidden, d, f.bias)
-    _linear(shapes, f"{p}.ffn.down_proj", d, hidden, f.bias)
+    if f.kind == "moe":
+        _moe(shapes, f"{p}.ffn", f, d)
+    else:
+        _ffn(shapes, f"{p}.ffn", f, d)
     if block.norm_placement == "sandwich":
         _norm(shapes, f"{p}.ffn_out_norm", d, spec)
 
