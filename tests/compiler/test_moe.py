@@ -225,3 +225,25 @@ def test_onnx_export_matches_torch_at_new_shapes(tmp_path):
             ref = ours(x).numpy()
         (got,) = session.run(None, {"x": x.numpy()})
         np.testing.assert_allclose(got, ref, atol=TOL, rtol=0)
+
+
+def test_cost_model_counts_total_and_active_parameters_and_flops():
+    """moe-tiny by hand: D 64, 4 SwiGLU experts of 128, top 2; layer 1 adds a SwiGLU shared
+    expert of 64 and its [1, D] sigmoid gate. Totals are checked against the compiled model in
+    test_cost.py (every spec); here the active count and FLOPs per token."""
+    from compiler import compile_spec
+    from compiler.cost import cost_report
+    from helpers import load
+
+    spec = load("moe-tiny")
+    d, e, k, h, sh, v, kv = 64, 4, 2, 128, 64, 256, 2 * 16
+    expert = 3 * d * h
+    report = cost_report(spec, seq_len=8)
+    gm = compile_spec(spec, device="meta")
+    assert report.params_total == sum(p.numel() for p in gm.parameters())
+    assert report.params_active == report.params_total - 2 * (e - k) * expert
+    attn = d * 64 * 2 + d * kv * 2  # q, o and k, v projections
+    layer0 = attn + d * e + k * expert
+    layer1 = layer0 + 3 * d * sh + d
+    causal_keys = sum(p + 1 for p in range(8)) / 8
+    assert report.flops_per_token_prefill == pytest.approx(2 * (layer0 + layer1 + d * v) + 2 * 4 * 64 * causal_keys)
