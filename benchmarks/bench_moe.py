@@ -55,9 +55,10 @@ def _contrib_moe(moe, d: int, e: int, h: int, k: int):
     """router MatMul + com.microsoft.MoE (softmax, top-k, renormalise inside the op)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    gate, up = moe.experts.gate_proj.weight.detach(), moe.experts.up_proj.weight.detach()
+    gate = torch.stack([x.gate_proj.weight.detach() for x in moe.experts])  # [E, H, D]
+    up = torch.stack([x.up_proj.weight.detach() for x in moe.experts])
     fc1 = torch.stack([gate, up], dim=2).reshape(e, 2 * h, d).numpy()  # rows g0, u0, g1, u1, ...
-    fc2 = moe.experts.down_proj.weight.detach().numpy()  # [E, D, H]
+    fc2 = torch.stack([x.down_proj.weight.detach() for x in moe.experts]).numpy()  # [E, D, H]
     router = moe.router.proj.weight.detach().t().contiguous().numpy()  # [D, E]
     nodes = [helper.make_node("MatMul", ["x", "router"], ["logits"]),
              helper.make_node("MoE", ["x", "logits", "fc1", "", "fc2"], ["y"], domain="com.microsoft", k=k,

@@ -17,7 +17,7 @@ from compiler.components.attention import AnalysisAttention, Attention
 from compiler.components.block import Block
 from compiler.components.embeddings import Embeddings
 from compiler.components.ffn import GLU, MLP
-from compiler.components.moe import Experts, MoE, Router
+from compiler.components.moe import MoE, Router
 from compiler.components.heads import ClassificationHead, CausalLMHead, EmbeddingsHead, MaskedLMHead
 from compiler.components.norms import build_norm
 from compiler.components.positional import Alibi, Rope, SinusoidalPositions
@@ -60,9 +60,7 @@ def build_ffn(embed_dim: int, f) -> nn.Module:
 
 
 def build_moe(embed_dim: int, f) -> MoE:
-    e = f.expert
-    experts = Experts(f.num_experts, embed_dim, e.hidden_dim, FFN_ACTIVATION[e.kind](e), gated=e.kind != "mlp",
-                      bias=e.bias)
+    experts = [build_ffn(embed_dim, f.expert) for _ in range(f.num_experts)]
     router = Router(embed_dim, f.num_experts, f.top_k, f.router.normalize_top_k, f.router.bias)
     shared = build_ffn(embed_dim, f.shared_expert) if f.shared_expert is not None else None
     gate = nn.Linear(embed_dim, 1, bias=False) if f.shared_expert_gate == "sigmoid" else None

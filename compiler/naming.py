@@ -17,7 +17,7 @@ Names (``i`` is the layer index)::
     layers.i.ffn_norm.*            [embed_dim]
     layers.i.ffn.{gate,up,down}_proj.{weight,bias}                 gate only for GLU kinds
     layers.i.ffn.router.proj.{weight,bias}   [E, D]                ffn: moe (E num_experts)
-    layers.i.ffn.experts.{gate,up,down}_proj.{weight,bias}         [E, out, in], bias [E, out]
+    layers.i.ffn.experts.e.{gate,up,down}_proj.{weight,bias}       expert e (0 <= e < E), as a dense FFN
     layers.i.ffn.shared_expert.{gate,up,down}_proj.*               moe shared_expert
     layers.i.ffn.shared_expert_gate.weight   [1, D]                shared_expert_gate: sigmoid
     layers.i.ffn_out_norm.*        [embed_dim]                     sandwich
@@ -53,22 +53,19 @@ def _linear(shapes: Shapes, prefix: str, out_dim: int, in_dim: int, bias: bool) 
         shapes[f"{prefix}.bias"] = (out_dim,)
 
 
-def _ffn(shapes: Shapes, p: str, f, d: int, experts: int | None = None) -> None:
-    """A dense FFN's projections; with ``experts``, E of them stacked ([E, out, in], bias [E, out])."""
+def _ffn(shapes: Shapes, p: str, f, d: int) -> None:
     hidden = f.hidden_dim
     assert hidden is not None
-    lead = () if experts is None else (experts,)
-    for name, out_dim, in_dim in (("gate_proj", hidden, d), ("up_proj", hidden, d), ("down_proj", d, hidden)):
-        if name == "gate_proj" and f.kind == "mlp":
-            continue
-        shapes[f"{p}.{name}.weight"] = lead + (out_dim, in_dim)
-        if f.bias:
-            shapes[f"{p}.{name}.bias"] = lead + (out_dim,)
+    if f.kind != "mlp":
+        _linear(shapes, f"{p}.gate_proj", hidden, d, f.bias)
+    _linear(shapes, f"{p}.up_proj", hidden, d, f.bias)
+    _linear(shapes, f"{p}.down_proj", d, hidden, f.bias)
 
 
 def _moe(shapes: Shapes, p: str, f, d: int) -> None:
     _linear(shapes, f"{p}.router.proj", f.num_experts, d, f.router.bias)
-    _ffn(shapes, f"{p}.experts", f.expert, d, experts=f.num_experts)
+    for e in range(f.num_experts):
+        _ffn(shapes, f"{p}.experts.{e}", f.expert, d)
     if f.shared_expert is not None:
         _ffn(shapes, f"{p}.shared_expert", f.shared_expert, d)
     if f.shared_expert_gate == "sigmoid":

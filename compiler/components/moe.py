@@ -19,64 +19,18 @@ Two ways to compute the same sum ``out[t] = sum_j w[t, j] * expert_{i[t, j]}(x[t
 - dense (while ``torch.export`` traces, i.e. the ONNX export): every expert runs on every token
   and the routing weights, zero for unchosen experts, weight the sum. Static shapes, E / k times
   the active FLOPs; docs/moe.md measures it.
+
+Each expert is its own dense FFN module (``experts.{e}.{gate,up,down}_proj``), the layout
+published checkpoints store (Mixtral's ``experts.{e}.w1``, Qwen-MoE's and OLMoE's
+``experts.{e}.gate_proj``), so weights map name to name.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from compiler.components.ffn import ACTIVATIONS
 from compiler.components.precision import compute_dtype
-
-
-class StackedLinear(nn.Module):
-    """E linear maps of one shape stored as one weight [E, out, in] (bias [E, out]): what the
-    dense path multiplies in one batched matmul and the active path indexes per expert."""
-
-    def __init__(self, num_experts: int, in_dim: int, out_dim: int, bias: bool):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(num_experts, out_dim, in_dim))
-        self.bias = nn.Parameter(torch.zeros(num_experts, out_dim)) if bias else None
-        bound = 1 / math.sqrt(in_dim)  # nn.Linear's default range; init_weights replaces it
-        nn.init.uniform_(self.weight, -bound, bound)
-
-    def one(self, x: torch.Tensor, e: int) -> torch.Tensor:
-        """x [n, in] through expert e -> [n, out]."""
-        return F.linear(x, self.weight[e], None if self.bias is None else self.bias[e])
-
-    def every(self, x: torch.Tensor) -> torch.Tensor:
-        """x [T, in] (or [E, T, in]) through every expert -> [E, T, out]."""
-        y = torch.matmul(x, self.weight.transpose(1, 2))  # [E, T, out]
-        return y if self.bias is None else y + self.bias[:, None, :]
-
-
-class Experts(nn.Module):
-    """E experts of one FFN shape: up -> act -> down (``gated=False``) or
-    down(act(gate(x)) * up(x)) (SwiGLU/GeGLU)."""
-
-    def __init__(self, num_experts: int, embed_dim: int, hidden_dim: int, activation: str,
-                 gated: bool, bias: bool):
-        super().__init__()
-        self.act = ACTIVATIONS[activation]
-        self.gate_proj = StackedLinear(num_experts, embed_dim, hidden_dim, bias) if gated else None
-        self.up_proj = StackedLinear(num_experts, embed_dim, hidden_dim, bias)
-        self.down_proj = StackedLinear(num_experts, hidden_dim, embed_dim, bias)
-
-    def one(self, x: torch.Tensor, e: int) -> torch.Tensor:
-        """x [n, D] through expert e -> [n, D]."""
-        h = self.up_proj.one(x, e)
-        h = self.act(h) if self.gate_proj is None else self.act(self.gate_proj.one(x, e)) * h
-        return self.down_proj.one(h, e)
-
-    def every(self, x: torch.Tensor) -> torch.Tensor:
-        """x [T, D] through every expert -> [E, T, D]."""
-        h = self.up_proj.every(x)  # [E, T, H]
-        h = self.act(h) if self.gate_proj is None else self.act(self.gate_proj.every(x)) * h
-        return self.down_proj.every(h)  # [E, T, D]
 
 
 class Router(nn.Module):
@@ -100,11 +54,11 @@ class Router(nn.Module):
 class MoE(nn.Module):
     """Routed experts plus an optional shared expert (optionally sigmoid-gated per token)."""
 
-    def __init__(self, router: Router, experts: Experts, shared_expert: nn.Module | None = None,
+    def __init__(self, router: Router, experts: list[nn.Module], shared_expert: nn.Module | None = None,
                  shared_expert_gate: nn.Module | None = None):
         super().__init__()
         self.router = router
-        self.experts = experts
+        self.experts = nn.ModuleList(experts)  # each a dense FFN (compiler.components.ffn)
         self.shared_expert = shared_expert
         self.shared_expert_gate = shared_expert_gate
 
@@ -129,22 +83,22 @@ class MoE(nn.Module):
         k = chosen.shape[1]
         flat = chosen.reshape(-1)  # [T * k], entry t * k + j is token t's j-th choice
         order = torch.argsort(flat, stable=True)  # slots grouped by expert, token order inside
-        counts = torch.bincount(flat, minlength=self.router.proj.out_features).tolist()
+        counts = torch.bincount(flat, minlength=len(self.experts)).tolist()
         flat_weights = weights.reshape(-1, 1)  # [T * k, 1]
         out = torch.zeros_like(tokens)
         for e, slots in enumerate(torch.split(order, counts)):
-            if slots.numel() == 0:
-                continue
+            # an expert no token chose still runs (on zero rows): its parameters then get a zero
+            # gradient rather than none, which DDP's gradient reduction needs
             rows = slots // k  # the tokens that chose expert e, each once
-            y = self.experts.one(tokens[rows], e) * flat_weights[slots]  # [n, D] in compute dtype
+            y = self.experts[e](tokens[rows]) * flat_weights[slots]  # [n, D] in compute dtype
             out.index_add_(0, rows, y.to(out.dtype))
         return out
 
     def _dense(self, tokens: torch.Tensor, weights: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
         """Every expert on every token, weighted by the routing (zero where not chosen)."""
-        num_experts = self.router.proj.out_features
-        dense = torch.zeros(tokens.shape[0], num_experts, dtype=weights.dtype, device=tokens.device)
+        dense = torch.zeros(tokens.shape[0], len(self.experts), dtype=weights.dtype, device=tokens.device)
         dense = dense.scatter(1, chosen, weights)  # [T, E]
-        every = self.experts.every(tokens)  # [E, T, D]
-        out = (every.to(weights.dtype) * dense.t().unsqueeze(-1)).sum(dim=0)  # [T, D]
+        out = torch.zeros_like(tokens, dtype=weights.dtype)  # [T, D]
+        for e, expert in enumerate(self.experts):
+            out = out + expert(tokens).to(weights.dtype) * dense[:, e:e + 1]
         return out.to(tokens.dtype)

@@ -128,8 +128,7 @@ def _moe(P, p, f, x):
         weights = weights / weights.sum(-1, keepdim=True)
     out = torch.zeros_like(x)
     for e in range(f.num_experts):
-        expert = {k.replace(f"{p}.experts.", "e.", 1): v[e] for k, v in P.items() if k.startswith(f"{p}.experts.")}
-        out = out + weights[..., e:e + 1] * _ffn(expert, "e", f.expert, x)
+        out = out + weights[..., e:e + 1] * _ffn(P, f"{p}.experts.{e}", f.expert, x)
     if f.shared_expert is not None:
         shared = _ffn(P, f"{p}.shared_expert", f.shared_expert, x)
         if f.shared_expert_gate == "sigmoid":
