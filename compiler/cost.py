@@ -34,6 +34,7 @@ F32, I64 = 4, 8
 class CostReport:
     params_by_component: dict[str, int]
     params_total: int
+    params_active: int  # per token: a mixture of experts counts its top_k experts only
     flops_per_token_prefill: float
     flops_per_token_decode: float
     kv_cache_bytes_per_token: int
@@ -66,6 +67,34 @@ def params_by_component(spec: "ModelSpec") -> dict[str, int]:
     return groups
 
 
+def params_active(spec: "ModelSpec") -> int:
+    """Parameters one token's forward uses: all of them, except that a mixture of experts'
+    token uses top_k of its num_experts experts (router and shared expert always)."""
+    total = sum(params_by_component(spec).values())
+    for block in spec.resolved_layers():
+        f = block.ffn
+        if f.kind == "moe":
+            total -= (f.num_experts - f.top_k) * _ffn_params(f.expert, spec.embed_dim)
+    return total
+
+
+def _ffn_params(f: Any, d: int) -> int:
+    """Parameters of one dense FFN (one expert): 2 or 3 [D, H] matrices and their biases."""
+    mats = 2 if f.kind == "mlp" else 3
+    return mats * d * f.hidden_dim + (f.bias and (mats - 1) * f.hidden_dim + d)
+
+
+def ffn_matmul_weights(f: Any, d: int) -> int:
+    """Weights a token is multiplied by in the FFN: a dense FFN's, or a mixture's router, top_k
+    experts, shared expert and its gate (what the active-only compute runs)."""
+    if f.kind != "moe":
+        return d * f.hidden_dim * (2 if f.kind == "mlp" else 3)
+    total = d * f.num_experts + f.top_k * ffn_matmul_weights(f.expert, d)
+    if f.shared_expert is not None:
+        total += ffn_matmul_weights(f.shared_expert, d) + d * (f.shared_expert_gate == "sigmoid")
+    return total
+
+
 # ----------------------------------------------------------------------------- FLOPs
 
 
@@ -91,7 +120,7 @@ def _matmul_params(spec: "ModelSpec") -> tuple[float, float]:
     for block in spec.resolved_layers():
         a, f = block.attention, block.ffn
         per_token += d * a.head_dim * (2 * a.num_heads + 2 * a.kv_heads)
-        per_token += d * f.hidden_dim * (2 if f.kind == "mlp" else 3)
+        per_token += ffn_matmul_weights(f, d)
     head = spec.head
     if head.kind == "causal_lm":
         per_token += d * spec.vocab_size
@@ -120,7 +149,7 @@ def layer_flops_per_token(spec: "ModelSpec", block: "BlockSpec", s: int) -> floa
     """Forward FLOPs per token of one layer over a length-s sequence: what recomputing that
     layer in backward costs (its projections, FFN, and attention's QK^T and AV)."""
     a, f, d = block.attention, block.ffn, spec.embed_dim
-    weights = d * a.head_dim * (2 * a.num_heads + 2 * a.kv_heads) + d * f.hidden_dim * (2 if f.kind == "mlp" else 3)
+    weights = d * a.head_dim * (2 * a.num_heads + 2 * a.kv_heads) + ffn_matmul_weights(f, d)
     return 2.0 * weights + 2 * 2 * a.num_heads * a.head_dim * _visible_keys(spec, block, s)
 
 
@@ -169,7 +198,30 @@ def _attention_saves(spec: "ModelSpec", block: "BlockSpec", b: int, s: int) -> i
 
 
 def _ffn_saves(spec: "ModelSpec", block: "BlockSpec", tokens: int) -> int:
-    e, f = DTYPE_BYTES[spec.dtype], block.ffn
+    return _dense_ffn_saves(spec, block.ffn, tokens) if block.ffn.kind != "moe" else _moe_saves(spec, block.ffn, tokens)
+
+
+def _moe_saves(spec: "ModelSpec", f: Any, tokens: int) -> int:
+    """The active-only path (compiler.components.moe): the router's fp32 softmax [T, E], top-k
+    indices and weights (and the renormalisation's operands); per routed slot (T * k in all) the
+    gathered input row, the expert's hidden activations, its output row, the weighted row
+    ``index_add_`` keeps, the slot's weight and two int64 indices; the shared expert as a dense
+    FFN, its output and sigmoid gate."""
+    e, d, k = DTYPE_BYTES[spec.dtype], spec.embed_dim, f.top_k
+    slots = tokens * k
+    total = tokens * f.num_experts * F32 + tokens * k * (I64 + F32)
+    if f.router.normalize_top_k:
+        total += tokens * k * F32 + tokens * F32  # the quotient's numerator copy and the sums
+    total += slots * (3 * d * e + F32 + 2 * I64) + _dense_ffn_saves(spec, f.expert, slots)
+    if f.shared_expert is not None:
+        total += _dense_ffn_saves(spec, f.shared_expert, tokens)
+        if f.shared_expert_gate == "sigmoid":
+            total += tokens * d * e + tokens * e  # the shared output and sigmoid's result
+    return total
+
+
+def _dense_ffn_saves(spec: "ModelSpec", f: Any, tokens: int) -> int:
+    e = DTYPE_BYTES[spec.dtype]
     if f.kind != "mlp":  # gate, act(gate), up and their product
         return 4 * tokens * f.hidden_dim * e
     # the pre-activation and the activation; ReLU keeps its result, which is also down's input
@@ -304,6 +356,7 @@ def cost_report(spec: "ModelSpec", *, batch: int = 1, seq_len: int | None = None
     return CostReport(
         params_by_component=groups,
         params_total=sum(groups.values()),
+        params_active=params_active(spec),
         flops_per_token_prefill=_flops(spec, s, decode=False),
         flops_per_token_decode=_flops(spec, s, decode=True) if spec.is_decoder else _flops(spec, s, decode=False),
         kv_cache_bytes_per_token=_kv_bytes(spec, s, window_aware=True) if spec.is_decoder else 0,

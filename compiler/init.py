@@ -19,7 +19,7 @@ from torch import nn
 from blueprint.spec.schema import ModelSpec
 from compiler.components.norms import LayerNorm, RMSNorm
 
-RESIDUAL_PROJECTIONS = ("attn.o_proj.weight", "ffn.down_proj.weight")
+RESIDUAL_PROJECTIONS = ("attn.o_proj.weight", "down_proj.weight")  # the FFN's, each expert's, the shared expert's
 
 
 @torch.no_grad()

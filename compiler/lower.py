@@ -17,6 +17,7 @@ from compiler.components.attention import AnalysisAttention, Attention
 from compiler.components.block import Block
 from compiler.components.embeddings import Embeddings
 from compiler.components.ffn import GLU, MLP
+from compiler.components.moe import MoE, Router
 from compiler.components.heads import ClassificationHead, CausalLMHead, EmbeddingsHead, MaskedLMHead
 from compiler.components.norms import build_norm
 from compiler.components.positional import Alibi, Rope, SinusoidalPositions
@@ -47,10 +48,30 @@ ATTENTION_POSITIONS: dict[str, Callable[[ModelSpec, BlockSpec], dict]] = {
     "none": lambda spec, block: {},
 }
 
+# A feed-forward spec -> its module; the activation each kind applies (swiglu: SiLU).
+FFN_ACTIVATION: dict[str, Callable[[object], str]] = {
+    "mlp": lambda f: f.activation, "swiglu": lambda f: "silu", "geglu": lambda f: f.activation}
+
+
+def build_ffn(embed_dim: int, f) -> nn.Module:
+    """One dense FFN (also a mixture's shared expert)."""
+    cls = MLP if f.kind == "mlp" else GLU
+    return cls(embed_dim, f.hidden_dim, FFN_ACTIVATION[f.kind](f), f.bias)
+
+
+def build_moe(embed_dim: int, f) -> MoE:
+    experts = [build_ffn(embed_dim, f.expert) for _ in range(f.num_experts)]
+    router = Router(embed_dim, f.num_experts, f.top_k, f.router.normalize_top_k, f.router.bias)
+    shared = build_ffn(embed_dim, f.shared_expert) if f.shared_expert is not None else None
+    gate = nn.Linear(embed_dim, 1, bias=False) if f.shared_expert_gate == "sigmoid" else None
+    return MoE(router, experts, shared, gate)
+
+
 FFNS: dict[str, Callable[[ModelSpec, BlockSpec], nn.Module]] = {
-    "mlp": lambda spec, b: MLP(spec.embed_dim, b.ffn.hidden_dim, b.ffn.activation, b.ffn.bias),
-    "swiglu": lambda spec, b: GLU(spec.embed_dim, b.ffn.hidden_dim, "silu", b.ffn.bias),
-    "geglu": lambda spec, b: GLU(spec.embed_dim, b.ffn.hidden_dim, b.ffn.activation, b.ffn.bias),
+    "mlp": lambda spec, b: build_ffn(spec.embed_dim, b.ffn),
+    "swiglu": lambda spec, b: build_ffn(spec.embed_dim, b.ffn),
+    "geglu": lambda spec, b: build_ffn(spec.embed_dim, b.ffn),
+    "moe": lambda spec, b: build_moe(spec.embed_dim, b.ffn),
 }
 
 HEADS: dict[str, Callable[[ModelSpec], nn.Module]] = {

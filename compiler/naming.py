@@ -17,6 +17,10 @@ Names (``i`` is the layer index)::
     layers.i.attn_out_norm.*       [embed_dim]                     sandwich, post_sublayer: on the attention output
     layers.i.ffn_norm.*            [embed_dim]                     not parallel_shared_norm, not post_sublayer
     layers.i.ffn.{gate,up,down}_proj.{weight,bias}                 gate only for GLU kinds
+    layers.i.ffn.router.proj.{weight,bias}   [E, D]                ffn: moe (E num_experts)
+    layers.i.ffn.experts.e.{gate,up,down}_proj.{weight,bias}       expert e (0 <= e < E), as a dense FFN
+    layers.i.ffn.shared_expert.{gate,up,down}_proj.*               moe shared_expert
+    layers.i.ffn.shared_expert_gate.weight   [1, D]                shared_expert_gate: sigmoid
     layers.i.ffn_out_norm.*        [embed_dim]                     sandwich, post_sublayer
     final_norm.*                   [embed_dim]                     final_norm
     head.proj.{weight,bias}        causal LM (weight only when untied)
@@ -51,6 +55,25 @@ def _linear(shapes: Shapes, prefix: str, out_dim: int, in_dim: int, bias: bool) 
         shapes[f"{prefix}.bias"] = (out_dim,)
 
 
+def _ffn(shapes: Shapes, p: str, f, d: int) -> None:
+    hidden = f.hidden_dim
+    assert hidden is not None
+    if f.kind != "mlp":
+        _linear(shapes, f"{p}.gate_proj", hidden, d, f.bias)
+    _linear(shapes, f"{p}.up_proj", hidden, d, f.bias)
+    _linear(shapes, f"{p}.down_proj", d, hidden, f.bias)
+
+
+def _moe(shapes: Shapes, p: str, f, d: int) -> None:
+    _linear(shapes, f"{p}.router.proj", f.num_experts, d, f.router.bias)
+    for e in range(f.num_experts):
+        _ffn(shapes, f"{p}.experts.{e}", f.expert, d)
+    if f.shared_expert is not None:
+        _ffn(shapes, f"{p}.shared_expert", f.shared_expert, d)
+    if f.shared_expert_gate == "sigmoid":
+        shapes[f"{p}.shared_expert_gate.weight"] = (1, d)
+
+
 def _block(shapes: Shapes, p: str, block: "BlockSpec", spec: "ModelSpec") -> None:
     d, a, f = spec.embed_dim, block.attention, block.ffn
     hd, h, kv = a.head_dim, a.num_heads, a.kv_heads
@@ -68,12 +91,10 @@ def _block(shapes: Shapes, p: str, block: "BlockSpec", spec: "ModelSpec") -> Non
         _norm(shapes, f"{p}.attn_out_norm", d, spec)
     if block.has_ffn_norm:
         _norm(shapes, f"{p}.ffn_norm", d, spec)
-    hidden = f.hidden_dim
-    assert hidden is not None
-    if f.kind != "mlp":
-        _linear(shapes, f"{p}.ffn.gate_proj", hidden, d, f.bias)
-    _linear(shapes, f"{p}.ffn.up_proj", hidden, d, f.bias)
-    _linear(shapes, f"{p}.ffn.down_proj", d, hidden, f.bias)
+    if f.kind == "moe":
+        _moe(shapes, f"{p}.ffn", f, d)
+    else:
+        _ffn(shapes, f"{p}.ffn", f, d)
     if block.has_out_norms:
         _norm(shapes, f"{p}.ffn_out_norm", d, spec)
 

@@ -87,14 +87,27 @@ def layer_row(spec: Any, i: int, block: Any, params: int) -> list[str]:
         norms += ", parallel (one norm)"
     if block.residual_multiplier != 1:
         norms += f", residual x{block.residual_multiplier:g}"
-    act = getattr(f, "activation", None)
-    ffn = f"{f.kind}{' ' + act if act and f.kind == 'mlp' else ''} {f.hidden_dim}"
-    if f.kind == "geglu" and act == "gelu_tanh":
-        ffn = f"geglu(tanh) {f.hidden_dim}"
+    ffn = ffn_text(f)
     extras = [x for x, on in (("qk_norm", a.qk_norm), ("qkv_bias", a.qkv_bias)) if on]
     return [str(i), attention_kind(a.num_heads, a.kv_heads), f"{a.num_heads}/{a.kv_heads}",
             str(a.head_dim), "causal" if a.causal else "bidi", window, rope, norms,
             ffn + (" +" + ",".join(extras) if extras else ""), f"{params:,}"]
+
+
+def ffn_text(f: Any) -> str:
+    """'swiglu 176', 'mlp gelu 256', 'moe 2/8 swiglu 128 +shared swiglu 64 (sigmoid)'."""
+    if f.kind == "moe":
+        text = f"moe {f.top_k}/{f.num_experts} {ffn_text(f.expert)}"
+        if not f.router.normalize_top_k:
+            text += " unnormalized"
+        if f.shared_expert is not None:
+            gate = " (sigmoid)" if f.shared_expert_gate == "sigmoid" else ""
+            text += f" +shared {ffn_text(f.shared_expert)}{gate}"
+        return text
+    act = getattr(f, "activation", None)
+    if f.kind == "geglu" and act == "gelu_tanh":
+        return f"geglu(tanh) {f.hidden_dim}"
+    return f"{f.kind}{' ' + act if act and f.kind == 'mlp' else ''} {f.hidden_dim}"
 
 
 def component_params(spec: Any) -> dict[str, int]:
@@ -141,6 +154,10 @@ def describe(spec: Any, batch: int, seq_len: int | None) -> list[str]:
                   "output projection tied to embed.tokens" if spec.tie_embeddings and
                   spec.head.kind in ("causal_lm", "masked_lm") else ""],
                  ["total", f"{sum(per.values()):,}", f"{len(shapes)} tensors"]]
+    if any(b.ffn.kind == "moe" for b in spec.resolved_layers()):
+        from compiler.cost import params_active
+
+        comp_rows.append(["active", f"{params_active(spec):,}", "per token (top_k of num_experts experts)"])
     out += ["", "parameters"] + ["  " + line for line in
                                  table(["component", "count", ""], comp_rows, right={1})]
     out += [""] + cost_lines(spec, batch, seq_len)
@@ -242,6 +259,7 @@ def explain_json(spec: Any, warnings: list, batch: int, seq_len: int | None) -> 
 
     report = cost_report(spec, batch=batch, seq_len=seq_len)
     out["costs"] = {"batch": batch, "seq_len": seq_len or spec.max_seq_len, "dtype": spec.dtype,
+                    "params_active": report.params_active,
                     "flops_per_token_prefill": report.flops_per_token_prefill,
                     "flops_per_token_decode": report.flops_per_token_decode,
                     "kv_cache_bytes_per_token": report.kv_cache_bytes_per_token,

@@ -5,6 +5,7 @@ which must stay light); the transforms themselves live in ``compiler.weights.hf_
 A name template is the tensor name with placeholders (docs/architecture.md, "Adding a family"):
 
 - ``{i}``: a layer index (digits);
+- ``{e}``: an expert index (digits; a mixture of experts stores each expert's tensors);
 - ``{part}``: ``weight`` or ``bias``;
 - ``{x:q|k|v}``: one of the listed words, bound to ``x`` (any identifier) for the other side;
 - ``{n}`` (canonical side only): the parts a fused tensor splits into, named by the transform
@@ -58,6 +59,8 @@ def template_regex(template: str, parts: tuple[str, ...] = (), known: dict[str, 
             out.append(".*")
         elif name == "i":
             out.append(r"(?P<i>\d+)")
+        elif name == "e":
+            out.append(r"(?P<e>\d+)")
         elif name == "part":
             out.append(r"(?P<part>weight|bias)")
         elif name == "n" and m.group(2) is None:

@@ -48,7 +48,8 @@ _NUMBER_ENDINGS = ("_eps", "epsilon", "dropout", "pdrop", "_prob", "initializer_
 _BOOLS = frozenset({
     "tie_word_embeddings", "attention_bias", "mlp_bias", "use_parallel_residual", "qk_layernorm", "norm_bias",
     "classifier_bias", "decoder_bias", "use_sliding_window", "scale_attn_weights",
-    "scale_attn_by_inverse_layer_idx", "add_cross_attention", "is_decoder", "is_encoder_decoder",
+    "scale_attn_by_inverse_layer_idx", "add_cross_attention", "is_decoder", "is_encoder_decoder", "norm_topk_prob",
+    "qkv_bias",
 })
 _MAPPINGS = frozenset({"rope_parameters", "rope_scaling", "id2label", "pruned_heads"})
 _LISTS = frozenset({"layer_types", "architectures"})
@@ -67,7 +68,7 @@ def _type_problem(key: str, value: Any) -> str | None:
         ids = value if isinstance(value, list) else [value]
         ok = all(isinstance(i, int) and not isinstance(i, bool) for i in ids)  # -1: "no such token"
         return None if ok else "must be a token id (a whole number) or a list of them"
-    if key.endswith(_NUMBER_ENDINGS):
+    if key.endswith(_NUMBER_ENDINGS) and key not in _BOOLS:  # norm_topk_prob is a switch
         return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "must be a number"
     for names, kind, what in ((_BOOLS, bool, "true or false"), (_MAPPINGS, dict, "an object"),
                               (_LISTS, list, "a list"), (_STRINGS, str, "a string")):

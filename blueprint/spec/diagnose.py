@@ -82,7 +82,9 @@ def _key_homes(root: type[BaseModel]) -> dict[str, list[str]]:
                     sub = next((s for s in expand_type(get_args(sub)[0]) if is_model(s)), None)
                 if is_model(sub):
                     todo.append((sub, f"{prefix}.{name}" if prefix else name))
-    return homes
+    # deeply nested sections (a mixture's expert, router) after the usual homes, so a hint's
+    # first few are the likely ones
+    return {name: sorted(where, key=lambda h: max(0, h.count(".") - 1)) for name, where in homes.items()}
 
 
 def close_match(word: str, choices: list[str]) -> str | None:
@@ -178,6 +180,9 @@ def explain_error(err: dict[str, Any], data: Any, root: type[BaseModel]) -> tupl
         return path, True, f"missing required key {path[-1]!r}", None
     if kind == "spec_rule":
         field = ctx.get("field")
+        loc = tuple(err["loc"])
+        if loc and isinstance(value, dict) and loc[-1] == value.get("kind"):  # a union member's own rule
+            path, parent = data_path(loc[:-1], data)
         if field and isinstance(value, dict) and field in value:
             path = path + (field,)
         return path, False, ctx.get("reason", err["msg"]), None

@@ -5,7 +5,8 @@ validated spec (and its lock file) states every number explicitly:
 
 - ``attention.num_kv_heads`` defaults to ``num_heads`` (MHA);
 - ``attention.head_dim`` defaults to ``embed_dim // num_heads``;
-- ``ffn.hidden_dim`` defaults to ``4 * embed_dim``.
+- ``ffn.hidden_dim`` defaults to ``4 * embed_dim`` (for a mixture of experts, the expert's and
+  the shared expert's).
 
 Derived defaults follow what they derive from, after merging, the same way for ``extends:``
 and for ``layers:`` overrides: an override that changes ``num_heads`` without writing
@@ -48,9 +49,28 @@ def fill_block_defaults(block: "BlockSpec", embed_dim: int) -> "BlockSpec":
         attn_updates = {f: defaults[f] for f in ATTENTION_DERIVED if getattr(attn, f) is None}
         if attn_updates:
             updates["attention"] = attn.model_copy(update=attn_updates)
-    if ffn is not UNKNOWN and ffn.hidden_dim is None:
-        updates["ffn"] = ffn.model_copy(update={"hidden_dim": derive(lambda e: 4 * e, embed_dim)})
+    if ffn is not UNKNOWN:
+        filled = _fill_ffn(ffn, embed_dim)
+        if filled is not ffn:
+            updates["ffn"] = filled
     return block.model_copy(update=updates) if updates else block
+
+
+def _fill_ffn(ffn: Any, embed_dim: int) -> Any:
+    """``ffn`` with ``hidden_dim`` defaulted to 4 * embed_dim; a mixture of experts fills its
+    expert and shared expert the same way (each is an FFN of its own)."""
+    if ffn.kind == "moe":
+        updates = {}
+        for field in ("expert", "shared_expert"):
+            part = getattr(ffn, field)
+            if part is not None and part is not UNKNOWN:
+                filled = _fill_ffn(part, embed_dim)
+                if filled is not part:
+                    updates[field] = filled
+        return ffn.model_copy(update=updates) if updates else ffn
+    if ffn.hidden_dim is None:
+        return ffn.model_copy(update={"hidden_dim": derive(lambda e: 4 * e, embed_dim)})
+    return ffn
 
 
 def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

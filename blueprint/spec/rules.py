@@ -252,11 +252,17 @@ class RuleChecker:
                                "integer")
 
     def rule_hidden(self, sel: tuple[int, ...], layers: list[int], b: BlockSpec) -> None:
-        hidden = b.ffn.hidden_dim
-        if hidden % ALIGN:
-            self.report_layers(layers, self.origin(sel, ("ffn", "hidden_dim")),
-                               f"ffn hidden_dim ({hidden}) is not a multiple of {ALIGN}",
-                               f"{_round_up(hidden)} runs faster on most hardware", warning=True)
+        ffns = [(("ffn",), b.ffn)]
+        if b.ffn.kind == "moe":  # each expert (and the shared one) is an FFN of its own
+            ffns = [(("ffn", part), getattr(b.ffn, part)) for part in ("expert", "shared_expert")
+                    if getattr(b.ffn, part) is not None]
+        for path, ffn in ffns:
+            with suppress(Unknown):
+                hidden = known(ffn).hidden_dim
+                if hidden % ALIGN:
+                    self.report_layers(layers, self.origin(sel, path + ("hidden_dim",)),
+                                       f"{'.'.join(path)} hidden_dim ({hidden}) is not a multiple of {ALIGN}",
+                                       f"{_round_up(hidden)} runs faster on most hardware", warning=True)
 
     def rule_attn_norm(self, sel: tuple[int, ...], layers: list[int], b: BlockSpec) -> None:
         if not b.attn_norm and b.norm_placement == "post_sublayer":

@@ -121,7 +121,29 @@ def _attention(spec, P, p, blk, x, attention_mask, pos, past, record=None):
     return _linear(P, f"{p}.o_proj", out), present
 
 
+def _moe(P, p, f, x):
+    """Every expert on every token, weighted by its routing weight: softmax over all experts;
+    expert e is chosen when fewer than top_k experts have a larger probability (no topk call);
+    the chosen weights renormalised when the spec says so."""
+    probs = torch.softmax(_linear(P, f"{p}.router.proj", x), dim=-1)  # [b, s, E]
+    larger = (probs.unsqueeze(-1) < probs.unsqueeze(-2)).sum(-1)  # [b, s, E]: experts above e
+    weights = torch.where(larger < f.top_k, probs, torch.zeros_like(probs))
+    if f.router.normalize_top_k:
+        weights = weights / weights.sum(-1, keepdim=True)
+    out = torch.zeros_like(x)
+    for e in range(f.num_experts):
+        out = out + weights[..., e:e + 1] * _ffn(P, f"{p}.experts.{e}", f.expert, x)
+    if f.shared_expert is not None:
+        shared = _ffn(P, f"{p}.shared_expert", f.shared_expert, x)
+        if f.shared_expert_gate == "sigmoid":
+            shared = torch.sigmoid(x @ P[f"{p}.shared_expert_gate.weight"].T) * shared
+        out = out + shared
+    return out
+
+
 def _ffn(P, p, f, x):
+    if f.kind == "moe":
+        return _moe(P, p, f, x)
     if f.kind == "mlp":
         return _linear(P, f"{p}.down_proj", _act(f.activation, _linear(P, f"{p}.up_proj", x)))
     act = "silu" if f.kind == "swiglu" else f.activation

@@ -20,10 +20,18 @@ import pytest
 import torch
 
 from compiler import compile_spec
-from helpers import TINY, assert_close, canonical_params, encoder, load, make_inputs, randomize, variant, without_dropout
+from blueprint.spec.schema import ModelSpec
+from helpers import BASE, TINY, merge, assert_close, canonical_params, encoder, load, make_inputs, randomize, variant, without_dropout
 from reference import reference_forward
 
 TOL = 1e-5
+
+
+def moe_variant(moe: dict, **block):
+    """The base variant with a mixture of experts as its FFN (replacing the MLP whole)."""
+    data = merge(BASE, {"block": block})
+    data["block"]["ffn"] = {"kind": "moe", **moe}
+    return ModelSpec.model_validate(data)
 
 VARIANTS = {
     "mha": variant(),
@@ -84,6 +92,17 @@ VARIANTS = {
     "swiglu": variant(block={"ffn": {"kind": "swiglu"}}),
     "geglu": variant(block={"ffn": {"kind": "geglu"}}),
     "geglu_tanh": variant(block={"ffn": {"kind": "geglu", "activation": "gelu_tanh"}}),
+    **{f"moe_{name}": moe_variant({"num_experts": 4, "top_k": k, "expert": expert, **extra})
+       for name, k, expert, extra in (
+           ("swiglu_top2", 2, {"kind": "swiglu", "hidden_dim": 24}, {}),
+           ("mlp_bias_unnormalized", 3, {"kind": "mlp", "activation": "gelu", "hidden_dim": 20, "bias": True},
+            {"router": {"normalize_top_k": False, "bias": True}}),
+           ("geglu_shared_gate", 1, {"kind": "geglu", "hidden_dim": 16},
+            {"shared_expert": {"kind": "swiglu", "hidden_dim": 12}, "shared_expert_gate": "sigmoid"}),
+           ("shared_ungated_all", 4, {"kind": "swiglu", "hidden_dim": 16},
+            {"shared_expert": {"kind": "mlp", "hidden_dim": 8}}))},
+    "moe_post_parallel": moe_variant({"num_experts": 3, "top_k": 2, "expert": {"kind": "swiglu", "hidden_dim": 16}},
+                                     norm_placement="post", residual="parallel"),
     "causal_lm_tied_bias": variant(tie_embeddings=True, head={"kind": "causal_lm", "bias": True}),
     "causal_lm_untied": variant(tie_embeddings=False),
     "final_norm_off": variant(final_norm=False),

@@ -78,6 +78,20 @@ def _configs():
             num_key_value_heads=2, max_position_embeddings=128, norm_eps=1e-5,
             rope_parameters={"rope_theta": 10000.0, "rope_type": "default", "partial_rotary_factor": 0.5},
             tie_word_embeddings=False, **common_dec)),
+        "mixtral": (T.MixtralForCausalLM, T.MixtralConfig(  # 4 experts, top 2, a window
+            hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-5, sliding_window=5,
+            num_local_experts=4, num_experts_per_tok=2, tie_word_embeddings=False, **common_dec)),
+        "qwen2_moe": (T.Qwen2MoeForCausalLM, T.Qwen2MoeConfig(  # gated shared expert, unnormalised top 2, dense layer 1
+            hidden_size=32, intermediate_size=64, moe_intermediate_size=24, shared_expert_intermediate_size=40,
+            num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+            rms_norm_eps=1e-5, num_experts=4, num_experts_per_tok=2, norm_topk_prob=False, mlp_only_layers=[1],
+            tie_word_embeddings=False, **common_dec)),
+        "qwen3_moe": (T.Qwen3MoeForCausalLM, T.Qwen3MoeConfig(  # per-head q/k norm, top 3 of 5 renormalised, layer 0 dense, tied
+            hidden_size=32, intermediate_size=64, moe_intermediate_size=24, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=128,
+            rms_norm_eps=1e-5, num_experts=5, num_experts_per_tok=3, norm_topk_prob=True, decoder_sparse_step=2,
+            tie_word_embeddings=True, **common_dec)),
         "bert": (T.BertForMaskedLM, T.BertConfig(
             vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=64, pad_token_id=0,

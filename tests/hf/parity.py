@@ -47,7 +47,12 @@ def canonical_grads(ref, model: torch.nn.Module) -> dict[str, torch.Tensor]:
     import json
 
     config = json.loads((ref.folder / "config.json").read_text())
+    from transformers.core_model_loading import revert_weight_conversion
+
     grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    # in the checkpoint's layout, as save_pretrained writes it (transformers 5 fuses a mixture's
+    # experts into [E, ...] tensors in memory and splits them again on saving)
+    grads = revert_weight_conversion(model, grads)
     return hf_to_canonical(grads, config, ref.spec, note=lambda m: None)
 
 

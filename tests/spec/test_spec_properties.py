@@ -35,6 +35,38 @@ def _divisors(n: int) -> list[int]:
 
 
 @st.composite
+def dense_ffns(draw, max_hidden: int = 300) -> dict:
+    ffn_kind = draw(st.sampled_from(["mlp", "swiglu", "geglu"]))
+    ffn: dict = {"kind": ffn_kind}
+    if draw(st.booleans()):
+        ffn["hidden_dim"] = draw(st.integers(1, max_hidden))
+    if ffn_kind == "mlp":
+        ffn["activation"] = draw(st.sampled_from(["gelu", "gelu_tanh", "relu", "relu2", "silu"]))
+    elif ffn_kind == "geglu" and draw(st.booleans()):
+        ffn["activation"] = draw(st.sampled_from(["gelu", "gelu_tanh"]))
+    if draw(st.booleans()):
+        ffn["bias"] = draw(st.booleans())
+    return ffn
+
+
+@st.composite
+def moe_ffns(draw) -> dict:
+    """A mixture of experts: 1-6 experts of one dense kind, any top_k, router options, an
+    optional shared expert (gated or not)."""
+    num_experts = draw(st.integers(1, 6))
+    ffn: dict = {"kind": "moe", "num_experts": num_experts, "top_k": draw(st.integers(1, num_experts)),
+                 "expert": draw(dense_ffns(max_hidden=96))}
+    router = {k: draw(st.booleans()) for k in ("normalize_top_k", "bias") if draw(st.booleans())}
+    if router:
+        ffn["router"] = router
+    if draw(st.booleans()):
+        ffn["shared_expert"] = draw(dense_ffns(max_hidden=96))
+        if draw(st.booleans()):
+            ffn["shared_expert_gate"] = draw(st.sampled_from(["none", "sigmoid"]))
+    return ffn
+
+
+@st.composite
 def valid_specs(draw) -> dict:
     """A raw spec mapping that satisfies the schema and every cross-field rule."""
     num_heads = draw(st.sampled_from([1, 2, 3, 4, 6, 8]))
@@ -88,16 +120,7 @@ def valid_specs(draw) -> dict:
     for flag in ("qkv_bias", "out_bias", "qk_norm"):
         if draw(st.booleans()):
             attention[flag] = draw(st.booleans())
-    ffn_kind = draw(st.sampled_from(["mlp", "swiglu", "geglu"]))
-    ffn: dict = {"kind": ffn_kind}
-    if draw(st.booleans()):
-        ffn["hidden_dim"] = draw(st.integers(1, 300))
-    if ffn_kind == "mlp":
-        ffn["activation"] = draw(st.sampled_from(["gelu", "gelu_tanh", "relu", "relu2", "silu"]))
-    elif ffn_kind == "geglu" and draw(st.booleans()):
-        ffn["activation"] = draw(st.sampled_from(["gelu", "gelu_tanh"]))
-    if draw(st.booleans()):
-        ffn["bias"] = draw(st.booleans())
+    ffn = draw(moe_ffns()) if draw(st.integers(0, 3)) == 0 else draw(dense_ffns())
     if draw(st.booleans()):
         attention["softmax_scale"] = draw(st.floats(1e-3, 4.0))
     norm = draw(st.sampled_from([{"kind": "layernorm"}, {"kind": "rmsnorm"},
@@ -130,6 +153,7 @@ def valid_specs(draw) -> dict:
     if draw(st.booleans()):
         spec["embed_multiplier"] = draw(st.sampled_from([8.0, 45.254833995939045]) | st.floats(1e-2, 50.0))
     layers = []
+    moe_seen = ffn["kind"] == "moe"  # some layer may have a mixture: later ffn patches name their kind
     for k in range(draw(st.integers(0, 3))):
         selector = draw(st.sampled_from(["index", "range", "every"]))
         override: dict = {}
@@ -148,7 +172,11 @@ def valid_specs(draw) -> dict:
             {"residual": "parallel_shared_norm"}, {"residual_multiplier": 0.5},
             {"attention": {"window": None}}, {"ffn": {"kind": "swiglu"}},
             {"attention": {"num_kv_heads": 1}}, {"ffn": {"hidden_dim": 64}},
+            {"ffn": {"kind": "moe", "num_experts": 3, "top_k": 2, "expert": {"kind": "swiglu", "hidden_dim": 32}}},
         ]))
+        if moe_seen and body == {"ffn": {"hidden_dim": 64}}:  # would merge into a mixture: give the kind
+            body = {"ffn": {"kind": "swiglu", "hidden_dim": 64}}
+        moe_seen = moe_seen or body.get("ffn", {}).get("kind") == "moe"
         heads = _override_heads(embed_dim, attention, positional)
         if k == 0 and heads and draw(st.booleans()):  # num_kv_heads and head_dim re-derive from it
             body = {"attention": {"num_heads": draw(st.sampled_from(heads))}}

@@ -140,7 +140,7 @@ def test_attn_norm_false_has_nothing_to_drop_under_post_sublayer():
 def test_norm_weight_offset_needs_a_weight():
     found = errors(base=BASE.replace("norm: {kind: rmsnorm}",
                                      "norm: {kind: layernorm, weight: false, weight_offset: 1.0}"))
-    assert found == ["7:1: norm.layernorm.weight_offset: weight_offset (1) is added to the weight, "
+    assert found == ["7:55: norm.weight_offset: weight_offset (1) is added to the weight, "
                      "but weight is false: remove weight_offset, or set weight: true"]
 
 
