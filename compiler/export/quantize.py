@@ -21,6 +21,7 @@ import numpy as np
 from blueprint.errors import BlueprintError
 
 BITS = {"int4": 4, "int8": 8}
+METHODS = ("rtn", "minmax", "hqq")
 PROBE_TOKENS = 256
 
 
@@ -30,16 +31,26 @@ class QuantizeOptions:
     block_size: int = 32
     accuracy_level: int = 4
     min_agreement: float = 0.95
-    method: str = "rtn"  # "rtn" (symmetric round-to-nearest) or "hqq" (4 bits)
+    # "rtn" (round-to-nearest), "minmax" (float block offsets, quant_minmax) or "hqq" (4 bits; float zero
+    # points miss onnxruntime's fast kernel: 6.7 tok/s against ~200 measured, docs/build-speed.md)
+    method: str = "rtn"
+    symmetric: bool = True  # rtn only: signed levels, no zero point (onnxruntime's fast int4 kernel)
+    keep_int8: tuple[str, ...] = ()  # quant_select selectors kept at 8 bits
+    keep_fp32: tuple[str, ...] = ()  # quant_select selectors left as fp32 MatMuls
 
-    @property
-    def resolved_method(self) -> str:
-        """RTN by default. HQQ agrees better with fp32 on SmolLM2-135M (82.8% of next tokens vs
-        72.3%) but its float zero points miss onnxruntime's fast int4 kernel: decode measured
-        6.7 tok/s against ~200 (docs/build-speed.md)."""
-        return self.method
+    def describe(self) -> str:
+        """One line for the progress display and the manifest."""
+        parts = [self.kind, self.method if self.method == "hqq" else f"rtn {'sym' if self.symmetric else 'asym'}",
+                 f"block {self.block_size}", f"accuracy level {self.accuracy_level}"]
+        if self.keep_int8:
+            parts.append("int8: " + ",".join(self.keep_int8))
+        if self.keep_fp32:
+            parts.append("fp32: " + ",".join(self.keep_fp32))
+        return ", ".join(parts)
 
     def check(self) -> None:
+        from compiler.export.quant_select import check_selectors
+
         if self.kind not in BITS:
             raise BlueprintError(f"--quantize must be int4 or int8, got '{self.kind}'")
         if self.block_size < 16 or self.block_size & (self.block_size - 1):
@@ -47,10 +58,17 @@ class QuantizeOptions:
         if self.accuracy_level not in (0, 1, 2, 3, 4):
             raise BlueprintError(f"--accuracy-level must be 0-4, got {self.accuracy_level}",
                                  hint="4 computes with int8 activations (fastest on CPU), 0 leaves it to onnxruntime")
-        if self.method not in ("rtn", "hqq"):
-            raise BlueprintError(f"--quant-method must be rtn or hqq, got '{self.method}'")
+        if self.method not in METHODS:
+            raise BlueprintError(f"--quant-method must be one of {', '.join(METHODS)}, got '{self.method}'")
         if self.kind == "int8" and self.method == "hqq":
             raise BlueprintError("--quant-method hqq quantizes to 4 bits only", hint="use --quant-method rtn with int8")
+        if self.method != "rtn" and not self.symmetric:
+            raise BlueprintError(f"--quant-scheme applies to --quant-method rtn; {self.method} always has a zero point")
+        if self.kind == "int8" and self.keep_int8:
+            raise BlueprintError("--keep-int8 only makes sense with --quantize int4",
+                                 hint="with --quantize int8 every MatMul is already 8 bits; use --keep-fp32")
+        check_selectors(self.keep_int8, "--keep-int8")
+        check_selectors(self.keep_fp32, "--keep-fp32")
         if not 0.0 <= self.min_agreement <= 1.0:
             raise BlueprintError(f"--min-agreement must be within [0, 1], got {self.min_agreement}")
 
@@ -83,21 +101,27 @@ def fold_weight_transposes(model) -> int:
     return count
 
 
-def quantize_model(model, options: QuantizeOptions):
-    """The onnx_ir ``model`` with its constant-weight MatMuls as MatMulNBits (a new model)."""
-    import onnx_ir as ir
+def weight_matmuls(model) -> dict[str, tuple[str, np.ndarray]]:
+    """Node name -> (weight initializer name, [K, N] array) of every MatMul whose right-hand side
+    is a 2-D initializer (after ``fold_weight_transposes``): the MatMuls a quantizer replaces."""
+    found = {}
+    for node in model.graph:
+        if node.op_type != "MatMul" or node.domain not in ("", "ai.onnx"):
+            continue
+        weight = node.inputs[1]
+        if weight is not None and weight.is_initializer() and weight.const_value is not None \
+                and len(weight.const_value.shape) == 2:
+            found[node.name] = (weight.name, weight.const_value.numpy())
+    return found
+
+
+def _run_quantizer(proto, bits: int, options: QuantizeOptions, exclude: list[str], hqq: bool):
     from onnxruntime.quantization.matmul_nbits_quantizer import HQQWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
-    for value in model.graph.initializers.values():  # the quantizer needs the bytes in memory
-        if isinstance(value.const_value, ir.ExternalTensor):
-            value.const_value = ir.Tensor(value.const_value.numpy(), name=value.name)
-    fold_weight_transposes(model)
-    proto = ir.serde.serialize_model(model)
-    algo = None
-    if options.resolved_method == "hqq":  # asymmetric, scale and zero point fitted per block
-        algo = HQQWeightOnlyQuantConfig(block_size=options.block_size, bits=BITS[options.kind])
-    quantizer = MatMulNBitsQuantizer(proto, bits=BITS[options.kind], block_size=options.block_size,
-                                     is_symmetric=algo is None, accuracy_level=options.accuracy_level,
+    algo = HQQWeightOnlyQuantConfig(block_size=options.block_size, bits=bits) if hqq else None
+    quantizer = MatMulNBitsQuantizer(proto, bits=bits, block_size=options.block_size,
+                                     is_symmetric=True if bits == 8 else options.symmetric,
+                                     accuracy_level=options.accuracy_level, nodes_to_exclude=exclude,
                                      algo_config=algo)
     logger = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
     level = logger.level
@@ -106,7 +130,45 @@ def quantize_model(model, options: QuantizeOptions):
         quantizer.process()
     finally:
         logger.setLevel(level)
-    return ir.serde.deserialize_model(quantizer.model.model)
+    return quantizer.model.model
+
+
+def quantize_model(model, options: QuantizeOptions, num_layers: int | None = None):
+    """The onnx_ir ``model`` with its constant-weight MatMuls as MatMulNBits (a new model; ``model``
+    itself has its weights loaded and transposes folded). MatMuls selected by ``keep_int8`` become
+    8-bit MatMulNBits (symmetric RTN), those selected by ``keep_fp32`` stay MatMul."""
+    import onnx_ir as ir
+
+    from compiler.export import quant_minmax, quant_select
+
+    for value in model.graph.initializers.values():  # the quantizer needs the bytes in memory
+        if isinstance(value.const_value, ir.ExternalTensor):
+            value.const_value = ir.Tensor(value.const_value.numpy(), name=value.name)
+    fold_weight_transposes(model)
+    weights = weight_matmuls(model)
+    if num_layers is None:
+        layers = [quant_select.layer_of(quant_select.param_of(w)) for w, _ in weights.values()]
+        num_layers = max([i for i in layers if i is not None], default=-1) + 1
+    chosen = quant_select.precisions(weights, kind=options.kind, keep_int8=options.keep_int8,
+                                     keep_fp32=options.keep_fp32, num_layers=max(num_layers, 1),
+                                     block=options.block_size, symmetric=options.symmetric)
+    if options.method == "minmax":
+        quant_minmax.apply(model, [n for n, p in chosen.items() if p == options.kind], bits=BITS[options.kind],
+                           block=options.block_size, accuracy_level=options.accuracy_level)
+        proto = ir.serde.serialize_model(model)
+    else:
+        proto = ir.serde.serialize_model(model)
+        other = [n for n, p in chosen.items() if p != options.kind]
+        proto = _run_quantizer(proto, BITS[options.kind], options, other, options.method == "hqq")
+    eight = {n for n, p in chosen.items() if p == "int8"}
+    if eight and options.kind != "int8":  # the main pass's nodes are MatMulNBits now: only MatMuls are candidates
+        others = [n.name for n in proto.graph.node if n.op_type == "MatMul" and n.name not in eight]
+        proto = _run_quantizer(proto, 8, options, others, False)  # not fp32 keeps, nor minmax's corrections
+    quantized = ir.serde.deserialize_model(proto)
+    for name, value in list(quantized.graph.initializers.items()):  # the replaced fp32 weights
+        if not value.uses() and value not in quantized.graph.inputs and value not in quantized.graph.outputs:
+            quantized.graph.initializers.pop(name)
+    return quantized
 
 
 def probe_ids(spec, tokenizer_json: Path | None, n: int = PROBE_TOKENS) -> tuple[list[int], str]:
@@ -163,12 +225,12 @@ def quantize_build(model, tmp: Path, spec, options: QuantizeOptions, *, tokenize
     session = ort.InferenceSession(str(tmp / "model.onnx"), options_, providers=["CPUExecutionProvider"])
     ids, what = probe_ids(spec, tokenizer)
     agreement = top1_agreement(reference, session, spec, ids)
-    report = {"kind": options.kind, "method": options.resolved_method, "block_size": options.block_size,
-              "accuracy_level": options.accuracy_level, "matmuls": counts, "probe": what, "top1_agreement_vs_fp32": agreement,
-              "min_agreement": options.min_agreement}
-    progress.info(f"  {options.kind} ({options.resolved_method}): {counts} MatMuls as MatMulNBits (block {options.block_size}, accuracy level "
-                  f"{options.accuracy_level}); teacher-forced top-1 agreement with fp32 on {what}: "
-                  f"{agreement:.1%} (minimum {options.min_agreement:.0%})")
+    report = {"kind": options.kind, "method": options.method, "symmetric": options.symmetric,
+              "block_size": options.block_size, "accuracy_level": options.accuracy_level,
+              "keep_int8": list(options.keep_int8), "keep_fp32": list(options.keep_fp32), "matmuls": counts,
+              "probe": what, "top1_agreement_vs_fp32": agreement, "min_agreement": options.min_agreement}
+    progress.info(f"  {options.describe()}: {counts} MatMuls as MatMulNBits; teacher-forced top-1 agreement "
+                  f"with fp32 on {what}: {agreement:.1%} (minimum {options.min_agreement:.0%})")
     if agreement < options.min_agreement:
         raise BlueprintError(
             f"quantized model agrees with fp32 on {agreement:.1%} of next-token predictions ({what}); "
