@@ -228,11 +228,48 @@ def reference_for(name: str, names: list[str]) -> str | None:
     return None
 
 
-def table(results: dict, builds: dict, args) -> str:
+def agreements(args, cmds) -> dict[str, float]:
+    """Teacher-forced top-1 agreement with transformers fp32 (the issue's accuracy measure) of every
+    ONNX engine, on ``--agreement-tokens`` tokens of stdlib docstrings (benchmarks/quant_sweep.py's
+    text and windows); the genai builder's model.onnx runs in plain onnxruntime the same way."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import quant_sweep
+
+    texts = quant_sweep.chunks(args.hf / "tokenizer.json", args.agreement_tokens, 512)
+    torch.set_num_threads(THREADS)
+    model = AutoModelForCausalLM.from_pretrained(str(args.hf), dtype=torch.float32).eval()
+    with torch.inference_mode():
+        ref = [model(torch.tensor([ids])).logits[0].argmax(-1).numpy() for ids in texts]
+    del model
+    out = {}
+    for name, (_, folder) in cmds.items():
+        if (folder / "model.onnx").is_file():
+            got = quant_sweep.argmaxes(quant_sweep.session(folder / "model.onnx"), texts)
+            out[name] = float(np.mean(np.concatenate([a == b for a, b in zip(ref, got)])))
+    return out
+
+
+def model_mb(folder: Path) -> float:
+    """MiB of initializers the engine's graph reads. Not the folder's size: a quantized blueprint
+    build keeps the full-precision weights.safetensors beside it (for export-hf and --weights)."""
+    import onnx_ir as ir
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import quant_sweep
+
+    return quant_sweep.weight_bytes(ir.load(str(folder / "model.onnx"))) / 2**20
+
+
+def table(results: dict, builds: dict, args, agree: dict | None = None, sizes: dict | None = None) -> str:
     names = list(results)
-    lines = [f"| engine | build s | build peak MB | TTFT ms ({args.prompt} tok) | decode tok/s | run peak MB "
-             f"| TTFT ratio | decode ratio | vs | greedy ids = transformers |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    agree, sizes = agree or {}, sizes or {}
+    lines = [f"| engine | build s | build peak MB | weights MB | TTFT ms ({args.prompt} tok) | decode tok/s | run peak MB "
+             f"| TTFT ratio | decode ratio | vs | greedy ids = transformers | top-1 agreement |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in names:
         rounds = results[name]
         ttft = median([r["ttft_s"] for r in rounds]) * 1000
@@ -253,7 +290,10 @@ def table(results: dict, builds: dict, args) -> str:
             a, b_ = rounds[0]["ids"], results["transformers"][0]["ids"]
             n = next((i for i, (x, y) in enumerate(zip(a, b_)) if x != y), len(a))
             same = f"{n}/{len(a)}"
-        lines.append(f"| {name} | {build_s} | {build_mb} | {ttft:.0f} | {tps:.1f} | {rss:.0f} | {ratios} | {same} |")
+        files = f"{sizes[name]:.0f}" if name in sizes else "—"
+        agreement = f"{agree[name]:.1%}" if name in agree else "—"
+        lines.append(f"| {name} | {build_s} | {build_mb} | {files} | {ttft:.0f} | {tps:.1f} | {rss:.0f} | {ratios} "
+                     f"| {same} | {agreement} |")
     build_ratio = []
     for name in names:
         ref = reference_for(name, names)
@@ -279,6 +319,8 @@ def main(argv=None) -> int:
                         help="extra arguments for every blueprint build (last on the line)")
     parser.add_argument("--genai", nargs="*", default=["fp32", "int4"], help="genai builder precisions")
     parser.add_argument("--no-transformers", action="store_true")
+    parser.add_argument("--agreement-tokens", type=int, default=2048,
+                        help="teacher-forced top-1 agreement with transformers fp32 on this many tokens (0: skip)")
     args = parser.parse_args(argv)
     if args.worker:
         worker(*args.worker)
@@ -316,9 +358,14 @@ def main(argv=None) -> int:
     for w in workers.values():
         w.close()
     print(f"load average after: {os.getloadavg()}", file=sys.stderr)
+    agree = agreements(args, cmds) if args.agreement_tokens else {}
+    sizes = {name: model_mb(out) for name, (_, out) in cmds.items() if (out / "model.onnx").is_file()}
     print(f"SmolLM2 peers: {args.rounds} rounds, prompt {args.prompt} tokens, {args.new} new tokens, batch 1, "
           f"{THREADS} threads; cpu: {os.cpu_count()} logical")
-    print(table(results, builds, args))
+    print(table(results, builds, args, agree, sizes))
+    if agree:
+        print(f"\ntop-1 agreement: teacher-forced, with transformers fp32, {args.agreement_tokens} tokens of stdlib "
+              f"docstrings (benchmarks/quant_sweep.py)")
     return 0
 
 

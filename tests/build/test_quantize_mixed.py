@@ -75,7 +75,8 @@ def test_minmax_int4_structure_and_kernel_against_dequantized_fp32(tiny, tmp_pat
     spec, proto = tiny
     plain = _plain(proto)
     weights = quantize.weight_matmuls(plain)
-    q = quantize.quantize_model(_copy(proto), quantize.QuantizeOptions("int4", method="minmax", accuracy_level=0))
+    q = quantize.quantize_model(_copy(proto), quantize.QuantizeOptions("int4", method="minmax", accuracy_level=0,
+                                                                          keep_int8=()))
     ops = Counter(n.op_type for n in q.graph)
     nbits = [n for n in q.graph if n.op_type == "MatMulNBits"]
     assert len(nbits) == len(weights) == 7 * spec.num_layers + 1
@@ -131,7 +132,8 @@ def test_minmax_reproduces_weights_on_a_q4_1_grid_exactly():
 
 def test_mixed_precision_keeps_what_the_selectors_name(tiny, tmp_path):
     spec, proto = tiny
-    options = quantize.QuantizeOptions("int4", accuracy_level=0, keep_int8=("head", "first"), keep_fp32=("down_proj",))
+    options = quantize.QuantizeOptions("int4", method="rtn", accuracy_level=0, keep_int8=("head", "first"),
+                                       keep_fp32=("down_proj",))
     q = quantize.quantize_model(_copy(proto), options)
     bits = {n.name.rsplit("_Q", 1)[0]: n.attributes["bits"].value for n in q.graph if n.op_type == "MatMulNBits"}
     weights = quantize.weight_matmuls(_plain(proto))
@@ -202,3 +204,21 @@ def test_bad_mixed_options_are_user_errors(tmp_path, options, message):
     with pytest.raises(BlueprintError, match=message):
         build_mod.build(SPECS / "llama-tiny.yaml", tmp_path / "out", quantize=options)
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_quantize_defaults_and_bad_selector(tmp_path, capsys):
+    from blueprint import cli
+
+    out = tmp_path / "q4"
+    rc = cli.main(["build", str(SPECS / "llama-tiny.yaml"), "-o", str(out), "--no-verify", "--quantize", "int4",
+                   "--min-agreement", "0", "-q"])
+    assert rc == 0, capsys.readouterr().err
+    import json
+
+    entry = json.loads((out / "manifest.json").read_text())["quantization"]
+    assert entry["method"] == "minmax" and entry["keep_int8"] == ["head"] and entry["matmuls"] == 15
+    rc = cli.main(["build", str(SPECS / "llama-tiny.yaml"), "-o", str(tmp_path / "bad"), "--quantize", "int4",
+                   "--keep-fp32", "head,down proj"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err and "'down proj' is not a selector" in err
+    assert not (tmp_path / "bad").exists()
