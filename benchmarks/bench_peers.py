@@ -3,8 +3,11 @@
 Not part of the test suite. Engines (each one only when it is available):
 
 - ``transformers``: eager fp32, the Hugging Face folder itself (manual greedy loop with a cache);
-- ``blueprint-fp32`` / ``-int8`` / ``-int4``: ``blueprint build`` of the imported spec, run by
-  blueprint's own generation loop (``blueprint.runtime.Decoder``);
+- ``blueprint-fp32`` / ``-fp16`` / ``-int8`` / ``-int4``: ``blueprint build`` of the imported spec
+  (``--dtype fp16``, ``--quantize int8|int4`` with the build's defaults), run by blueprint's own
+  generation loop (``blueprint.runtime.Decoder``);
+- ``llama.cpp``: not run. It is reported only if ``llama_cpp`` imports (llama-cpp-python compiles
+  from source for ~8 min; nothing here builds it), as the GGUF file itself;
 - ``genai-fp32`` / ``genai-int4``: onnxruntime-genai's model builder
   (``python -m onnxruntime_genai.models.builder -p fp32|int4 -e cpu``), run by onnxruntime-genai.
 
@@ -108,7 +111,23 @@ class GenaiEngine:
             on_token(int(generator.get_next_tokens()[0]))
 
 
-ENGINES = {"transformers": TransformersEngine, "blueprint": BlueprintEngine, "genai": GenaiEngine}
+class LlamaCppEngine:
+    """llama-cpp-python on the GGUF file itself (only when it is installed)."""
+
+    def __init__(self, path: str):
+        from llama_cpp import Llama
+
+        self.model = Llama(model_path=path, n_threads=THREADS, n_ctx=1024, verbose=False)
+
+    def generate(self, ids, new, on_token):
+        for i, token in enumerate(self.model.generate(ids, top_k=1, temp=0.0, reset=True)):
+            on_token(int(token))
+            if i + 1 == new:
+                break
+
+
+ENGINES = {"transformers": TransformersEngine, "blueprint": BlueprintEngine, "genai": GenaiEngine,
+           "llamacpp": LlamaCppEngine}
 
 
 def peak_rss_mb() -> float:
@@ -188,7 +207,9 @@ def build_commands(args, spec: Path) -> dict[str, tuple[list[str], Path]]:
     for precision in args.blueprint:
         out = work / f"blueprint-{precision}"
         cmd = [sys.executable, "-m", "blueprint", "build", str(spec), "--weights", str(args.hf), "-o", str(out), "-q"]
-        if precision != "fp32":
+        if precision == "fp16":
+            cmd += ["--dtype", "fp16"]
+        elif precision != "fp32":
             cmd += ["--quantize", precision, "--min-agreement", str(args.min_agreement)]
         cmds[f"blueprint-{precision}"] = (cmd + args.blueprint_args, out)
     if args.genai:
@@ -312,13 +333,15 @@ def main(argv=None) -> int:
     parser.add_argument("--build-rounds", type=int, default=1, help="interleaved build rounds (0: reuse builds)")
     parser.add_argument("--prompt", type=int, default=128, help="prompt tokens")
     parser.add_argument("--new", type=int, default=64, help="generated tokens per round")
-    parser.add_argument("--blueprint", nargs="*", default=["fp32", "int4"], help="blueprint precisions to build")
-    parser.add_argument("--min-agreement", type=float, default=0.8,
-                        help="--min-agreement for quantized blueprint builds (int4 on SmolLM2-135M reaches ~83%%)")
+    parser.add_argument("--blueprint", nargs="*", default=["fp32", "int8", "int4"],
+                        help="blueprint precisions to build: fp32, fp16 (--dtype), int8, int4 (--quantize)")
+    parser.add_argument("--min-agreement", type=float, default=0.95,
+                        help="--min-agreement for quantized blueprint builds (the build's default)")
     parser.add_argument("--blueprint-args", nargs=argparse.REMAINDER, default=[],
                         help="extra arguments for every blueprint build (last on the line)")
     parser.add_argument("--genai", nargs="*", default=["fp32", "int4"], help="genai builder precisions")
     parser.add_argument("--no-transformers", action="store_true")
+    parser.add_argument("--gguf", type=Path, help="the GGUF file, for llama.cpp when llama-cpp-python is installed")
     parser.add_argument("--agreement-tokens", type=int, default=2048,
                         help="teacher-forced top-1 agreement with transformers fp32 on this many tokens (0: skip)")
     args = parser.parse_args(argv)
@@ -347,6 +370,13 @@ def main(argv=None) -> int:
     for name, (_, out) in cmds.items():
         if (out / "model.onnx").is_file():
             workers[name] = Worker(name.split("-")[0], out)
+    if args.gguf is not None:
+        try:
+            import llama_cpp  # noqa: F401
+        except ImportError:
+            print("llama-cpp-python is not installed: llama.cpp is skipped (it is not built here)", file=sys.stderr)
+        else:
+            workers["llamacpp-gguf"] = Worker("llamacpp", args.gguf)
     results: dict[str, list[dict]] = {name: [] for name in workers}
     for w in workers.values():
         w.run(ids, 4)  # warm-up: first-run allocations and lazy initialisation

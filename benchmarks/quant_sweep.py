@@ -10,10 +10,9 @@ build runs), then measure
 - decode tok/s of a plain onnxruntime loop (``--prompt`` tokens prefill, then ``--new`` single-token
   steps feeding present -> past), 2 threads, spinning off, median of ``--rounds``.
 
-    python benchmarks/quant_sweep.py --build /tmp/quant/fp32 --options int4 int8 int4:keep_int8=head
-    python benchmarks/quant_sweep.py --build /tmp/quant/fp32 --list
+    python benchmarks/quant_sweep.py --build /tmp/quant/fp32 --options int4 int8 int4+method=rtn+keep_int8=
 
-An option is ``KIND[:key=value[:key=value...]]`` with the keys of ``QuantizeOptions``
+An option is ``KIND[+key=value[+key=value...]]`` with the keys of ``QuantizeOptions``
 (``block_size``, ``accuracy_level``, ``method``, ``symmetric``, ``keep_int8``, ``keep_fp32``;
 selector lists comma-separated).
 """
@@ -88,7 +87,8 @@ def feeds(sess, ids: list[int], past: dict | None, past_len: int) -> dict:
         elif inp.name.startswith("past_key_values."):
             if past is None:
                 heads, dim = inp.shape[1], inp.shape[3]
-                out[inp.name] = np.zeros((1, heads, 0, dim), dtype=np.float32)
+                dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+                out[inp.name] = np.zeros((1, heads, 0, dim), dtype=dtype)
             else:
                 out[inp.name] = past[inp.name.replace("past_key_values.", "present.")]
         else:
@@ -126,7 +126,7 @@ def weight_bytes(model) -> int:
 def parse_option(text: str):
     from compiler.export.quantize import QuantizeOptions
 
-    kind, *pairs = text.split(":")
+    kind, *pairs = text.split("+")
     kwargs = {}
     for pair in pairs:
         key, value = pair.split("=", 1)

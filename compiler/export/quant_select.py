@@ -11,7 +11,7 @@ comes from, so the same words work for every architecture blueprint builds:
 - a projection name (``q_proj``, ``down_proj``, ``c_fc`` ...): that projection in every layer;
 - ``worst:F``: calibration-free, by measurement: the fraction F (0 < F <= 1) of the remaining
   MatMul weights whose 4-bit round trip has the largest relative error ``|W - Q(W)| / |W|``
-  (Frobenius norms, the same block size and scheme as the build).
+  (Frobenius norms, the same block size and scheme as the build; hqq is ranked as asymmetric RTN).
 """
 
 from __future__ import annotations
@@ -74,16 +74,22 @@ def _matches(selector: str, param: str, num_layers: int) -> bool:
     return f".{selector}." in f".{param}."
 
 
-def _relative_error(weight: np.ndarray, bits: int, block: int, symmetric: bool) -> float:
-    """|W - Q(W)| / |W| of block-wise round-to-nearest along K (the rows of a [K, N] weight)."""
+def _relative_error(weight: np.ndarray, bits: int, block: int, scheme: str) -> float:
+    """|W - Q(W)| / |W| of block-wise round-to-nearest along K (the rows of a [K, N] weight);
+    ``scheme`` is the build's: "sym", "asym" (integer zero point) or "minmax" (float offset)."""
     k, n = weight.shape
     pad = (-k) % block
     w = np.pad(weight.astype(np.float32), ((0, pad), (0, 0))).T.reshape(n, -1, block)  # [N, blocks, block]
     levels = 2 ** bits
-    if symmetric:
+    if scheme == "sym":
         scale = np.abs(w).max(-1, keepdims=True) / (levels / 2)  # [N, blocks, 1]
         scale[scale == 0] = 1.0
         q = np.clip(np.round(w / scale), -levels / 2, levels / 2 - 1) * scale
+    elif scheme == "minmax":
+        lo = w.min(-1, keepdims=True)
+        scale = (w.max(-1, keepdims=True) - lo) / (levels - 1)
+        scale[scale == 0] = 1.0
+        q = np.round((w - lo) / scale) * scale + lo
     else:
         lo, hi = np.minimum(w.min(-1, keepdims=True), 0), np.maximum(w.max(-1, keepdims=True), 0)
         scale = (hi - lo) / (levels - 1)
@@ -94,7 +100,7 @@ def _relative_error(weight: np.ndarray, bits: int, block: int, symmetric: bool) 
 
 
 def precisions(weights: dict[str, np.ndarray], *, kind: str, keep_int8: tuple[str, ...],
-               keep_fp32: tuple[str, ...], num_layers: int, block: int, symmetric: bool) -> dict[str, str]:
+               keep_fp32: tuple[str, ...], num_layers: int, block: int, scheme: str) -> dict[str, str]:
     """Node name -> "fp32" | "int8" | ``kind`` for every constant-weight MatMul.
 
     ``weights`` maps node name -> (weight initializer name, its [K, N] array). fp32 wins over int8
@@ -117,7 +123,7 @@ def precisions(weights: dict[str, np.ndarray], *, kind: str, keep_int8: tuple[st
             left = [node for node, p in result.items() if p == kind]
             if not left:
                 continue
-            errors = {node: _relative_error(weights[node][1], 4 if kind == "int4" else 8, block, symmetric)
+            errors = {node: _relative_error(weights[node][1], 4 if kind == "int4" else 8, block, scheme)
                       for node in left}
             count = max(1, round(float(worst.group(1)) * len(weights)))
             for node in sorted(left, key=errors.get, reverse=True)[:count]:

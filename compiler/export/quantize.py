@@ -25,7 +25,7 @@ METHODS = ("rtn", "minmax", "hqq")
 # Chosen by measurement on SmolLM2-135M (docs/build-speed.md): int4 minmax with the LM head at 8 bits
 # agreed with fp32 on 97.0% of next tokens (symmetric RTN everywhere: 70.8%); int8 RTN 96.1%.
 DEFAULTS = {"int4": {"method": "minmax", "keep_int8": ("head",)}, "int8": {"method": "rtn", "keep_int8": ()}}
-PROBE_TOKENS = 256
+PROBE_TOKENS = 512
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,12 @@ def _run_quantizer(proto, bits: int, options: QuantizeOptions, exclude: list[str
     return quantizer.model.model
 
 
+def _scheme(options: QuantizeOptions) -> str:
+    if options.method == "rtn":
+        return "sym" if options.symmetric else "asym"
+    return "minmax" if options.method == "minmax" else "asym"
+
+
 def quantize_model(model, options: QuantizeOptions, num_layers: int | None = None):
     """The onnx_ir ``model`` with its constant-weight MatMuls as MatMulNBits (a new model; ``model``
     itself has its weights loaded and transposes folded). MatMuls selected by ``keep_int8`` become
@@ -162,7 +168,7 @@ def quantize_model(model, options: QuantizeOptions, num_layers: int | None = Non
         num_layers = max([i for i in layers if i is not None], default=-1) + 1
     chosen = quant_select.precisions(weights, kind=options.kind, keep_int8=options.keep_int8,
                                      keep_fp32=options.keep_fp32, num_layers=max(num_layers, 1),
-                                     block=options.block_size, symmetric=options.symmetric)
+                                     block=options.block_size, scheme=_scheme(options))
     if options.method == "minmax":
         quant_minmax.apply(model, [n for n, p in chosen.items() if p == options.kind], bits=BITS[options.kind],
                            block=options.block_size, accuracy_level=options.accuracy_level)

@@ -71,11 +71,13 @@ def _compare(spec, quantized, reference, tmp_path):
         assert np.abs(la - lb).max() <= 1e-4
 
 
-def test_minmax_int4_structure_and_kernel_against_dequantized_fp32(tiny, tmp_path):
+@pytest.mark.parametrize("kind", ["int4", "int8"])
+def test_minmax_structure_and_kernel_against_dequantized_fp32(tiny, tmp_path, kind):
     spec, proto = tiny
+    bits = 4 if kind == "int4" else 8
     plain = _plain(proto)
     weights = quantize.weight_matmuls(plain)
-    q = quantize.quantize_model(_copy(proto), quantize.QuantizeOptions("int4", method="minmax", accuracy_level=0,
+    q = quantize.quantize_model(_copy(proto), quantize.QuantizeOptions(kind, method="minmax", accuracy_level=0,
                                                                           keep_int8=()))
     ops = Counter(n.op_type for n in q.graph)
     nbits = [n for n in q.graph if n.op_type == "MatMulNBits"]
@@ -94,13 +96,17 @@ def test_minmax_int4_structure_and_kernel_against_dequantized_fp32(tiny, tmp_pat
     initializers = q.graph.initializers
     worst = 0.0
     for node in nbits:
-        original = node.name.removesuffix("_Q4")
+        original = node.name.removesuffix(f"_Q{bits}")
         wname, w = weights[original]
         k, n, block = node.attributes["K"].value, node.attributes["N"].value, node.attributes["block_size"].value
         blocks = -(-k // block)
-        levels = _unpack4(node.inputs[1].const_value.numpy(), n, blocks, block)
+        assert node.attributes["bits"].value == bits
         zp = node.inputs[3].const_value.numpy().reshape(n, -1)
-        zero = np.stack([zp & 0x0F, zp >> 4], -1).reshape(n, -1)[:, :blocks]  # [N, blocks]
+        if bits == 4:
+            levels = _unpack4(node.inputs[1].const_value.numpy(), n, blocks, block)
+            zero = np.stack([zp & 0x0F, zp >> 4], -1).reshape(n, -1)[:, :blocks]  # [N, blocks]
+        else:
+            levels, zero = node.inputs[1].const_value.numpy().astype(np.int64), zp.astype(np.int64)
         scale = node.inputs[2].const_value.numpy().reshape(n, blocks)
         remainder = initializers[f"{wname}_remainders"].const_value.numpy()  # [blocks, N]
         deq = (levels - zero[..., None]) * scale[..., None] + remainder.T[..., None]  # [N, blocks, block]
@@ -127,7 +133,8 @@ def test_minmax_reproduces_weights_on_a_q4_1_grid_exactly():
     packed, scales, zp, remainder = quant_minmax.quantize_weight(w, 4, 32)
     back = quant_minmax.dequantize(packed, scales, zp, remainder, k, 4, 32)
     assert np.abs(back - w).max() <= 4 * np.finfo(np.float32).eps * np.abs(w).max()
-    assert quant_select._relative_error(w, 4, 32, symmetric=True) > 1e-2
+    assert quant_select._relative_error(w, 4, 32, "sym") > 1e-2
+    assert quant_select._relative_error(w, 4, 32, "minmax") < 1e-6
 
 
 def test_mixed_precision_keeps_what_the_selectors_name(tiny, tmp_path):
@@ -166,9 +173,9 @@ def test_worst_selector_ranks_by_measured_weight_error(tiny):
     spec, proto = tiny
     weights = quantize.weight_matmuls(_plain(proto))
     chosen = quant_select.precisions(weights, kind="int4", keep_int8=("worst:0.2",), keep_fp32=(),
-                                     num_layers=spec.num_layers, block=32, symmetric=True)
+                                     num_layers=spec.num_layers, block=32, scheme="sym")
     count = round(0.2 * len(weights))
-    errors = {node: quant_select._relative_error(w, 4, 32, True) for node, (_, w) in weights.items()}
+    errors = {node: quant_select._relative_error(w, 4, 32, "sym") for node, (_, w) in weights.items()}
     top = sorted(errors, key=errors.get, reverse=True)[:count]
     assert {node for node, p in chosen.items() if p == "int8"} == set(top)
     assert sum(p == "int4" for p in chosen.values()) == len(weights) - count
