@@ -1,9 +1,11 @@
 """``blueprint build --quantize int4|int8``: weight-only, block-wise MatMulNBits, checked on real text.
 
 The fp32 model is exported and verified against torch first; then every MatMul with a constant
-weight is replaced by onnxruntime's ``MatMulNBits`` (``onnxruntime.quantization.
-matmul_nbits_quantizer``; symmetric, ``block_size`` weights per scale, ``accuracy_level`` 4 =
-int8 activations on CPU). Quantization changes the numbers by design, so instead of a tolerance
+weight is replaced by onnxruntime's ``MatMulNBits``: ``minmax`` (quant_minmax: per-block minimum
+and step, the int4 default), or onnxruntime's own quantizer (``matmul_nbits_quantizer``: RTN
+symmetric/asymmetric, HQQ); ``keep_int8`` / ``keep_fp32`` selectors (quant_select) keep some
+MatMuls at higher precision (by default the LM head at 8 bits for int4). ``accuracy_level`` 4 =
+int8 activations on CPU. Quantization changes the numbers by design, so instead of a tolerance
 the build measures what matters for generation: teacher-forced top-1 agreement of the quantized
 model with the verified fp32 model on real text (``probe_ids``), and fails below the user's
 threshold. Weights that stay in float (embeddings, norms) keep pointing into weights.safetensors,
@@ -252,5 +254,6 @@ def quantize_build(model, tmp: Path, spec, options: QuantizeOptions, *, tokenize
         raise BlueprintError(
             f"quantized model agrees with fp32 on {agreement:.1%} of next-token predictions ({what}); "
             f"the minimum is {options.min_agreement:.0%}",
-            hint="use --quantize int8, or lower --min-agreement if this loss is acceptable")
+            hint="keep more MatMuls at 8 bits (--keep-int8 head,first,last or worst:0.2), use --quantize int8, "
+                 "or lower --min-agreement if this loss is acceptable")
     return files, report
