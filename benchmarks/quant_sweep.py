@@ -173,6 +173,36 @@ def llamacpp_agreement(hf: Path, texts) -> float:
     return float(np.mean(np.concatenate(agree)))
 
 
+def interleaved(build: Path, option_texts: list[str], texts, args) -> None:
+    """Decode tok/s of fp32 and the options with every session open side by side, one generation
+    each in turn per round (rotating the order), so all see the same machine state."""
+    import os
+
+    import onnx_ir as ir
+
+    from compiler.export import onnx_export
+    from compiler.export.quantize import quantize_model
+
+    sessions = {"fp32": session(build / "model.onnx")}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, text in enumerate(option_texts):
+            folder = Path(tmp) / str(i)
+            folder.mkdir()
+            onnx_export.save_model(quantize_model(ir.load(str(build / "model.onnx")), parse_option(text)), folder,
+                                   metadata={})
+            sessions[text] = session(folder / "model.onnx")
+        names, prompt = list(sessions), texts[0][:args.prompt]
+        rates = {name: [] for name in names}
+        before = os.getloadavg()
+        for r in range(args.rounds):
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                rates[name].append(decode_tps(sessions[name], prompt, args.new, 1))
+    print(f"load average {before} -> {os.getloadavg()}; {args.rounds} interleaved rounds, {args.new} tokens")
+    print("| option | decode tok/s (median) | rounds |\n|---|---|---|")
+    for name in names:
+        print(f"| {name} | {statistics.median(rates[name]):.1f} | {' '.join(f'{x:.1f}' for x in rates[name])} |")
+
+
 def main(argv=None) -> int:
     import onnx_ir as ir
 
@@ -188,6 +218,8 @@ def main(argv=None) -> int:
     parser.add_argument("--new", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3, help="decode rounds (0: no decode timing)")
     parser.add_argument("--json", type=Path, help="append one JSON line per option here")
+    parser.add_argument("--interleave", action="store_true",
+                        help="only time decode, all options side by side in interleaved --rounds")
     parser.add_argument("--llamacpp-sim", type=Path, metavar="HF_DIR",
                         help="only estimate llama.cpp's agreement (int8 block activations) on this transformers folder")
     args = parser.parse_args(argv)
@@ -196,6 +228,9 @@ def main(argv=None) -> int:
     if args.llamacpp_sim:
         print(f"| llama.cpp-style Q8 activations on the GGUF weights (transformers) | "
               f"{llamacpp_agreement(args.llamacpp_sim, texts):.1%} | | | |")
+        return 0
+    if args.interleave:
+        interleaved(args.build, args.options, texts, args)
         return 0
     fp32_path = args.build / "model.onnx"
     reference = session(fp32_path)

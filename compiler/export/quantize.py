@@ -244,7 +244,8 @@ def quantize_build(model, tmp: Path, spec, options: QuantizeOptions, *, tokenize
     session = ort.InferenceSession(str(tmp / "model.onnx"), options_, providers=["CPUExecutionProvider"])
     ids, what = probe_ids(spec, tokenizer)
     agreement = top1_agreement(reference, session, spec, ids)
-    report = {"kind": options.kind, "method": options.method, "symmetric": options.symmetric,
+    report = {"kind": options.kind, "method": options.method,
+              "symmetric": options.symmetric if options.method == "rtn" else None,
               "block_size": options.block_size, "accuracy_level": options.accuracy_level,
               "keep_int8": list(options.keep_int8), "keep_fp32": list(options.keep_fp32), "matmuls": counts,
               "probe": what, "top1_agreement_vs_fp32": agreement, "min_agreement": options.min_agreement}
