@@ -3,8 +3,11 @@
 Not part of the test suite. Engines (each one only when it is available):
 
 - ``transformers``: eager fp32, the Hugging Face folder itself (manual greedy loop with a cache);
-- ``blueprint-fp32`` / ``-int8`` / ``-int4``: ``blueprint build`` of the imported spec, run by
-  blueprint's own generation loop (``blueprint.runtime.Decoder``);
+- ``blueprint-fp32`` / ``-fp16`` / ``-int8`` / ``-int4``: ``blueprint build`` of the imported spec
+  (``--dtype fp16``, ``--quantize int8|int4`` with the build's defaults), run by blueprint's own
+  generation loop (``blueprint.runtime.Decoder``);
+- ``llama.cpp``: not run. It is reported only if ``llama_cpp`` imports (llama-cpp-python compiles
+  from source for ~8 min; nothing here builds it), as the GGUF file itself;
 - ``genai-fp32`` / ``genai-int4``: onnxruntime-genai's model builder
   (``python -m onnxruntime_genai.models.builder -p fp32|int4 -e cpu``), run by onnxruntime-genai.
 
@@ -108,7 +111,23 @@ class GenaiEngine:
             on_token(int(generator.get_next_tokens()[0]))
 
 
-ENGINES = {"transformers": TransformersEngine, "blueprint": BlueprintEngine, "genai": GenaiEngine}
+class LlamaCppEngine:
+    """llama-cpp-python on the GGUF file itself (only when it is installed)."""
+
+    def __init__(self, path: str):
+        from llama_cpp import Llama
+
+        self.model = Llama(model_path=path, n_threads=THREADS, n_ctx=1024, verbose=False)
+
+    def generate(self, ids, new, on_token):
+        for i, token in enumerate(self.model.generate(ids, top_k=1, temp=0.0, reset=True)):
+            on_token(int(token))
+            if i + 1 == new:
+                break
+
+
+ENGINES = {"transformers": TransformersEngine, "blueprint": BlueprintEngine, "genai": GenaiEngine,
+           "llamacpp": LlamaCppEngine}
 
 
 def peak_rss_mb() -> float:
@@ -188,7 +207,9 @@ def build_commands(args, spec: Path) -> dict[str, tuple[list[str], Path]]:
     for precision in args.blueprint:
         out = work / f"blueprint-{precision}"
         cmd = [sys.executable, "-m", "blueprint", "build", str(spec), "--weights", str(args.hf), "-o", str(out), "-q"]
-        if precision != "fp32":
+        if precision == "fp16":
+            cmd += ["--dtype", "fp16"]
+        elif precision != "fp32":
             cmd += ["--quantize", precision, "--min-agreement", str(args.min_agreement)]
         cmds[f"blueprint-{precision}"] = (cmd + args.blueprint_args, out)
     if args.genai:
@@ -228,11 +249,48 @@ def reference_for(name: str, names: list[str]) -> str | None:
     return None
 
 
-def table(results: dict, builds: dict, args) -> str:
+def agreements(args, cmds) -> dict[str, float]:
+    """Teacher-forced top-1 agreement with transformers fp32 (the issue's accuracy measure) of every
+    ONNX engine, on ``--agreement-tokens`` tokens of stdlib docstrings (benchmarks/quant_sweep.py's
+    text and windows); the genai builder's model.onnx runs in plain onnxruntime the same way."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import quant_sweep
+
+    texts = quant_sweep.chunks(args.hf / "tokenizer.json", args.agreement_tokens, 512)
+    torch.set_num_threads(THREADS)
+    model = AutoModelForCausalLM.from_pretrained(str(args.hf), dtype=torch.float32).eval()
+    with torch.inference_mode():
+        ref = [model(torch.tensor([ids])).logits[0].argmax(-1).numpy() for ids in texts]
+    del model
+    out = {}
+    for name, (_, folder) in cmds.items():
+        if (folder / "model.onnx").is_file():
+            got = quant_sweep.argmaxes(quant_sweep.session(folder / "model.onnx"), texts)
+            out[name] = float(np.mean(np.concatenate([a == b for a, b in zip(ref, got)])))
+    return out
+
+
+def model_mb(folder: Path) -> float:
+    """MiB of initializers the engine's graph reads. Not the folder's size: a quantized blueprint
+    build keeps the full-precision weights.safetensors beside it (for export-hf and --weights)."""
+    import onnx_ir as ir
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import quant_sweep
+
+    return quant_sweep.weight_bytes(ir.load(str(folder / "model.onnx"))) / 2**20
+
+
+def table(results: dict, builds: dict, args, agree: dict | None = None, sizes: dict | None = None) -> str:
     names = list(results)
-    lines = [f"| engine | build s | build peak MB | TTFT ms ({args.prompt} tok) | decode tok/s | run peak MB "
-             f"| TTFT ratio | decode ratio | vs | greedy ids = transformers |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    agree, sizes = agree or {}, sizes or {}
+    lines = [f"| engine | build s | build peak MB | weights MB | TTFT ms ({args.prompt} tok) | decode tok/s | run peak MB "
+             f"| TTFT ratio | decode ratio | vs | greedy ids = transformers | top-1 agreement |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in names:
         rounds = results[name]
         ttft = median([r["ttft_s"] for r in rounds]) * 1000
@@ -253,7 +311,10 @@ def table(results: dict, builds: dict, args) -> str:
             a, b_ = rounds[0]["ids"], results["transformers"][0]["ids"]
             n = next((i for i, (x, y) in enumerate(zip(a, b_)) if x != y), len(a))
             same = f"{n}/{len(a)}"
-        lines.append(f"| {name} | {build_s} | {build_mb} | {ttft:.0f} | {tps:.1f} | {rss:.0f} | {ratios} | {same} |")
+        files = f"{sizes[name]:.0f}" if name in sizes else "—"
+        agreement = f"{agree[name]:.1%}" if name in agree else "—"
+        lines.append(f"| {name} | {build_s} | {build_mb} | {files} | {ttft:.0f} | {tps:.1f} | {rss:.0f} | {ratios} "
+                     f"| {same} | {agreement} |")
     build_ratio = []
     for name in names:
         ref = reference_for(name, names)
@@ -272,13 +333,17 @@ def main(argv=None) -> int:
     parser.add_argument("--build-rounds", type=int, default=1, help="interleaved build rounds (0: reuse builds)")
     parser.add_argument("--prompt", type=int, default=128, help="prompt tokens")
     parser.add_argument("--new", type=int, default=64, help="generated tokens per round")
-    parser.add_argument("--blueprint", nargs="*", default=["fp32", "int4"], help="blueprint precisions to build")
-    parser.add_argument("--min-agreement", type=float, default=0.8,
-                        help="--min-agreement for quantized blueprint builds (int4 on SmolLM2-135M reaches ~83%%)")
+    parser.add_argument("--blueprint", nargs="*", default=["fp32", "int8", "int4"],
+                        help="blueprint precisions to build: fp32, fp16 (--dtype), int8, int4 (--quantize)")
+    parser.add_argument("--min-agreement", type=float, default=0.95,
+                        help="--min-agreement for quantized blueprint builds (the build's default)")
     parser.add_argument("--blueprint-args", nargs=argparse.REMAINDER, default=[],
                         help="extra arguments for every blueprint build (last on the line)")
     parser.add_argument("--genai", nargs="*", default=["fp32", "int4"], help="genai builder precisions")
     parser.add_argument("--no-transformers", action="store_true")
+    parser.add_argument("--gguf", type=Path, help="the GGUF file, for llama.cpp when llama-cpp-python is installed")
+    parser.add_argument("--agreement-tokens", type=int, default=2048,
+                        help="teacher-forced top-1 agreement with transformers fp32 on this many tokens (0: skip)")
     args = parser.parse_args(argv)
     if args.worker:
         worker(*args.worker)
@@ -305,6 +370,13 @@ def main(argv=None) -> int:
     for name, (_, out) in cmds.items():
         if (out / "model.onnx").is_file():
             workers[name] = Worker(name.split("-")[0], out)
+    if args.gguf is not None:
+        try:
+            import llama_cpp  # noqa: F401
+        except ImportError:
+            print("llama-cpp-python is not installed: llama.cpp is skipped (it is not built here)", file=sys.stderr)
+        else:
+            workers["llamacpp-gguf"] = Worker("llamacpp", args.gguf)
     results: dict[str, list[dict]] = {name: [] for name in workers}
     for w in workers.values():
         w.run(ids, 4)  # warm-up: first-run allocations and lazy initialisation
@@ -316,9 +388,14 @@ def main(argv=None) -> int:
     for w in workers.values():
         w.close()
     print(f"load average after: {os.getloadavg()}", file=sys.stderr)
+    agree = agreements(args, cmds) if args.agreement_tokens else {}
+    sizes = {name: model_mb(out) for name, (_, out) in cmds.items() if (out / "model.onnx").is_file()}
     print(f"SmolLM2 peers: {args.rounds} rounds, prompt {args.prompt} tokens, {args.new} new tokens, batch 1, "
           f"{THREADS} threads; cpu: {os.cpu_count()} logical")
-    print(table(results, builds, args))
+    print(table(results, builds, args, agree, sizes))
+    if agree:
+        print(f"\ntop-1 agreement: teacher-forced, with transformers fp32, {args.agreement_tokens} tokens of stdlib "
+              f"docstrings (benchmarks/quant_sweep.py)")
     return 0
 
 

@@ -1,9 +1,11 @@
 """``blueprint build --quantize int4|int8``: weight-only, block-wise MatMulNBits, checked on real text.
 
 The fp32 model is exported and verified against torch first; then every MatMul with a constant
-weight is replaced by onnxruntime's ``MatMulNBits`` (``onnxruntime.quantization.
-matmul_nbits_quantizer``; symmetric, ``block_size`` weights per scale, ``accuracy_level`` 4 =
-int8 activations on CPU). Quantization changes the numbers by design, so instead of a tolerance
+weight is replaced by onnxruntime's ``MatMulNBits``: ``minmax`` (quant_minmax: per-block minimum
+and step, the int4 default), or onnxruntime's own quantizer (``matmul_nbits_quantizer``: RTN
+symmetric/asymmetric, HQQ); ``keep_int8`` / ``keep_fp32`` selectors (quant_select) keep some
+MatMuls at higher precision (by default the LM head at 8 bits for int4). ``accuracy_level`` 4 =
+int8 activations on CPU. Quantization changes the numbers by design, so instead of a tolerance
 the build measures what matters for generation: teacher-forced top-1 agreement of the quantized
 model with the verified fp32 model on real text (``probe_ids``), and fails below the user's
 threshold. Weights that stay in float (embeddings, norms) keep pointing into weights.safetensors,
@@ -21,7 +23,11 @@ import numpy as np
 from blueprint.errors import BlueprintError
 
 BITS = {"int4": 4, "int8": 8}
-PROBE_TOKENS = 256
+METHODS = ("rtn", "minmax", "hqq")
+# Chosen by measurement on SmolLM2-135M (docs/build-speed.md): int4 minmax with the LM head at 8 bits
+# agreed with fp32 on 97.0% of next tokens (symmetric RTN everywhere: 70.8%); int8 RTN 96.1%.
+DEFAULTS = {"int4": {"method": "minmax", "keep_int8": ("head",)}, "int8": {"method": "rtn", "keep_int8": ()}}
+PROBE_TOKENS = 512
 
 
 @dataclass(frozen=True)
@@ -30,16 +36,34 @@ class QuantizeOptions:
     block_size: int = 32
     accuracy_level: int = 4
     min_agreement: float = 0.95
-    method: str = "rtn"  # "rtn" (symmetric round-to-nearest) or "hqq" (4 bits)
+    # "rtn" (round-to-nearest), "minmax" (float block offsets, quant_minmax) or "hqq" (4 bits; float zero
+    # points miss onnxruntime's fast kernel: 6.7 tok/s against ~200 measured, docs/build-speed.md).
+    # None: minmax for int4, rtn for int8 (DEFAULTS)
+    method: str | None = None
+    symmetric: bool = True  # rtn only: signed levels, no zero point
+    keep_int8: tuple[str, ...] | None = None  # quant_select selectors kept at 8 bits; None: DEFAULTS
+    keep_fp32: tuple[str, ...] = ()  # quant_select selectors left as fp32 MatMuls
 
-    @property
-    def resolved_method(self) -> str:
-        """RTN by default. HQQ agrees better with fp32 on SmolLM2-135M (82.8% of next tokens vs
-        72.3%) but its float zero points miss onnxruntime's fast int4 kernel: decode measured
-        6.7 tok/s against ~200 (docs/build-speed.md)."""
-        return self.method
+    def __post_init__(self):
+        default = DEFAULTS.get(self.kind, DEFAULTS["int8"])
+        if self.method is None:
+            object.__setattr__(self, "method", default["method"])
+        if self.keep_int8 is None:
+            object.__setattr__(self, "keep_int8", default["keep_int8"])
+
+    def describe(self) -> str:
+        """One line for the progress display."""
+        method = f"rtn {'sym' if self.symmetric else 'asym'}" if self.method == "rtn" else self.method
+        parts = [f"{self.kind} {method}", f"block {self.block_size}", f"accuracy level {self.accuracy_level}"]
+        if self.keep_int8:
+            parts.append("int8: " + ",".join(self.keep_int8))
+        if self.keep_fp32:
+            parts.append("fp32: " + ",".join(self.keep_fp32))
+        return ", ".join(parts)
 
     def check(self) -> None:
+        from compiler.export.quant_select import check_selectors
+
         if self.kind not in BITS:
             raise BlueprintError(f"--quantize must be int4 or int8, got '{self.kind}'")
         if self.block_size < 16 or self.block_size & (self.block_size - 1):
@@ -47,10 +71,17 @@ class QuantizeOptions:
         if self.accuracy_level not in (0, 1, 2, 3, 4):
             raise BlueprintError(f"--accuracy-level must be 0-4, got {self.accuracy_level}",
                                  hint="4 computes with int8 activations (fastest on CPU), 0 leaves it to onnxruntime")
-        if self.method not in ("rtn", "hqq"):
-            raise BlueprintError(f"--quant-method must be rtn or hqq, got '{self.method}'")
+        if self.method not in METHODS:
+            raise BlueprintError(f"--quant-method must be one of {', '.join(METHODS)}, got '{self.method}'")
         if self.kind == "int8" and self.method == "hqq":
             raise BlueprintError("--quant-method hqq quantizes to 4 bits only", hint="use --quant-method rtn with int8")
+        if self.method != "rtn" and not self.symmetric:
+            raise BlueprintError(f"--quant-scheme applies to --quant-method rtn; {self.method} always has a zero point")
+        if self.kind == "int8" and self.keep_int8:
+            raise BlueprintError("--keep-int8 only makes sense with --quantize int4",
+                                 hint="with --quantize int8 every MatMul is already 8 bits; use --keep-fp32")
+        check_selectors(self.keep_int8, "--keep-int8")
+        check_selectors(self.keep_fp32, "--keep-fp32")
         if not 0.0 <= self.min_agreement <= 1.0:
             raise BlueprintError(f"--min-agreement must be within [0, 1], got {self.min_agreement}")
 
@@ -83,21 +114,27 @@ def fold_weight_transposes(model) -> int:
     return count
 
 
-def quantize_model(model, options: QuantizeOptions):
-    """The onnx_ir ``model`` with its constant-weight MatMuls as MatMulNBits (a new model)."""
-    import onnx_ir as ir
+def weight_matmuls(model) -> dict[str, tuple[str, np.ndarray]]:
+    """Node name -> (weight initializer name, [K, N] array) of every MatMul whose right-hand side
+    is a 2-D initializer (after ``fold_weight_transposes``): the MatMuls a quantizer replaces."""
+    found = {}
+    for node in model.graph:
+        if node.op_type != "MatMul" or node.domain not in ("", "ai.onnx"):
+            continue
+        weight = node.inputs[1]
+        if weight is not None and weight.is_initializer() and weight.const_value is not None \
+                and len(weight.const_value.shape) == 2:
+            found[node.name] = (weight.name, weight.const_value.numpy())
+    return found
+
+
+def _run_quantizer(proto, bits: int, options: QuantizeOptions, exclude: list[str], hqq: bool):
     from onnxruntime.quantization.matmul_nbits_quantizer import HQQWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
-    for value in model.graph.initializers.values():  # the quantizer needs the bytes in memory
-        if isinstance(value.const_value, ir.ExternalTensor):
-            value.const_value = ir.Tensor(value.const_value.numpy(), name=value.name)
-    fold_weight_transposes(model)
-    proto = ir.serde.serialize_model(model)
-    algo = None
-    if options.resolved_method == "hqq":  # asymmetric, scale and zero point fitted per block
-        algo = HQQWeightOnlyQuantConfig(block_size=options.block_size, bits=BITS[options.kind])
-    quantizer = MatMulNBitsQuantizer(proto, bits=BITS[options.kind], block_size=options.block_size,
-                                     is_symmetric=algo is None, accuracy_level=options.accuracy_level,
+    algo = HQQWeightOnlyQuantConfig(block_size=options.block_size, bits=bits) if hqq else None
+    quantizer = MatMulNBitsQuantizer(proto, bits=bits, block_size=options.block_size,
+                                     is_symmetric=True if bits == 8 else options.symmetric,
+                                     accuracy_level=options.accuracy_level, nodes_to_exclude=exclude,
                                      algo_config=algo)
     logger = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
     level = logger.level
@@ -106,7 +143,51 @@ def quantize_model(model, options: QuantizeOptions):
         quantizer.process()
     finally:
         logger.setLevel(level)
-    return ir.serde.deserialize_model(quantizer.model.model)
+    return quantizer.model.model
+
+
+def _scheme(options: QuantizeOptions) -> str:
+    if options.method == "rtn":
+        return "sym" if options.symmetric else "asym"
+    return "minmax" if options.method == "minmax" else "asym"
+
+
+def quantize_model(model, options: QuantizeOptions, num_layers: int | None = None):
+    """The onnx_ir ``model`` with its constant-weight MatMuls as MatMulNBits (a new model; ``model``
+    itself has its weights loaded and transposes folded). MatMuls selected by ``keep_int8`` become
+    8-bit MatMulNBits (symmetric RTN), those selected by ``keep_fp32`` stay MatMul."""
+    import onnx_ir as ir
+
+    from compiler.export import quant_minmax, quant_select
+
+    for value in model.graph.initializers.values():  # the quantizer needs the bytes in memory
+        if isinstance(value.const_value, ir.ExternalTensor):
+            value.const_value = ir.Tensor(value.const_value.numpy(), name=value.name)
+    fold_weight_transposes(model)
+    weights = weight_matmuls(model)
+    if num_layers is None:
+        layers = [quant_select.layer_of(quant_select.param_of(w)) for w, _ in weights.values()]
+        num_layers = max([i for i in layers if i is not None], default=-1) + 1
+    chosen = quant_select.precisions(weights, kind=options.kind, keep_int8=options.keep_int8,
+                                     keep_fp32=options.keep_fp32, num_layers=max(num_layers, 1),
+                                     block=options.block_size, scheme=_scheme(options))
+    if options.method == "minmax":
+        quant_minmax.apply(model, [n for n, p in chosen.items() if p == options.kind], bits=BITS[options.kind],
+                           block=options.block_size, accuracy_level=options.accuracy_level)
+        proto = ir.serde.serialize_model(model)
+    else:
+        proto = ir.serde.serialize_model(model)
+        other = [n for n, p in chosen.items() if p != options.kind]
+        proto = _run_quantizer(proto, BITS[options.kind], options, other, options.method == "hqq")
+    eight = {n for n, p in chosen.items() if p == "int8"}
+    if eight and options.kind != "int8":  # the main pass's nodes are MatMulNBits now: only MatMuls are candidates
+        others = [n.name for n in proto.graph.node if n.op_type == "MatMul" and n.name not in eight]
+        proto = _run_quantizer(proto, 8, options, others, False)  # not fp32 keeps, nor minmax's corrections
+    quantized = ir.serde.deserialize_model(proto)
+    for name, value in list(quantized.graph.initializers.items()):  # the replaced fp32 weights
+        if not value.uses() and value not in quantized.graph.inputs and value not in quantized.graph.outputs:
+            quantized.graph.initializers.pop(name)
+    return quantized
 
 
 def probe_ids(spec, tokenizer_json: Path | None, n: int = PROBE_TOKENS) -> tuple[list[int], str]:
@@ -163,15 +244,17 @@ def quantize_build(model, tmp: Path, spec, options: QuantizeOptions, *, tokenize
     session = ort.InferenceSession(str(tmp / "model.onnx"), options_, providers=["CPUExecutionProvider"])
     ids, what = probe_ids(spec, tokenizer)
     agreement = top1_agreement(reference, session, spec, ids)
-    report = {"kind": options.kind, "method": options.resolved_method, "block_size": options.block_size,
-              "accuracy_level": options.accuracy_level, "matmuls": counts, "probe": what, "top1_agreement_vs_fp32": agreement,
-              "min_agreement": options.min_agreement}
-    progress.info(f"  {options.kind} ({options.resolved_method}): {counts} MatMuls as MatMulNBits (block {options.block_size}, accuracy level "
-                  f"{options.accuracy_level}); teacher-forced top-1 agreement with fp32 on {what}: "
-                  f"{agreement:.1%} (minimum {options.min_agreement:.0%})")
+    report = {"kind": options.kind, "method": options.method,
+              "symmetric": options.symmetric if options.method == "rtn" else None,
+              "block_size": options.block_size, "accuracy_level": options.accuracy_level,
+              "keep_int8": list(options.keep_int8), "keep_fp32": list(options.keep_fp32), "matmuls": counts,
+              "probe": what, "top1_agreement_vs_fp32": agreement, "min_agreement": options.min_agreement}
+    progress.info(f"  {options.describe()}: {counts} MatMuls as MatMulNBits; teacher-forced top-1 agreement "
+                  f"with fp32 on {what}: {agreement:.1%} (minimum {options.min_agreement:.0%})")
     if agreement < options.min_agreement:
         raise BlueprintError(
             f"quantized model agrees with fp32 on {agreement:.1%} of next-token predictions ({what}); "
             f"the minimum is {options.min_agreement:.0%}",
-            hint="use --quantize int8, or lower --min-agreement if this loss is acceptable")
+            hint="keep more MatMuls at 8 bits (--keep-int8 head,first,last or worst:0.2), use --quantize int8, "
+                 "or lower --min-agreement if this loss is acceptable")
     return files, report

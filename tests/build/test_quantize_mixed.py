@@ -1,0 +1,231 @@
+"""``--quant-method minmax`` and mixed precision (``--keep-int8``, ``--keep-fp32``): structure
+(which MatMuls become what) and numbers (onnxruntime's kernels against the fp32 graph running
+the weights the quantized graph stores, unpacked independently of the packing code).
+
+Tolerances: accuracy level 0 computes in fp32, so quantized vs "fp32 with the dequantized
+weights" is 1e-4 (observed ~1e-6). llama-tiny's down_proj has K = 176, not a multiple of 32: the
+padded last block is exercised.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+import onnxruntime as ort
+import pytest
+import torch
+from buildfixtures import SPECS, load_tiny
+
+from blueprint.errors import BlueprintError
+from compiler.export import build as build_mod
+from compiler.export import onnx_export, quant_minmax, quant_select, quantize
+from compiler.export.build import default_compile
+from compiler.export.io import Shape, make_inputs
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    spec = load_tiny("llama-tiny")
+    torch.manual_seed(0)
+    module = default_compile(spec, kv_cache=True).eval()
+    model = onnx_export.export_model(module, spec, kv_cache=True)
+    return spec, ir.serde.serialize_model(model)
+
+
+def _copy(proto):
+    return ir.serde.deserialize_model(proto)
+
+
+def _plain(proto):
+    """The fp32 model with weights in memory and transposes folded: the quantizer's input."""
+    model = _copy(proto)
+    for value in model.graph.initializers.values():
+        value.const_value = ir.Tensor(value.const_value.numpy(), name=value.name)
+    quantize.fold_weight_transposes(model)
+    return model
+
+
+def _session(model, folder: Path):
+    folder.mkdir()
+    onnx_export.save_model(model, folder, metadata={})
+    return ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+
+
+def _unpack4(packed: np.ndarray, n: int, blocks: int, block: int) -> np.ndarray:
+    """[N, blocks, block/2] bytes -> [N, blocks, block] levels, written here without quant_minmax."""
+    levels = np.empty((n, blocks, block), dtype=np.int64)
+    levels[..., 0::2] = packed & 0x0F
+    levels[..., 1::2] = packed >> 4
+    return levels
+
+
+def _compare(spec, quantized, reference, tmp_path):
+    a, b = _session(quantized, tmp_path / "q"), _session(reference, tmp_path / "r")
+    rng = np.random.default_rng(0)
+    for shape, pad in [(Shape(3, 9, 0), [0, 4, 1]), (Shape(2, 1, 11), [0, 3])]:
+        feeds = make_inputs(spec, shape, kv_cache=True, rng=rng, pad=pad)
+        (la,), (lb,) = a.run(["logits"], feeds), b.run(["logits"], feeds)
+        assert np.abs(la - lb).max() <= 1e-4
+
+
+@pytest.mark.parametrize("kind", ["int4", "int8"])
+def test_minmax_structure_and_kernel_against_dequantized_fp32(tiny, tmp_path, kind):
+    spec, proto = tiny
+    bits = 4 if kind == "int4" else 8
+    plain = _plain(proto)
+    weights = quantize.weight_matmuls(plain)
+    q = quantize.quantize_model(_copy(proto), quantize.QuantizeOptions(kind, method="minmax", accuracy_level=0,
+                                                                          keep_int8=()))
+    ops = Counter(n.op_type for n in q.graph)
+    nbits = [n for n in q.graph if n.op_type == "MatMulNBits"]
+    assert len(nbits) == len(weights) == 7 * spec.num_layers + 1
+    # one block-sum per distinct input (per layer: attention norm, attention out, ffn norm, ffn act; the
+    # head's input) and one remainder MatMul per quantized weight, besides attention's own MatMuls
+    sums = [n for n in q.graph if n.name.endswith("_block_sums")]
+    assert len(sums) == 4 * spec.num_layers + 1
+    assert ops["MatMul"] == Counter(n.op_type for n in plain.graph)["MatMul"] - len(weights) + len(sums) + len(nbits)
+    assert all(len(n.inputs) == 4 and n.inputs[3].const_value.numpy().dtype == np.uint8 for n in nbits)
+    assert not any(v.name in {w for w, _ in weights.values()} for v in q.graph.initializers.values())
+
+    # unpack what each MatMulNBits + remainder computes and run it as a plain fp32 MatMul
+    reference = _plain(proto)
+    by_name = {n.name: n for n in reference.graph}
+    initializers = q.graph.initializers
+    worst = 0.0
+    for node in nbits:
+        original = node.name.removesuffix(f"_Q{bits}")
+        wname, w = weights[original]
+        k, n, block = node.attributes["K"].value, node.attributes["N"].value, node.attributes["block_size"].value
+        blocks = -(-k // block)
+        assert node.attributes["bits"].value == bits
+        zp = node.inputs[3].const_value.numpy().reshape(n, -1)
+        if bits == 4:
+            levels = _unpack4(node.inputs[1].const_value.numpy(), n, blocks, block)
+            zero = np.stack([zp & 0x0F, zp >> 4], -1).reshape(n, -1)[:, :blocks]  # [N, blocks]
+        else:
+            levels, zero = node.inputs[1].const_value.numpy().astype(np.int64), zp.astype(np.int64)
+        scale = node.inputs[2].const_value.numpy().reshape(n, blocks)
+        remainder = initializers[f"{wname}_remainders"].const_value.numpy()  # [blocks, N]
+        deq = (levels - zero[..., None]) * scale[..., None] + remainder.T[..., None]  # [N, blocks, block]
+        deq = deq.reshape(n, -1)[:, :k].T.astype(np.float32)  # [K, N]
+        # min-max RTN: every weight within half a level of its block's step
+        step = np.repeat(scale, block, axis=1)[:, :k].T  # [K, N]
+        worst = max(worst, float((np.abs(deq - w) / step).max()))
+        target = by_name[original]
+        target.inputs[1].const_value = ir.Tensor(deq, name=target.inputs[1].name)
+    assert 0.25 < worst <= 0.5 + 1e-3
+    _compare(spec, q, reference, tmp_path)
+
+
+def test_minmax_reproduces_weights_on_a_q4_1_grid_exactly():
+    """A model imported from a Q4_1 GGUF holds w = d * q + m per block of 32: minmax stores it
+    exactly (fp32 rounding), where symmetric RTN moves every weight."""
+    rng = np.random.default_rng(1)
+    k, n = 96, 40
+    d = rng.uniform(1e-3, 1e-1, (k // 32, n))
+    m = -rng.uniform(0, 1, (k // 32, n))
+    q = rng.integers(0, 16, (k // 32, 32, n))
+    q[:, 0], q[:, 1] = 0, 15  # Q4_1 maps a block's min to 0 and its max to 15
+    w = (q * d[:, None] + m[:, None]).reshape(k, n).astype(np.float32)
+    packed, scales, zp, remainder = quant_minmax.quantize_weight(w, 4, 32)
+    back = quant_minmax.dequantize(packed, scales, zp, remainder, k, 4, 32)
+    assert np.abs(back - w).max() <= 4 * np.finfo(np.float32).eps * np.abs(w).max()
+    assert quant_select._relative_error(w, 4, 32, "sym") > 1e-2
+    assert quant_select._relative_error(w, 4, 32, "minmax") < 1e-6
+
+
+def test_mixed_precision_keeps_what_the_selectors_name(tiny, tmp_path):
+    spec, proto = tiny
+    options = quantize.QuantizeOptions("int4", method="rtn", accuracy_level=0, keep_int8=("head", "first"),
+                                       keep_fp32=("down_proj",))
+    q = quantize.quantize_model(_copy(proto), options)
+    bits = {n.name.rsplit("_Q", 1)[0]: n.attributes["bits"].value for n in q.graph if n.op_type == "MatMulNBits"}
+    weights = quantize.weight_matmuls(_plain(proto))
+    params = {node: quant_select.param_of(w) for node, (w, _) in weights.items()}
+    kept = {node for node in weights if node not in bits}
+    assert {params[node] for node in kept} == {f"layers.{i}.ffn.down_proj.weight" for i in range(spec.num_layers)}
+    for node, b in bits.items():
+        param = params[node]
+        expected = 8 if param == "head.proj.weight" or param.startswith("layers.0.") else 4
+        assert b == expected, param
+    still = {n.inputs[1].name for n in q.graph if n.op_type == "MatMul" and n.inputs[1].is_initializer()}
+    assert still == {weights[node][0] for node in kept}  # fp32 MatMuls read the original weights
+
+
+def test_minmax_with_int8_keeps_and_fp32_keeps(tiny, tmp_path):
+    spec, proto = tiny
+    options = quantize.QuantizeOptions("int4", method="minmax", accuracy_level=0, keep_int8=("head",),
+                                       keep_fp32=("layer:-1",))
+    q = quantize.quantize_model(_copy(proto), options)
+    nbits = [n for n in q.graph if n.op_type == "MatMulNBits"]
+    assert Counter(n.attributes["bits"].value for n in nbits) == {4: 7 * (spec.num_layers - 1), 8: 1}
+    assert sum(n.name.endswith("_remainder") for n in q.graph) == 7 * (spec.num_layers - 1)
+    # runs, and stays close to fp32 (the tiny random model's logits are O(1))
+    a, b = _session(q, tmp_path / "q"), _session(_plain(proto), tmp_path / "f")
+    feeds = make_inputs(spec, Shape(2, 5, 0), kv_cache=True, rng=np.random.default_rng(0))
+    assert np.abs(a.run(["logits"], feeds)[0] - b.run(["logits"], feeds)[0]).max() < 0.5
+
+
+def test_worst_selector_ranks_by_measured_weight_error(tiny):
+    spec, proto = tiny
+    weights = quantize.weight_matmuls(_plain(proto))
+    chosen = quant_select.precisions(weights, kind="int4", keep_int8=("worst:0.2",), keep_fp32=(),
+                                     num_layers=spec.num_layers, block=32, scheme="sym")
+    count = round(0.2 * len(weights))
+    errors = {node: quant_select._relative_error(w, 4, 32, "sym") for node, (_, w) in weights.items()}
+    top = sorted(errors, key=errors.get, reverse=True)[:count]
+    assert {node for node, p in chosen.items() if p == "int8"} == set(top)
+    assert sum(p == "int4" for p in chosen.values()) == len(weights) - count
+
+
+def test_top1_agreement_counts_matching_argmax_positions():
+    class Fixed:
+        def __init__(self, logits):
+            self.logits = logits
+
+        def run(self, names, feeds):
+            assert feeds["input_ids"].shape == (1, 4)
+            return [self.logits]
+
+    spec = load_tiny("llama-tiny")
+    a = np.zeros((1, 4, spec.vocab_size), dtype=np.float32)
+    b = a.copy()
+    a[0, np.arange(4), [3, 7, 9, 11]] = 1.0
+    b[0, np.arange(4), [3, 7, 10, 11]] = 1.0
+    assert quantize.top1_agreement(Fixed(a), Fixed(b), spec, [5, 6, 7, 8]) == 0.75
+    assert quantize.top1_agreement(Fixed(a), Fixed(a), spec, [5, 6, 7, 8]) == 1.0
+
+
+@pytest.mark.parametrize("options, message", [
+    (quantize.QuantizeOptions("int4", method="gptq"), "must be one of rtn, minmax, hqq"),
+    (quantize.QuantizeOptions("int4", method="minmax", symmetric=False), "applies to --quant-method rtn"),
+    (quantize.QuantizeOptions("int8", keep_int8=("head",)), "only makes sense with --quantize int4"),
+    (quantize.QuantizeOptions("int4", keep_int8=("worst:0",)), "fraction after 'worst:'"),
+    (quantize.QuantizeOptions("int4", keep_fp32=("layer:x",)), "takes a layer index"),
+    (quantize.QuantizeOptions("int4", keep_fp32=("down proj",)), "is not a selector"),
+])
+def test_bad_mixed_options_are_user_errors(tmp_path, options, message):
+    with pytest.raises(BlueprintError, match=message):
+        build_mod.build(SPECS / "llama-tiny.yaml", tmp_path / "out", quantize=options)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_quantize_defaults_and_bad_selector(tmp_path, capsys):
+    from blueprint import cli
+
+    out = tmp_path / "q4"
+    rc = cli.main(["build", str(SPECS / "llama-tiny.yaml"), "-o", str(out), "--no-verify", "--quantize", "int4",
+                   "--min-agreement", "0", "-q"])
+    assert rc == 0, capsys.readouterr().err
+    import json
+
+    entry = json.loads((out / "manifest.json").read_text())["quantization"]
+    assert entry["method"] == "minmax" and entry["keep_int8"] == ["head"] and entry["matmuls"] == 15
+    rc = cli.main(["build", str(SPECS / "llama-tiny.yaml"), "-o", str(tmp_path / "bad"), "--quantize", "int4",
+                   "--keep-fp32", "head,down proj"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err and "'down proj' is not a selector" in err
+    assert not (tmp_path / "bad").exists()
