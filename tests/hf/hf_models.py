@@ -78,6 +78,10 @@ def _configs():
             num_key_value_heads=2, max_position_embeddings=128, norm_eps=1e-5,
             rope_parameters={"rope_theta": 10000.0, "rope_type": "default", "partial_rotary_factor": 0.5},
             tie_word_embeddings=False, **common_dec)),
+        "starcoder2": (T.Starcoder2ForCausalLM, T.Starcoder2Config(  # LayerNorm, GQA, biases, window, tied
+            hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=64, sliding_window=5, use_bias=True,
+            tie_word_embeddings=True, **common_dec)),
         "bert": (T.BertForMaskedLM, T.BertConfig(
             vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
