@@ -85,6 +85,9 @@ def _configs():
         "gpt_bigcode": (T.GPTBigCodeForCausalLM, T.GPTBigCodeConfig(  # MQA: c_attn rows [q 32; k 8; v 8]
             n_positions=64, n_embd=32, n_layer=2, n_head=4, multi_query=True, n_inner=48,
             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **common_dec)),
+        "mpt": (T.MptForCausalLM, T.MptConfig(  # ALiBi (6 heads: not a power of two), bias-free LayerNorm
+            d_model=48, n_heads=6, n_layers=2, max_seq_len=64, expansion_ratio=4, no_bias=True,
+            attn_config={"attn_pdrop": 0}, **common_dec)),
         "bert": (T.BertForMaskedLM, T.BertConfig(
             vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
