@@ -60,7 +60,8 @@ def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def detect(spec: "ModelSpec") -> str | None:
-    if not spec.is_decoder and spec.positional.kind == "learned" and spec.block.norm_placement == "post":
+    if (not spec.is_decoder and spec.positional.kind == "learned" and spec.block.norm_placement == "post"
+            and spec.type_vocab_size):  # without token types: distilbert.py
         return "bert"
     return None
 

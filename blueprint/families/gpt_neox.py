@@ -65,9 +65,18 @@ def neox_layout(spec: "ModelSpec") -> bool:
             and b.attention.kv_heads == b.attention.num_heads and b.residual != "parallel_shared_norm")
 
 
+def starcoder2_layout(spec: "ModelSpec") -> bool:
+    """StarCoder2's layer (blueprint/families/starcoder2.py): sequential, full RoPE, a LayerNorm
+    with weight and bias, one bias switch for every linear layer. GPT-NeoX and Falcon leave it."""
+    b, a = spec.block, spec.block.attention
+    return (parallel_rope_layout(spec) and b.residual == "sequential" and spec.positional.rotary_fraction == 1.0
+            and spec.norm.weight and spec.norm.bias and a.qkv_bias == a.out_bias == b.ffn.bias
+            and not (spec.head.kind == "causal_lm" and spec.head.bias))
+
+
 def detect(spec: "ModelSpec") -> str | None:
     if (parallel_rope_layout(spec) and not (spec.head.kind == "causal_lm" and spec.head.bias)
-            and neox_layout(spec)):
+            and neox_layout(spec) and not starcoder2_layout(spec)):
         return "gpt_neox"
     return None
 

@@ -34,7 +34,7 @@ TRANSFORM_PARTS: dict[str, tuple[str, ...]] = {
     "qkv_per_head": ("q", "k", "v"),  # rows [H, 3, hd] (GPT-NeoX query_key_value)
     "gate_up": ("gate", "up"),  # rows [activated half; multiplied half] (ModernBERT Wi)
     "shared_norm": ("attn_norm", "ffn_norm"),  # one norm feeding both sublayers of a parallel block (Phi)
-    "qkv_grouped": ("q", "k", "v"),  # rows [KV, H/KV queries + k + v, hd] (Falcon query_key_value)
+    "qkv_grouped": ("q", "k", "v"),  # rows [KV, H/KV queries + k + v, hd] (Falcon query_key_value, GPT-BigCode c_attn)
 }
 
 _FIELD = re.compile(r"\{(\*|[A-Za-z_]\w*)(?::([^{}]*))?\}")

@@ -8,7 +8,7 @@ each implemented once, both ways: ``split`` (checkpoint tensor -> canonical tens
   (GPT-2 ``c_attn``, [D, 3D]).
 - ``qkv_per_head``: rows [H, 3, hd], per head interleaved (GPT-NeoX ``query_key_value``).
 - ``qkv_grouped``: rows [KV, H/KV + 2, hd]: each key/value group's queries, key and value
-  (Falcon ``query_key_value``; KV = 1 is [q; k; v], KV = H is ``qkv_per_head``).
+  (Falcon ``query_key_value``, GPT-BigCode ``c_attn``; KV = 1 is [q; k; v], KV = H is ``qkv_per_head``).
 - ``gate_up``: rows [activated half; multiplied half] (ModernBERT ``Wi``) -> gate_proj, up_proj.
 - ``shared_norm``: one norm feeding both sublayers of a pre-norm parallel block (Phi) -> the
   block's two norms; export requires them equal.

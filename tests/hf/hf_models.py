@@ -92,10 +92,23 @@ def _configs():
             num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=128,
             rms_norm_eps=1e-5, num_experts=5, num_experts_per_tok=3, norm_topk_prob=True, decoder_sparse_step=2,
             tie_word_embeddings=True, **common_dec)),
+        "starcoder2": (T.Starcoder2ForCausalLM, T.Starcoder2Config(  # LayerNorm, GQA, biases, window, tied
+            hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=64, sliding_window=5, use_bias=True,
+            tie_word_embeddings=True, **common_dec)),
+        "gpt_bigcode": (T.GPTBigCodeForCausalLM, T.GPTBigCodeConfig(  # MQA: c_attn rows [q 32; k 8; v 8]
+            n_positions=64, n_embd=32, n_layer=2, n_head=4, multi_query=True, n_inner=48,
+            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **common_dec)),
+        "mpt": (T.MptForCausalLM, T.MptConfig(  # ALiBi (6 heads: not a power of two), bias-free LayerNorm
+            d_model=48, n_heads=6, n_layers=2, max_seq_len=64, expansion_ratio=4, no_bias=True,
+            attn_config={"attn_pdrop": 0}, **common_dec)),
         "bert": (T.BertForMaskedLM, T.BertConfig(
             vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)),
+        "distilbert": (T.DistilBertForMaskedLM, T.DistilBertConfig(  # no token types, fixed eps, tied projector
+            vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=64,
+            pad_token_id=0, dropout=0.0, attention_dropout=0.0)),
         "modernbert": (T.ModernBertForMaskedLM, T.ModernBertConfig(
             vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=4,
             num_attention_heads=4, local_attention=6, max_position_embeddings=128,

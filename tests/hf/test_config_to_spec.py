@@ -103,6 +103,21 @@ def test_partial_rotary_that_is_not_an_even_feature_count_refused(cls, key, frac
         config_to_spec(cfg)
 
 
+@pytest.mark.parametrize("attn, message", [
+    ({"qk_ln": True}, "'qk_ln' = True is not supported for model_type 'mpt \\(attn_config\\)'"),
+    ({"clip_qkv": 6.0}, "'clip_qkv' = 6.0"),
+    ({"alibi_bias_max": 16}, "'alibi_bias_max' = 16"),
+])
+def test_mpt_attn_config_read_field_by_field(attn, message):
+    """MPT keeps its attention settings in a nested config: each is read, or refused by name."""
+    spec = _spec(_config("MptConfig", d_model=48, n_heads=6, n_layers=2, vocab_size=50, max_seq_len=32,
+                         attn_config={"softmax_scale": 0.25}))
+    assert spec.positional.kind == "alibi" and spec.block.attention.softmax_scale == 0.25
+    assert not spec.norm.bias and spec.block.ffn.hidden_dim == 192 and not spec.block.ffn.bias
+    with pytest.raises(BlueprintError, match=message):
+        _spec(_config("MptConfig", d_model=48, n_heads=6, n_layers=2, vocab_size=50, attn_config=attn))
+
+
 def test_bert_pruned_heads_refused():
     """Pruned heads change the shapes of some layers; dropping the field would describe another model."""
     cfg = _config("BertConfig", num_hidden_layers=2, hidden_size=32, num_attention_heads=4, vocab_size=50,

@@ -75,6 +75,42 @@ def test_gpt_neox_interleaved_qkv(tmp_path):
     assert torch.equal(w["layers.0.attn.k_proj.weight"], per_head[:, 1].reshape(32, 32))
 
 
+def test_gpt_bigcode_without_multi_query_is_per_head_grouped(tmp_path):
+    """The test row covers MQA (c_attn [q; k; v], unequal sizes); without ``multi_query`` the same
+    ``qkv_grouped`` rule reads c_attn as [H, 3, hd]: same logits as transformers, and export-hf
+    writes the tensor back bit for bit (export-hf itself names such a spec gpt2, which
+    computes the same function)."""
+    import transformers as T
+
+    from blueprint.hf import import_folder
+    from blueprint.spec.schema import ModelSpec
+    from compiler import compile_spec
+    from compiler.weights.hf_export import to_hf_state
+
+    from .hf_models import randomize
+    from .parity import max_abs_on, padded_batch
+
+    cfg = T.GPTBigCodeConfig(n_layer=1, n_embd=32, n_head=4, n_positions=64, vocab_size=96, multi_query=False,
+                             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=1, eos_token_id=2)
+    model = T.GPTBigCodeForCausalLM(cfg)
+    randomize(model, 1)
+    model.eval().save_pretrained(tmp_path)
+    spec = ModelSpec.model_validate(import_folder(tmp_path))
+    assert spec.block.attention.kv_heads == 4
+    w = load_weights(tmp_path, spec)
+    c_attn = model.transformer.h[0].attn.c_attn.weight  # rows [H, 3, hd]
+    assert torch.equal(w["layers.0.attn.k_proj.weight"], c_attn.view(4, 3, 8, 32)[:, 1].reshape(32, 32))
+    gm = compile_spec(spec)
+    gm.load_state_dict(w, strict=False)
+    ids, mask, pos = padded_batch(14, pad_left=4, seed=3)
+    with torch.no_grad():
+        expected = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+        got = gm.eval()(ids, mask, pos)["logits"]
+    assert max_abs_on(mask, got, expected) < 1e-4
+    back = to_hf_state(w, spec, json.loads((tmp_path / "config.json").read_text()))
+    assert torch.equal(back["transformer.h.0.attn.c_attn.weight"], c_attn)
+
+
 def test_unknown_checkpoint_tensor_named(references, tmp_path):
     ref = references["llama"]
     state = load_file(str(ref.folder / "model.safetensors"))
