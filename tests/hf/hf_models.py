@@ -102,6 +102,10 @@ def _configs():
         "mpt": (T.MptForCausalLM, T.MptConfig(  # ALiBi (6 heads: not a power of two), bias-free LayerNorm
             d_model=48, n_heads=6, n_layers=2, max_seq_len=64, expansion_ratio=4, no_bias=True,
             attn_config={"attn_pdrop": 0}, **common_dec)),
+        "gpt_neo": (T.GPTNeoForCausalLM, T.GPTNeoConfig(  # unscaled scores, local layer 1 with a 5-token window
+            hidden_size=32, num_layers=2, num_heads=4, intermediate_size=48, max_position_embeddings=64,
+            attention_types=[[["global", "local"], 1]], window_size=5, embed_dropout=0.0,
+            resid_dropout=0.0, attention_dropout=0.0, **common_dec)),
         "bert": (T.BertForMaskedLM, T.BertConfig(
             vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
