@@ -106,6 +106,13 @@ def _configs():
             hidden_size=32, num_layers=2, num_heads=4, intermediate_size=48, max_position_embeddings=64,
             attention_types=[[["global", "local"], 1]], window_size=5, embed_dropout=0.0,
             resid_dropout=0.0, attention_dropout=0.0, **common_dec)),
+        # q/k LayerNorm, relu2, partial rotary, fused per head; a narrow MLP keeps relu2's squares (and the
+        # embedding gradient) small enough that float32 rounding stays far below 1e-4
+        "persimmon": (T.PersimmonForCausalLM, T.PersimmonConfig(
+            hidden_size=32, intermediate_size=16, num_hidden_layers=2, num_attention_heads=4,
+            max_position_embeddings=64, qk_layernorm=True, hidden_dropout=0.0, attention_dropout=0.0,
+            rope_parameters={"rope_theta": 10000.0, "rope_type": "default", "partial_rotary_factor": 0.5},
+            tie_word_embeddings=False, **common_dec)),
         "bert": (T.BertForMaskedLM, T.BertConfig(
             vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
