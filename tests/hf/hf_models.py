@@ -113,6 +113,10 @@ def _configs():
             max_position_embeddings=64, qk_layernorm=True, hidden_dropout=0.0, attention_dropout=0.0,
             rope_parameters={"rope_theta": 10000.0, "rope_type": "default", "partial_rotary_factor": 0.5},
             tie_word_embeddings=False, **common_dec)),
+        "arcee": (T.ArceeForCausalLM, T.ArceeConfig(  # RMSNorm + ungated relu2 MLP, GQA, head_dim != D / H, biases
+            hidden_size=32, intermediate_size=16, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=16, max_position_embeddings=64, attention_bias=True,
+            mlp_bias=True, tie_word_embeddings=False, **common_dec)),
         "bert": (T.BertForMaskedLM, T.BertConfig(
             vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
