@@ -124,6 +124,9 @@ def _configs():
         "distilbert": (T.DistilBertForMaskedLM, T.DistilBertConfig(  # no token types, fixed eps, tied projector
             vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=64,
             pad_token_id=0, dropout=0.0, attention_dropout=0.0)),
+        "nomic_bert": (T.NomicBertForMaskedLM, T.NomicBertConfig(  # post-norm RoPE encoder, SwiGLU, token types
+            vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+            max_position_embeddings=64, pad_token_id=0, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)),
         "modernbert": (T.ModernBertForMaskedLM, T.ModernBertConfig(
             vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=4,
             num_attention_heads=4, local_attention=6, max_position_embeddings=128,
