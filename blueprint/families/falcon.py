@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from blueprint.errors import BlueprintError
 from blueprint.families import Family
-from blueprint.families.gpt_neox import neox_layout, parallel_rope_layout, starcoder2_layout
+from blueprint.families.gpt_neox import neox_layout, parallel_rope_layout, sequential_elsewhere
 from blueprint.families.weightmap import Rule, Unused, WeightMap, buffer
 from blueprint.hf.common import TO_HF_ACTIVATION, activation, rope, sizes, token_ids
 from blueprint.hf.fields import ConfigReader
@@ -91,7 +91,7 @@ def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
 
 def detect(spec: "ModelSpec") -> str | None:
     if (parallel_rope_layout(spec) and not (spec.head.kind == "causal_lm" and spec.head.bias)
-            and not neox_layout(spec) and not starcoder2_layout(spec)):
+            and not neox_layout(spec) and not sequential_elsewhere(spec)):
         return "falcon"
     return None
 

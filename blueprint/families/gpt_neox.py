@@ -67,16 +67,27 @@ def neox_layout(spec: "ModelSpec") -> bool:
 
 def starcoder2_layout(spec: "ModelSpec") -> bool:
     """StarCoder2's layer (blueprint/families/starcoder2.py): sequential, full RoPE, a LayerNorm
-    with weight and bias, one bias switch for every linear layer. GPT-NeoX and Falcon leave it."""
+    with weight and bias, one bias switch for every linear layer, no q/k norm."""
     b, a = spec.block, spec.block.attention
     return (parallel_rope_layout(spec) and b.residual == "sequential" and spec.positional.rotary_fraction == 1.0
             and spec.norm.weight and spec.norm.bias and a.qkv_bias == a.out_bias == b.ffn.bias
+            and not a.qk_norm and not (spec.head.kind == "causal_lm" and spec.head.bias))
+
+
+def persimmon_layout(spec: "ModelSpec") -> bool:
+    """Persimmon's layer (blueprint/families/persimmon.py): sequential with a q/k LayerNorm."""
+    return (parallel_rope_layout(spec) and spec.block.residual == "sequential" and spec.block.attention.qk_norm
             and not (spec.head.kind == "causal_lm" and spec.head.bias))
+
+
+def sequential_elsewhere(spec: "ModelSpec") -> bool:
+    """A sequential layout StarCoder2 or Persimmon claims (GPT-NeoX and Falcon leave it)."""
+    return starcoder2_layout(spec) or persimmon_layout(spec)
 
 
 def detect(spec: "ModelSpec") -> str | None:
     if (parallel_rope_layout(spec) and not (spec.head.kind == "causal_lm" and spec.head.bias)
-            and neox_layout(spec) and not starcoder2_layout(spec)):
+            and neox_layout(spec) and not sequential_elsewhere(spec)):
         return "gpt_neox"
     return None
 

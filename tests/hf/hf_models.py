@@ -102,6 +102,21 @@ def _configs():
         "mpt": (T.MptForCausalLM, T.MptConfig(  # ALiBi (6 heads: not a power of two), bias-free LayerNorm
             d_model=48, n_heads=6, n_layers=2, max_seq_len=64, expansion_ratio=4, no_bias=True,
             attn_config={"attn_pdrop": 0}, **common_dec)),
+        "gpt_neo": (T.GPTNeoForCausalLM, T.GPTNeoConfig(  # unscaled scores, local layer 1 with a 5-token window
+            hidden_size=32, num_layers=2, num_heads=4, intermediate_size=48, max_position_embeddings=64,
+            attention_types=[[["global", "local"], 1]], window_size=5, embed_dropout=0.0,
+            resid_dropout=0.0, attention_dropout=0.0, **common_dec)),
+        # q/k LayerNorm, relu2, partial rotary, fused per head; a narrow MLP keeps relu2's squares (and the
+        # embedding gradient) small enough that float32 rounding stays far below 1e-4
+        "persimmon": (T.PersimmonForCausalLM, T.PersimmonConfig(
+            hidden_size=32, intermediate_size=16, num_hidden_layers=2, num_attention_heads=4,
+            max_position_embeddings=64, qk_layernorm=True, hidden_dropout=0.0, attention_dropout=0.0,
+            rope_parameters={"rope_theta": 10000.0, "rope_type": "default", "partial_rotary_factor": 0.5},
+            tie_word_embeddings=False, **common_dec)),
+        "arcee": (T.ArceeForCausalLM, T.ArceeConfig(  # RMSNorm + ungated relu2 MLP, GQA, head_dim != D / H, biases
+            hidden_size=32, intermediate_size=16, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=16, max_position_embeddings=64, attention_bias=True,
+            mlp_bias=True, tie_word_embeddings=False, **common_dec)),
         "bert": (T.BertForMaskedLM, T.BertConfig(
             vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
@@ -109,6 +124,9 @@ def _configs():
         "distilbert": (T.DistilBertForMaskedLM, T.DistilBertConfig(  # no token types, fixed eps, tied projector
             vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=64,
             pad_token_id=0, dropout=0.0, attention_dropout=0.0)),
+        "nomic_bert": (T.NomicBertForMaskedLM, T.NomicBertConfig(  # post-norm RoPE encoder, SwiGLU, token types
+            vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+            max_position_embeddings=64, pad_token_id=0, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)),
         "modernbert": (T.ModernBertForMaskedLM, T.ModernBertConfig(
             vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=4,
             num_attention_heads=4, local_attention=6, max_position_embeddings=128,
