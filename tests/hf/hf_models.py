@@ -102,6 +102,14 @@ def _configs():
         "mpt": (T.MptForCausalLM, T.MptConfig(  # ALiBi (6 heads: not a power of two), bias-free LayerNorm
             d_model=48, n_heads=6, n_layers=2, max_seq_len=64, expansion_ratio=4, no_bias=True,
             attn_config={"attn_pdrop": 0}, **common_dec)),
+        # per-head q/k LayerNorm, relu2, partial rotary; intermediate 32: at 48, relu2 makes the embedding
+        # gradient ~150, whose fp32 rounding (transformers' and ours alike, ~1e-4 from float64) meets
+        # the 1e-4 bound
+        "persimmon": (T.PersimmonForCausalLM, T.PersimmonConfig(
+            hidden_size=32, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
+            max_position_embeddings=128, qk_layernorm=True,
+            rope_parameters={"rope_theta": 10000.0, "rope_type": "default", "partial_rotary_factor": 0.5},
+            tie_word_embeddings=False, **common_dec)),
         "bert": (T.BertForMaskedLM, T.BertConfig(
             vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
