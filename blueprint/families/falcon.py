@@ -91,6 +91,7 @@ def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
 
 def detect(spec: "ModelSpec") -> str | None:
     if (parallel_rope_layout(spec) and not (spec.head.kind == "causal_lm" and spec.head.bias)
+            and not spec.block.attention.qk_norm  # q/k norms: Persimmon
             and not neox_layout(spec) and not sequential_elsewhere(spec)):
         return "falcon"
     return None

@@ -57,8 +57,10 @@ def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def detect(spec: "ModelSpec") -> str | None:
+    # pre-norm and no logit cap: Gemma 2 and 3 (sandwich norms, soft-caps) are other families
     if (spec.is_decoder and spec.positional.kind == "rope" and spec.norm.kind == "rmsnorm"
-            and spec.block.ffn.kind == "geglu"):
+            and spec.block.ffn.kind == "geglu" and spec.head.softcap is None
+            and all(l.norm_placement == "pre" for l in spec.resolved_layers())):
         return "gemma"
     return None
 

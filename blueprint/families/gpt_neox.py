@@ -59,9 +59,10 @@ def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
 
 def neox_layout(spec: "ModelSpec") -> bool:
     """GPT-NeoX's own layer: biases on every projection, one key/value head per query head, a
-    norm per sublayer (Falcon claims the other LayerNorm + RoPE + MLP decoders)."""
+    norm per sublayer, no q/k norm (Falcon claims the other LayerNorm + RoPE + MLP decoders,
+    Persimmon those with q/k norms, Phi those with an LM-head bias)."""
     b = spec.block
-    return (b.attention.qkv_bias and b.attention.out_bias and b.ffn.bias
+    return (b.attention.qkv_bias and b.attention.out_bias and b.ffn.bias and not b.attention.qk_norm
             and b.attention.kv_heads == b.attention.num_heads and b.residual != "parallel_shared_norm")
 
 
@@ -70,6 +71,7 @@ def starcoder2_layout(spec: "ModelSpec") -> bool:
     with weight and bias, one bias switch for every linear layer, no q/k norm."""
     b, a = spec.block, spec.block.attention
     return (parallel_rope_layout(spec) and b.residual == "sequential" and spec.positional.rotary_fraction == 1.0
+            and not a.qk_norm  # q/k norms: Persimmon
             and spec.norm.weight and spec.norm.bias and a.qkv_bias == a.out_bias == b.ffn.bias
             and not a.qk_norm and not (spec.head.kind == "causal_lm" and spec.head.bias))
 

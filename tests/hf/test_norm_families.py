@@ -1,4 +1,5 @@
-"""The families the norm, residual and scaling mechanisms unlock, beyond their one test row each
+"""The families the norm, residual, scaling and relu2 mechanisms unlock (Falcon, Gemma, Granite,
+Nemotron, OLMo, Persimmon), beyond their one test row each
 (tests/hf/hf_models.py): Falcon's other layer layouts, the published configurations' sizes,
 and the refusals.
 
@@ -125,6 +126,7 @@ def _meta_count(cls_name: str, config) -> int:
     ("FalconConfig", "FalconForCausalLM", {}, {"residual": "parallel_shared_norm", "kv": 1}),  # falcon-7b
     ("GemmaConfig", "GemmaForCausalLM", {}, {"residual": "sequential", "kv": 16}),  # gemma-7b
     ("OlmoConfig", "OlmoForCausalLM", {}, {"residual": "sequential", "kv": 32}),  # OLMo-7B
+    ("PersimmonConfig", "PersimmonForCausalLM", {}, {"residual": "sequential", "kv": 64}),  # Persimmon-8B
     # Nemotron-4 15B (transformers leaves head_dim and num_key_value_heads unset, and cannot build that)
     ("NemotronConfig", "NemotronForCausalLM", {"head_dim": 128, "num_key_value_heads": 8},
      {"residual": "sequential", "kv": 8}),
@@ -157,6 +159,7 @@ def test_granite_scalars_land_in_their_spec_fields():
                       "num_attention_heads": 4, "hidden_size": 32},
      "num_kv_heads 2 needs new_decoder_architecture"),
     ("OlmoConfig", {"clip_qkv": 8.0}, "'clip_qkv' = 8.0 is not supported"),
+    ("PersimmonConfig", {"hidden_dropout": 0.1}, "'hidden_dropout' = 0.1 is not supported"),
     ("GemmaConfig", {"use_bidirectional_attention": True}, "'use_bidirectional_attention' = True is not supported"),
     ("GraniteConfig", {"logits_scaling": 0.0}, "'logits_scaling' = 0.0 must be positive"),
 ])
