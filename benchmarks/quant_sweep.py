@@ -75,7 +75,9 @@ def session(path: Path):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def feeds(sess, ids: list[int], past: dict | None, past_len: int) -> dict:
+def feeds(sess, ids: list[int], past: dict | None, past_len: int, head_size: int | None = None) -> dict:
+    """Contract inputs for one step; ``head_size`` where the graph leaves it symbolic (the genai
+    builder's ``kv_cache_dim``)."""
     out = {}
     for inp in sess.get_inputs():
         if inp.name == "input_ids":
@@ -86,7 +88,7 @@ def feeds(sess, ids: list[int], past: dict | None, past_len: int) -> dict:
             out[inp.name] = np.arange(past_len, past_len + len(ids), dtype=np.int64)[None]
         elif inp.name.startswith("past_key_values."):
             if past is None:
-                heads, dim = inp.shape[1], inp.shape[3]
+                heads, dim = inp.shape[1], inp.shape[3] if isinstance(inp.shape[3], int) else head_size
                 dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
                 out[inp.name] = np.zeros((1, heads, 0, dim), dtype=dtype)
             else:
@@ -96,8 +98,8 @@ def feeds(sess, ids: list[int], past: dict | None, past_len: int) -> dict:
     return out
 
 
-def argmaxes(sess, texts) -> list[np.ndarray]:
-    return [sess.run(["logits"], feeds(sess, ids, None, 0))[0][0].argmax(-1) for ids in texts]
+def argmaxes(sess, texts, head_size: int | None = None) -> list[np.ndarray]:
+    return [sess.run(["logits"], feeds(sess, ids, None, 0, head_size))[0][0].argmax(-1) for ids in texts]
 
 
 def decode_tps(sess, prompt: list[int], new: int, rounds: int) -> float:
