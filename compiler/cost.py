@@ -81,7 +81,8 @@ def params_active(spec: "ModelSpec") -> int:
 def _ffn_params(f: Any, d: int) -> int:
     """Parameters of one dense FFN (one expert): 2 or 3 [D, H] matrices and their biases."""
     mats = 2 if f.kind == "mlp" else 3
-    return mats * d * f.hidden_dim + (f.bias and (mats - 1) * f.hidden_dim + d)
+    biases = (mats - 1) * f.hidden_dim + d if f.bias else 0  # [H] per input projection, [D] for down
+    return mats * d * f.hidden_dim + biases
 
 
 def ffn_matmul_weights(f: Any, d: int) -> int:

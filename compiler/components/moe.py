@@ -9,7 +9,8 @@ probabilities to sum 1. Calling ``torch.topk`` on the same probabilities is what
 identical to transformers', exact ties included (torch's CPU tie order is its own, not "lower
 index first"). The ONNX export's ``TopK`` breaks exact ties by the lower expert index (the ONNX
 rule), so on a token whose k-th and (k+1)-th probabilities are bitwise equal, onnxruntime may
-choose another expert than torch; ties below the k-th place change nothing. docs/moe.md.
+choose another expert than torch; ties that do not straddle the k-th place change nothing
+(docs/moe.md).
 
 Two ways to compute the same sum ``out[t] = sum_j w[t, j] * expert_{i[t, j]}(x[t])``:
 
