@@ -312,7 +312,7 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
         progress.begin("write", str(target))
         (tmp / "spec.lock.yaml").write_text(lock)
         files += ["weights.safetensors", "spec.lock.yaml"]
-        files += _write_genai_config(spec, tmp) if kv_cache else []
+        files += _write_genai_config(spec, tmp, fused) if kv_cache else []
         if tokenizer is not None:
             shutil.copyfile(tokenizer, tmp / "tokenizer.json")
             files.append("tokenizer.json")
@@ -343,11 +343,11 @@ def _choose_fused(spec, *, kv_cache: bool, dtype: str, wanted: bool, progress: P
     return reason is None
 
 
-def _write_genai_config(spec, tmp: Path) -> list[str]:
+def _write_genai_config(spec, tmp: Path, fused: bool) -> list[str]:
     """onnxruntime-genai's config beside the model (compiler/export/genai_config.py)."""
     from compiler.export.genai_config import FILE, genai_config
 
-    config = genai_config(spec)
+    config = genai_config(spec, shared_cache=fused)
     if config is None:
         return []
     (tmp / FILE).write_text(json.dumps(config, indent=2) + "\n")

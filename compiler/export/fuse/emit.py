@@ -43,6 +43,7 @@ class _Emitter:
         import onnx_ir as ir
 
         self.ir, self.stitch, self.prefix, self.count = ir, stitch, prefix, 0
+        self.memo: dict = {}  # values computed once per model (RoPE caches)
 
     def op(self, op_type: str, inputs: list, outputs: int = 1, domain: str = "", **attrs):
         ir = self.ir
@@ -89,7 +90,7 @@ class MaskInputs:
         # several tokens after a past at batch > 1 (it refuses those without it)
         self.query_seqlens = e.op("Expand", [e.op("Cast", [seq], to=6), batch])  # int32 [b]
         start = e.op("Sub", [total, seq])  # [1]: t - s, the first query's position
-        zero, one = e.const("fuse.zero", _ints(0)), e.const("fuse.one", _ints(1))
+        zero, one = e.const("fuse.zero_s", np.array(0, dtype=np.int64)), e.const("fuse.one_s", np.array(1, dtype=np.int64))
         t_scalar, start_scalar = e.op("Squeeze", [total]), e.op("Squeeze", [start])
         q_pos = e.op("Range", [start_scalar, t_scalar, one])  # [s]
         k_pos = e.op("Range", [zero, t_scalar, one])  # [t]
@@ -103,7 +104,7 @@ class MaskInputs:
 
 
 def rope_caches(max_positions: int, dim: int, base: float) -> tuple[np.ndarray, np.ndarray]:
-    """cos and sin [max_positions, dim / 2], computed as ``Rope`` computes them (float32)."""
+    """cos and sin [max_positions, dim / 2] as ``Rope`` computes them (float32), for tests."""
     import torch
 
     exponent = torch.arange(0, dim, 2).to(torch.float32) / dim  # [dim/2]
@@ -112,11 +113,35 @@ def rope_caches(max_positions: int, dim: int, base: float) -> tuple[np.ndarray, 
     return freqs.cos().numpy(), freqs.sin().numpy()
 
 
+def _rope_cache_values(e: _Emitter, max_positions: int, dim: int, base: float):
+    """The cos/sin caches as graph values computed from constants (positions x inverse
+    frequencies, as ``Rope``): onnxruntime folds them once at load, and model.onnx holds 3
+    scalars and dim/2 floats instead of 2 x max_positions x dim/2 (2 MB for SmolLM2)."""
+    import torch
+
+    key = f"fuse.rope_{dim}_{base!r}"
+    if key in e.memo:
+        return e.memo[key]
+    exponent = torch.arange(0, dim, 2).to(torch.float32) / dim  # [dim/2]
+    inv_freq = e.const(key, (1.0 / base ** exponent).numpy())  # [dim/2], float32 as Rope
+    scalar = lambda name, v: e.const(name, np.array(v, dtype=np.int64))  # noqa: E731 - Range takes scalars
+    positions = e.op("Cast", [e.op("Range", [scalar("fuse.zero_s", 0), scalar(f"fuse.positions_{max_positions}",
+                                                                          max_positions),
+                                              scalar("fuse.one_s", 1)])], to=1)  # [P] float32
+    freqs = e.op("Mul", [e.op("Unsqueeze", [positions, e.const("fuse.axis1", _ints(1))]), inv_freq])  # [P, dim/2]
+    values = (e.op("Cos", [freqs]), e.op("Sin", [freqs]))
+    e.memo[key] = values
+    return values
+
+
 class _Layer:
     def __init__(self, e: _Emitter, spec, i: int):
         self.e, self.spec, self.i = e, spec, i
         self.block = spec.layer(i) if hasattr(spec, "layer") else spec.resolved_layers()[i]
         self.p = f"layers.{i}."
+
+    def caches(self, dim: int, base: float):
+        return _rope_cache_values(self.e, self.spec.max_seq_len, dim, base)
 
     def weight_t(self, names: list[str], key: str):
         """[in, sum(out)]: the packed, transposed weights of ``names`` (nn.Linear [out, in])."""
@@ -159,8 +184,7 @@ class _Layer:
                        outputs=3, axis=-1)
         if spec.positional.kind == "rope":
             r, base = rotary_dim(spec, a), rope_base(spec, a)
-            cos, sin = rope_caches(spec.max_seq_len, r, base)
-            cos_v, sin_v = e.const(f"fuse.rope_cos_{r}_{base!r}", cos), e.const(f"fuse.rope_sin_{r}_{base!r}", sin)
+            cos_v, sin_v = self.caches(r, base)
             q = e.op("RotaryEmbedding", [q, positions, cos_v, sin_v], domain=MS, num_heads=H,
                      rotary_embedding_dim=r, interleaved=0)
             k = e.op("RotaryEmbedding", [k, positions, cos_v, sin_v], domain=MS, num_heads=KV,
