@@ -18,6 +18,11 @@ KNOWN = {
     "ffn": {"kind", "hidden_dim", "bias", "activation"},
     "norm": {"kind", "norm_eps", "bias"},
     "positional": {"kind", "rope_base", "rotary_fraction", "base"},
+    # model-level fields: read by the emitter, or acting only in the embeddings and the head,
+    # which the fused export still exports from the torch components (or not in the graph at all)
+    "model": {"name", "vocab_size", "max_seq_len", "embed_dim", "num_layers", "type_vocab_size", "tie_embeddings",
+              "dtype", "dropout", "init", "positional", "norm", "embed_norm", "embed_multiplier", "final_norm",
+              "block", "layers", "head", "training", "tokenizer"},
 }
 FFN_KINDS = {"swiglu": "silu", "geglu": None, "mlp": None}  # None: the spec's own activation
 ACTIVATIONS = {"silu", "gelu", "gelu_tanh", "relu"}
@@ -45,7 +50,7 @@ def why_not(spec, *, kv_cache: bool, dtype: str) -> str | None:
         return f"it is built in {dtype} (the fused export is measured and verified for fp32 only)"
     if spec.positional.kind not in POSITIONS:
         return f"positional.kind is {spec.positional.kind} (GroupQueryAttention has no per-head distance bias)"
-    problems = _unknown("positional", spec.positional) + _unknown("norm", spec.norm)
+    problems = _unknown("model", spec) + _unknown("positional", spec.positional) + _unknown("norm", spec.norm)
     if spec.norm.kind not in ("rmsnorm", "layernorm"):
         problems.append(f"norm.kind {spec.norm.kind}")
     for i, block in enumerate(spec.resolved_layers()):
