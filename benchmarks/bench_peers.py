@@ -345,7 +345,8 @@ def main(argv=None) -> int:
     parser.add_argument("--prompt", type=int, default=128, help="prompt tokens")
     parser.add_argument("--new", type=int, default=64, help="generated tokens per round")
     parser.add_argument("--blueprint", nargs="*", default=["fp32", "int8", "int4"],
-                        help="blueprint precisions to build: fp32, fp16 (--dtype), int8, int4 (--quantize); portable-fp32 etc.: the plain ONNX export (--portable)")
+                        help="blueprint precisions to build: fp32, fp16 (--dtype), int8, int4 (--quantize); "
+                             "portable-fp32 etc.: the plain ONNX export (--portable)")
     parser.add_argument("--min-agreement", type=float, default=0.95,
                         help="--min-agreement for quantized blueprint builds (the build's default)")
     parser.add_argument("--blueprint-args", nargs=argparse.REMAINDER, default=[],
