@@ -204,14 +204,17 @@ def run_build(cmd: list[str], out: Path | None = None) -> dict:
 def build_commands(args, spec: Path) -> dict[str, tuple[list[str], Path]]:
     work = Path(args.work)
     cmds = {}
-    for precision in args.blueprint:
-        out = work / f"blueprint-{precision}"
+    for variant in args.blueprint:  # fp32, int8, int4; "portable-fp32" etc.: the plain ONNX export
+        out = work / f"blueprint-{variant}"
+        precision = variant.split("-")[-1]
         cmd = [sys.executable, "-m", "blueprint", "build", str(spec), "--weights", str(args.hf), "-o", str(out), "-q"]
+        if variant.startswith("portable-"):
+            cmd += ["--portable"]
         if precision == "fp16":
             cmd += ["--dtype", "fp16"]
         elif precision != "fp32":
             cmd += ["--quantize", precision, "--min-agreement", str(args.min_agreement)]
-        cmds[f"blueprint-{precision}"] = (cmd + args.blueprint_args, out)
+        cmds[f"blueprint-{variant}"] = (cmd + args.blueprint_args, out)
     if args.genai:
         try:
             import onnxruntime_genai  # noqa: F401
@@ -342,7 +345,8 @@ def main(argv=None) -> int:
     parser.add_argument("--prompt", type=int, default=128, help="prompt tokens")
     parser.add_argument("--new", type=int, default=64, help="generated tokens per round")
     parser.add_argument("--blueprint", nargs="*", default=["fp32", "int8", "int4"],
-                        help="blueprint precisions to build: fp32, fp16 (--dtype), int8, int4 (--quantize)")
+                        help="blueprint precisions to build: fp32, fp16 (--dtype), int8, int4 (--quantize); "
+                             "portable-fp32 etc.: the plain ONNX export (--portable)")
     parser.add_argument("--min-agreement", type=float, default=0.95,
                         help="--min-agreement for quantized blueprint builds (the build's default)")
     parser.add_argument("--blueprint-args", nargs=argparse.REMAINDER, default=[],

@@ -18,6 +18,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--export", choices=["staged", "whole"], default="staged",
                         help="staged: export each distinct layer structure once and stamp it per layer (fast); "
                              "whole: the whole model through torch.onnx.export in one piece")
+    parser.add_argument("--portable", action="store_true",
+                        help="plain ONNX only (no onnxruntime contrib ops), for runtimes other than onnxruntime; "
+                             "by default decoders get the fused export (GroupQueryAttention etc.) where it applies")
     parser.add_argument("--quantize", choices=["int4", "int8"],
                         help="weight-only block-wise quantization of the MatMul weights (onnxruntime MatMulNBits); "
                              "the build reports top-1 agreement with fp32 on real text and fails below --min-agreement")
@@ -73,6 +76,7 @@ def run(args) -> int:
             dtype=args.dtype,
             verify=not args.no_verify,
             staged=args.export == "staged",
+            portable=args.portable,
             quantize=None if args.quantize is None else QuantizeOptions(
                 args.quantize, block_size=args.block_size, accuracy_level=args.accuracy_level,
                 min_agreement=args.min_agreement, method=args.quant_method,

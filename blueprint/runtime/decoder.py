@@ -1,9 +1,11 @@
 """Text generation with a KV cache: one prefill, then one decode step per new token.
 
-The session's ``present.{i}.*`` outputs become the next step's ``past_key_values.{i}.*`` inputs;
-the attention mask grows by one each step and ``position_ids`` is the token's absolute position.
-Sliding windows need nothing here: the exported graph enforces them through the mask, so the
-cache keeps the full past.
+A fused build steps through onnxruntime's IO binding with one preallocated cache per layer that
+past and present share, computing logits for the last position only; a plain build feeds each
+step's ``present.{i}.*`` back as ``past_key_values.{i}.*`` (``blueprint.runtime.steppers``).
+The attention mask grows by one each step and ``position_ids`` is the token's position among
+real tokens. Several prompts generate together, left-padded (``generate_batch``). Sliding
+windows need nothing here: the graph enforces them, so the cache keeps the full past.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 from blueprint.errors import BlueprintError
 from blueprint.runtime.sampling import Sampling, next_token
 from blueprint.runtime.session import Build
+from blueprint.runtime.steppers import ArrayStepper, BoundStepper, can_bind
 
 
 @dataclass
@@ -107,38 +110,72 @@ class Decoder:
         ``stop_ids`` defaults to the spec's ``tokenizer.eos_id`` (every id of a list); the stop id itself is included
         in the result. ``on_token`` is called with each id as soon as it is chosen (streaming).
         """
+        stream = None if on_token is None else (lambda row, token: on_token(token))
+        return self._generate([prompt_ids], max_new_tokens, sampling, seed, stop_ids, stream)[0]
+
+    def generate_batch(self, prompts: list[list[int]], *, max_new_tokens: int = 32, sampling: Sampling | None = None,
+                       seed: int | None = None, stop_ids: list[int] | None = None) -> list[Generation]:
+        """Generate after several prompts at once: left-padded to one length (padding masked out,
+        positions counted over real tokens), one row per prompt; a row that stops keeps its
+        result while the others go on. Greedy results equal ``generate`` on each prompt alone."""
+        if not prompts:
+            raise BlueprintError("no prompts given")
+        return self._generate(prompts, max_new_tokens, sampling, seed, stop_ids, None)
+
+    def stepper(self, batch: int, capacity: int):
+        """The fastest way this build can step (``blueprint.runtime.steppers``)."""
+        if can_bind(self.build.session):
+            return BoundStepper(self, batch, capacity)
+        return ArrayStepper(self)
+
+    def _generate(self, prompts, max_new_tokens, sampling, seed, stop_ids, on_token) -> list[Generation]:
         sampling = sampling or Sampling()
         stop = set(self.default_stop_ids() if stop_ids is None else stop_ids)
         if max_new_tokens < 0:
             raise BlueprintError(f"max-new-tokens must be >= 0, got {max_new_tokens}")
-        ids = self.check_prompt(prompt_ids)
+        rows = [self.check_prompt(p) for p in prompts]
         rng = np.random.default_rng(seed)
-        result = Generation(prompt_ids=ids)
+        results = [Generation(prompt_ids=ids) for ids in rows]
         if max_new_tokens == 0:
-            return result
+            return results
+        b, width = len(rows), max(len(ids) for ids in rows)
+        pad = self.spec.tokenizer.pad_id if self.spec.tokenizer is not None and self.spec.tokenizer.pad_id is not None else 0
+        ids = np.full((b, width), pad, dtype=np.int64)  # [b, width]: left padding
+        mask = np.zeros((b, width), dtype=np.int64)
+        for r, row in enumerate(rows):
+            ids[r, width - len(row):], mask[r, width - len(row):] = row, 1
+        positions = np.clip(np.cumsum(mask, axis=1) - 1, 0, None)  # [b, width]: real tokens count from 0
+        lengths = mask.sum(axis=1)  # [b]: each row's next position
+        room = self.spec.max_seq_len - int(lengths.max())  # positions left for the longest prompt
+        steps = min(max_new_tokens, room + 1)  # the last chosen id is never fed back
+        stepper = self.stepper(b, width + max(steps - 1, 0))
         start = time.perf_counter()
-        length = len(ids)
-        logits, past = self.forward(np.array([ids]), np.ones((1, length), dtype=np.int64))
-        result.prefill_seconds = time.perf_counter() - start
+        logits = stepper.step(ids, mask, positions)  # [b, vocab]
+        prefill = time.perf_counter() - start
         start = time.perf_counter()
-        while True:
-            token = next_token(logits[0, -1], sampling, rng, self.vocab_limit)
-            result.ids.append(token)
-            if on_token is not None:
-                on_token(token)
-            if token in stop:
-                result.stop_reason = "eos"
+        live = list(range(b))
+        for n in range(steps):
+            tokens = np.full((b, 1), pad, dtype=np.int64)
+            for r in list(live):
+                token = next_token(logits[r], sampling, rng, self.vocab_limit)
+                results[r].ids.append(token)
+                tokens[r, 0] = token
+                if on_token is not None:
+                    on_token(r, token)
+                if token in stop:
+                    results[r].stop_reason = "eos"
+                    live.remove(r)
+                elif n == steps - 1 and steps < max_new_tokens:
+                    results[r].stop_reason = "max_seq_len"  # no position left to feed the token at
+            if not live or n == steps - 1:
                 break
-            if len(result.ids) >= max_new_tokens:
-                break
-            if length >= self.spec.max_seq_len:  # no position left to feed the new token at
-                result.stop_reason = "max_seq_len"
-                break
-            logits, past = self.forward(np.array([[token]]), np.ones((1, length + 1), dtype=np.int64),
-                                        np.array([[length]]), past)
-            length += 1
-        result.decode_seconds = time.perf_counter() - start
-        return result
+            mask = np.concatenate([mask, np.ones((b, 1), dtype=np.int64)], axis=1)  # [b, t + 1]
+            logits = stepper.step(tokens, mask, lengths[:, None])
+            lengths = lengths + 1
+        decode = time.perf_counter() - start
+        for result in results:
+            result.prefill_seconds, result.decode_seconds = prefill, decode
+        return results
 
     def generate_text(self, text: str, **kwargs) -> tuple[str, Generation]:
         """Tokenize ``text``, generate, and decode the new ids (requires a tokenizer)."""

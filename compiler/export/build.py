@@ -199,8 +199,12 @@ def build(
     external_threshold: int | None = None,
     staged: bool = True,
     quantize=None,
+    portable: bool = False,
 ) -> BuildResult:
     """Build ``spec_path`` into ``out_dir`` (default ``build/<spec name>``).
+
+    Decoders the fused export covers get onnxruntime contrib ops (``compiler.export.fuse``);
+    ``portable`` (or ``staged=False``) keeps the plain ONNX export for other runtimes.
 
     Raises:
         BlueprintError: invalid spec, weights that do not fit, export or verification failure.
@@ -215,7 +219,7 @@ def build(
             raise BlueprintError(f"--quantize {quantize.kind} starts from fp32 weights; drop --dtype {dtype}")
     try:
         return _build(Path(spec_path), out_dir, weights=weights, opset=opset, dtype=dtype, verify=verify,
-                      progress=progress, staged=staged, quantize=quantize,
+                      progress=progress, staged=staged, quantize=quantize, portable=portable,
                       external_threshold=onnx_export.EXTERNAL_DATA_THRESHOLD if external_threshold is None
                       else external_threshold)
     except BaseException:
@@ -224,7 +228,7 @@ def build(
 
 
 def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress, external_threshold,
-           staged, quantize) -> BuildResult:
+           staged, quantize, portable) -> BuildResult:
     import torch
 
     progress.begin("validate", str(spec_path))
@@ -253,6 +257,7 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
         progress.info(note)
 
     kv_cache = spec.is_decoder
+    fused = _choose_fused(spec, kv_cache=kv_cache, dtype=dtype, wanted=staged and not portable, progress=progress)
     progress.begin("compile", f"{spec.name} (kv_cache={kv_cache})")
     torch.manual_seed(spec.init.seed)
     module = default_compile(spec, kv_cache=kv_cache)
@@ -265,10 +270,11 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
     sweep_leftovers(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     try:
-        progress.begin("export", f"opset {opset}, {dtype}")
+        progress.begin("export", f"opset {opset}, {dtype}" + (", fused for onnxruntime" if fused else ""))
         try:
             whole = {} if staged else {"staged": False}  # staged is export_model's default
-            model = onnx_export.export_model(module, spec, kv_cache=kv_cache, opset=opset, dtype=dtype, **whole)
+            model = onnx_export.export_model(module, spec, kv_cache=kv_cache, opset=opset, dtype=dtype,
+                                             fused=fused, **whole)
         except Exception as err:  # the exporter raises many types; the user needs the summary
             raise _export_error(spec, err) from err
         onnx_export.check_exported_opset(model, opset)
@@ -294,6 +300,11 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
         if quantize is not None:  # after fp32 verification; measured against the verified fp32 model
             from compiler.export.quantize import quantize_build
 
+            if fused:  # packed q/k/v and gate/up weights as initializers the quantizer recognises
+                from compiler.export.fuse import fold_packed_weights
+
+                fold_packed_weights(model)
+
             files, quantization = quantize_build(model, tmp, spec, quantize, tokenizer=tokenizer,
                                                  metadata={**metadata, "blueprint.quantize": quantize.kind},
                                                  external_threshold=external_threshold, progress=progress)
@@ -301,7 +312,7 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
         progress.begin("write", str(target))
         (tmp / "spec.lock.yaml").write_text(lock)
         files += ["weights.safetensors", "spec.lock.yaml"]
-        files += _write_genai_config(spec, tmp) if kv_cache else []
+        files += _write_genai_config(spec, tmp, fused) if kv_cache else []
         if tokenizer is not None:
             shutil.copyfile(tokenizer, tmp / "tokenizer.json")
             files.append("tokenizer.json")
@@ -309,6 +320,7 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
                              kv_cache=kv_cache, report=report)
         if quantization is not None:
             manifest["quantization"] = quantization
+        manifest["export"] = "fused" if fused else "plain"
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         normal_permissions(tmp)
         replace(tmp, target)
@@ -319,11 +331,23 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
     return BuildResult(target, manifest, report)
 
 
-def _write_genai_config(spec, tmp: Path) -> list[str]:
+def _choose_fused(spec, *, kv_cache: bool, dtype: str, wanted: bool, progress: Progress) -> bool:
+    """Whether this build gets the fused export; a spec it does not cover says why and falls back."""
+    if not wanted:
+        return False
+    from compiler.export.fuse import why_not
+
+    reason = why_not(spec, kv_cache=kv_cache, dtype=dtype)
+    if reason is not None and spec.is_decoder:  # encoders are never fused: no note needed
+        progress.info(f"note: plain ONNX export, not the fused one: {reason}")
+    return reason is None
+
+
+def _write_genai_config(spec, tmp: Path, fused: bool) -> list[str]:
     """onnxruntime-genai's config beside the model (compiler/export/genai_config.py)."""
     from compiler.export.genai_config import FILE, genai_config
 
-    config = genai_config(spec)
+    config = genai_config(spec, shared_cache=fused)
     if config is None:
         return []
     (tmp / FILE).write_text(json.dumps(config, indent=2) + "\n")

@@ -2,9 +2,11 @@
 
 onnxruntime-genai drives a plain decoder graph (``model.type: "decoder"``) given the contract's
 input and output names (``past_key_values.%d.key`` -> ``present.%d.key``), the cache geometry and
-the special token ids. Blueprint's graph returns the whole cache (past + new) as ``present.*``,
-so past and present do not share a buffer (``past_present_share_buffer: false``). The generator
-computes ``position_ids`` from the attention mask when the graph takes them.
+the special token ids. The plain export returns the whole cache (past + new) as a new
+``present.*``, so past and present do not share a buffer (``past_present_share_buffer: false``);
+a fused build's GroupQueryAttention appends to a cache that past and present share, as
+onnxruntime-genai's own builds do (``true``). The generator computes ``position_ids`` from the
+attention mask when the graph takes them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 FILE = "genai_config.json"
 
 
-def genai_config(spec, *, filename: str = "model.onnx") -> dict | None:
+def genai_config(spec, *, filename: str = "model.onnx", shared_cache: bool = False) -> dict | None:
     """The config for a decoder ``spec`` with a KV cache; None when onnxruntime-genai cannot
     describe it (its config has one KV head count and head size for all layers)."""
     if not spec.is_decoder:
@@ -59,7 +61,7 @@ def genai_config(spec, *, filename: str = "model.onnx") -> dict | None:
             "num_return_sequences": 1,
             "max_length": spec.max_seq_len,
             "min_length": 0,
-            "past_present_share_buffer": False,
+            "past_present_share_buffer": shared_cache,
             "repetition_penalty": 1.0,
             "temperature": 1.0,
             "top_k": 1,

@@ -89,7 +89,7 @@ def _ordered(module, names: list[str]):
 
 
 def export_model(module, spec, *, kv_cache: bool, opset: int = DEFAULT_OPSET, dtype: str = "fp32",
-                 staged: bool = True):
+                 staged: bool = True, fused: bool = False):
     """Export ``module`` (an eval-mode contract-4 module) and return the onnx_ir Model.
 
     ``staged`` (the default) exports each distinct layer structure once and stamps it per layer
@@ -101,8 +101,8 @@ def export_model(module, spec, *, kv_cache: bool, opset: int = DEFAULT_OPSET, dt
     """
     from compiler.export.stamp import can_stage, export_staged
 
-    if staged and can_stage(module, spec):
-        model = export_staged(module, spec, kv_cache=kv_cache, opset=opset, dtype=dtype,
+    if (staged or fused) and can_stage(module, spec):
+        model = export_staged(module, spec, kv_cache=kv_cache, opset=opset, dtype=dtype, fused=fused,
                               shape=example_shape(spec, kv_cache))
         strip_metadata(model)
         return model

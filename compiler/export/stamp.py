@@ -258,8 +258,13 @@ def _dynamic(names: list[str]) -> tuple:
     return (tuple(out),)  # one entry: the wrappers take *args, which torch.export sees as one tuple
 
 
-def export_staged(module, spec, *, kv_cache: bool, opset: int, dtype: str, shape: Shape):
-    """The staged export of ``module`` (the eval-mode GraphModule); returns an onnx_ir Model."""
+def export_staged(module, spec, *, kv_cache: bool, opset: int, dtype: str, shape: Shape, fused: bool = False):
+    """The staged export of ``module`` (the eval-mode GraphModule); returns an onnx_ir Model.
+
+    ``fused``: the layers are emitted as onnxruntime contrib ops (``compiler.export.fuse``; the
+    caller checked ``fuse.why_not``) instead of stamped from the exported block, and the graph
+    takes ``logits_to_keep`` (default 0: every position) to compute the head on the last
+    positions only."""
     import onnx_ir as ir
 
     ins, outs = input_names(spec, kv_cache), output_names(spec, kv_cache)
@@ -274,7 +279,7 @@ def export_staged(module, spec, *, kv_cache: bool, opset: int, dtype: str, shape
     block_names = ["x", "attention_mask"] + (["position_ids"] if positions else [])
     if kv_cache:
         block_names += ["past_key", "past_value"]
-    groups = layer_groups(spec)
+    groups = [] if fused else layer_groups(spec)
     tail_outs = outs[:1] if spec.is_decoder else outs
     # (module, example args, input names, number of outputs) per piece: embed, one block per group, tail
     parts = [(_Embed(module.embed, embed_names), [args[n] for n in embed_names], embed_names, 1)]
@@ -304,7 +309,15 @@ def export_staged(module, spec, *, kv_cache: bool, opset: int, dtype: str, shape
 
     presents = {}
     piece_of = {i: blocks[g] for g, group in enumerate(groups) for i in group}
-    for i in range(spec.num_layers):
+    extra_inputs = []
+    if fused:
+        from compiler.export import fuse
+
+        x, presents = fuse.emit_stack(stitch, spec, x, graph_inputs)
+        keep = fuse.logits_to_keep_input()
+        extra_inputs.append(keep)
+        x = fuse.keep_last(stitch, x, keep)
+    for i in ([] if fused else range(spec.num_layers)):
         feeds_i = [x, graph_inputs["attention_mask"]] + ([graph_inputs["position_ids"]] if positions else [])
         if kv_cache:
             feeds_i += [graph_inputs[f"past_key_values.{i}.key"], graph_inputs[f"past_key_values.{i}.value"]]
@@ -329,10 +342,13 @@ def export_staged(module, spec, *, kv_cache: bool, opset: int, dtype: str, shape
             value = copy
         value.name = n
         value.shape = _output_shape(n, spec, float_dtype)
+        if fused and n == "logits":  # [b, logits_to_keep or s, V]
+            value.shape = ir.Shape([BATCH, "kept_seq", spec.vocab_size])
         value.type = ir.TensorType(_elem(float_dtype))
         graph_outputs.append(value)
-    graph = ir.Graph(list(graph_inputs.values()), graph_outputs, nodes=stitch.nodes,
-                     initializers=list(stitch.initializers.values()), opset_imports=dict(combined.opset_imports),
+    opsets = dict(combined.opset_imports) | ({"com.microsoft": 1} if fused else {})
+    graph = ir.Graph(list(graph_inputs.values()) + extra_inputs, graph_outputs, nodes=stitch.nodes,
+                     initializers=list(stitch.initializers.values()) + extra_inputs, opset_imports=opsets,
                      name="main_graph")
     graph.sort()
     return ir.Model(graph, ir_version=combined.ir_version, producer_name=combined.producer_name,

@@ -25,7 +25,7 @@ def _reuse_export(source_dir, break_op: str | None = None):
     """An export_model replacement returning the graph of ``source_dir``, with its first float
     ``break_op`` node turned into a different op (Add -> Sub)."""
 
-    def fake(module, spec, *, kv_cache, opset=23, dtype="fp32"):
+    def fake(module, spec, *, kv_cache, opset=23, dtype="fp32", **_):
         model = ir.load(source_dir / "model.onnx")
         if break_op:
             node = next(n for n in model.graph.all_nodes()
@@ -142,9 +142,10 @@ def test_missing_tokenizer_path_is_a_clear_error(tmp_path, monkeypatch):
 def test_ort_runtime_failure_is_reported(builds, tmp_path, monkeypatch):
     """A graph that onnxruntime cannot run (here: a shape computation broken) fails the build
     with the case and shape named, not with an onnxruntime traceback."""
-    good = builds("gpt2-tiny").directory
+    # the plain export, whose first int64 Add is a shape computation
+    good = build_mod.build(SPECS / "gpt2-tiny.yaml", tmp_path / "good", verify=False, portable=True).directory
 
-    def fake(module, spec, *, kv_cache, opset=23, dtype="fp32"):
+    def fake(module, spec, *, kv_cache, opset=23, dtype="fp32", **_):
         model = ir.load(good / "model.onnx")
         node = next(n for n in model.graph.all_nodes() if n.op_type == "Add" and n.outputs[0].dtype == ir.DataType.INT64)
         node.op_type = "Mul"
@@ -153,7 +154,7 @@ def test_ort_runtime_failure_is_reported(builds, tmp_path, monkeypatch):
     monkeypatch.setattr(onnx_export, "export_model", fake)
     with pytest.raises(BlueprintError, match="verification failed: .*onnxruntime"):
         build_mod.build(SPECS / "gpt2-tiny.yaml", tmp_path / "out")
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [good]
 
 
 def test_a_directory_that_is_not_a_build_is_never_replaced(tmp_path, monkeypatch):

@@ -50,7 +50,8 @@ def test_manifest_and_signature(builds, name):
 
     kv = spec.is_decoder
     sig = manifest["signature"]
-    assert [i["name"] for i in sig["inputs"]] == input_names(spec, kv)
+    fused = manifest["export"] == "fused"  # fused decoders take an optional logits_to_keep (default 0)
+    assert [i["name"] for i in sig["inputs"]] == input_names(spec, kv) + (["logits_to_keep"] if fused else [])
     assert [o["name"] for o in sig["outputs"]] == output_names(spec, kv)
     shapes = {v["name"]: v["shape"] for v in sig["inputs"] + sig["outputs"]}
     assert shapes["input_ids"] == ["batch", "seq"]
@@ -58,7 +59,7 @@ def test_manifest_and_signature(builds, name):
         assert shapes["attention_mask"] == ["batch", "total_seq"]
         layer0 = spec.layer(0).attention
         assert shapes["past_key_values.0.key"] == ["batch", layer0.kv_heads, "past_seq", layer0.head_dim]
-        assert shapes["logits"] == ["batch", "seq", spec.vocab_size]
+        assert shapes["logits"] == ["batch", "kept_seq" if fused else "seq", spec.vocab_size]
         assert shapes["present.0.value"][0] == "batch" and isinstance(shapes["present.0.value"][2], str)
     else:
         assert shapes["attention_mask"] == ["batch", "seq"]

@@ -101,8 +101,12 @@ def test_int8_structure_and_kernel_against_dequantized_fp32(tmp_path):
 def test_build_reports_agreement_and_fails_below_the_threshold(tmp_path):
     result = build_mod.build(SPECS / "llama-tiny.yaml", tmp_path / "q8", verify=False,
                              quantize=quantize.QuantizeOptions("int8", min_agreement=0.9))
-    entry = json.loads((result.directory / "manifest.json").read_text())["quantization"]
-    assert entry["kind"] == "int8" and entry["method"] == "rtn" and entry["matmuls"] == 15
+    manifest = json.loads((result.directory / "manifest.json").read_text())
+    entry = manifest["quantization"]
+    # 2 layers: q, k, v, o, gate, up, down each (15 with the head); the fused export packs q/k/v
+    # and gate/up into one MatMul each (9 with the head)
+    assert manifest["export"] == "fused"
+    assert entry["kind"] == "int8" and entry["method"] == "rtn" and entry["matmuls"] == 9
     assert 0.9 <= entry["top1_agreement_vs_fp32"] <= 1.0
     with pytest.raises(BlueprintError, match="agrees with fp32 on"):
         build_mod.build(SPECS / "llama-tiny.yaml", tmp_path / "q4", verify=False,

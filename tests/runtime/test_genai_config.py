@@ -14,9 +14,18 @@ from blueprint import runtime
 og = pytest.importorskip("onnxruntime_genai")
 
 
-@pytest.mark.parametrize("name", ["llama-tiny", "mistral-tiny", "gpt2-tiny"])
-def test_onnxruntime_genai_generates_what_blueprint_generates(builds, name):
-    d = builds(name).directory
+@pytest.mark.parametrize("name", ["llama-tiny", "mistral-tiny", "gpt2-tiny", "mistral-tiny-portable"])
+def test_onnxruntime_genai_generates_what_blueprint_generates(builds, name, tmp_path):
+    """Fused builds (shared cache) and a portable (plain export) build alike."""
+    if name.endswith("-portable"):
+        from buildfixtures import SPECS
+
+        from compiler.export.build import build
+
+        d = build(SPECS / f"{name.removesuffix('-portable')}.yaml", tmp_path / "p", verify=False,
+                  portable=True).directory
+    else:
+        d = builds(name).directory
     assert "genai_config.json" in json.loads((d / "manifest.json").read_text())["files"]
     prompt = [5, 17, 99, 3, 42, 7, 11, 23, 64, 1, 9, 30]  # past mistral-tiny's window when generating
     new = 24
@@ -42,6 +51,8 @@ def test_every_decoder_build_has_a_config_and_no_encoder_build_does(builds):
     for name in DECODERS:
         config = json.loads((builds(name).directory / "genai_config.json").read_text())
         assert config["model"]["type"] == "decoder"
-        assert config["search"]["past_present_share_buffer"] is False
+        fused = json.loads((builds(name).directory / "manifest.json").read_text())["export"] == "fused"
+        # a fused build's GroupQueryAttention appends to a cache past and present share
+        assert config["search"]["past_present_share_buffer"] is fused
     for name in ENCODERS:
         assert not (builds(name).directory / "genai_config.json").exists()
