@@ -231,7 +231,7 @@ def build_commands(args, spec: Path) -> dict[str, tuple[list[str], Path]]:
 
 def import_spec(args) -> Path:
     spec = Path(args.work) / "model.yaml"
-    subprocess.run([sys.executable, "-m", "blueprint", "import-hf", str(args.hf), "-o", str(spec)], check=True,
+    subprocess.run([sys.executable, "-m", "blueprint", "import-hf", str(args.hf), "-o", str(spec), "--force"], check=True,
                    env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL)
     return spec
 
