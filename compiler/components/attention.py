@@ -7,8 +7,9 @@ K and V are projected to KV heads only (GQA stores and caches KV heads, never re
 weights); ``F.scaled_dot_product_attention(..., enable_gqa=True)`` shares each KV head among
 H / KV query heads. That call exports to a single ONNX ``Attention`` op at opset 23.
 
-Mask semantics: query i (cache index past + i) sees key j when the key is a real token (attention_mask == 1) and, causal, p - W < q <= p / bidirectional, |p - q| <= W // 2
-(window W; None is global). Every query also sees its own position, so no row is ever fully
+Mask semantics (docs/architecture.md, Contracts 9): query i (cache index past + i) sees key j
+when the key is a real token (attention_mask == 1) and, causal, p - W < q <= p / bidirectional,
+|p - q| <= W // 2 (window W; None is global). Every query also sees its own position, so no row is ever fully
 masked: a padding query's output is then finite and identical in torch and onnxruntime, and
 real queries never see padding keys, so padding cannot change real outputs. The mask is
 additive, filled with finfo(dtype).min, never -inf.
