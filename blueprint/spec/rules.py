@@ -267,8 +267,8 @@ class RuleChecker:
         if not a.rope and (a.rope_base is not None or a.rope_scaling is not None):
             field = "rope_base" if a.rope_base is not None else "rope_scaling"
             self.report_layers(layers, self.origin(sel, ("attention", field)),
-                               f"{field} is set on a layer with rope: false, which rotates nothing",
-                               f"remove {field} from these layers, or set rope: true")
+                               f"{field} has no effect on a layer with rope: false, which rotates nothing",
+                               f"remove {field} from these layers, or set rope: true", warning=True)
 
     def rule_rope_factors(self, sel: tuple[int, ...], layers: list[int], b: BlockSpec) -> None:
         pos, a = self.spec.positional, b.attention
