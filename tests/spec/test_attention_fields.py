@@ -109,3 +109,20 @@ def test_learned_offset_grows_the_table():
 
     spec = load("positional: {kind: learned, offset: 2}\n").spec
     assert parameter_shapes(spec)["embed.positions.weight"] == (130, 64)
+
+
+def test_explain_shows_the_attention_fields():
+    from blueprint.commands.explain import describe
+
+    spec = load("positional: {kind: rope, layout: interleaved, scaling: {kind: yarn, factor: 4.0, "
+                "original_max_seq_len: 32}}\n"
+                "layers:\n  - {index: 0, set: {attention: {softcap: 50.0, qk_norm: true, qk_norm_scope: projection}}}\n"
+                "  - {index: 1, set: {attention: {rope: false}}}\n"
+                "  - {index: 2, set: {attention: {rope_base: 500.0, rope_scaling: {kind: linear, factor: 2.0}}}}\n").spec
+    text = "\n".join(describe(spec, 1, None))
+    assert "rope (base 10000, rotary_fraction 1, interleaved, scaling yarn x4 from 32, attention_factor 1.139)" in text
+    rows = [line.split() for line in text.splitlines() if line.strip()[:1].isdigit() and "GQA" in line or "MHA" in line]
+    rows = {r[0]: " ".join(r) for r in rows if r[0].isdigit()}
+    assert "+qk_norm(proj),softcap 50" in rows["0"] and " off " in rows["1"] and "500 (linear x2)" in rows["2"]
+    plain = "\n".join(describe(load("positional: {kind: learned, offset: 2}\n").spec, 1, None))
+    assert "learned (offset 2)" in plain and "softcap" not in plain
