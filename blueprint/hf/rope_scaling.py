@@ -77,3 +77,34 @@ def scaling_to_hf(scaling: Any) -> dict[str, Any]:
         if value is not None:
             out[hf_name] = list(value) if isinstance(value, (list, tuple)) else value
     return out
+
+
+def read_rope(r: Any, default_base: float = 10000.0) -> tuple[float, float, dict[str, Any]]:
+    """(rope_base, rotary_fraction, scaling mapping) from a config's ``rope_parameters``
+    (transformers 5) or ``rope_theta`` / ``rope_scaling`` (4.x), scaling included.
+
+    ``r`` is a ``blueprint.hf.fields.ConfigReader``; ``max_position_embeddings`` and
+    ``original_max_position_embeddings`` are read here (the latter fills a scaling that omits it,
+    as Phi-3 configs do)."""
+    params = dict(r.get("rope_parameters", {}) or {})
+    legacy = r.get("rope_scaling")
+    if legacy:
+        params = {**params, **legacy}
+    max_pos = r.get("max_position_embeddings")
+    original = r.get("original_max_position_embeddings")
+    rope_type = params.get("rope_type", params.get("type", "default"))
+    if rope_type in ("su", "yarn") and r.family == "phi3":  # transformers' Phi-3 aliases for longrope
+        rope_type = "longrope"
+    params = {k: v for k, v in params.items() if k != "type"} | {"rope_type": rope_type}
+    if rope_type in ("llama3", "yarn", "longrope") and original and "original_max_position_embeddings" not in params:
+        params["original_max_position_embeddings"] = original
+    base = params.get("rope_theta", r.first("rope_theta", "rotary_emb_base", default=default_base))
+    fraction = params.get("partial_rotary_factor", r.first("partial_rotary_factor", "rotary_pct", default=1.0))
+    return float(base), float(fraction), scaling_from_hf(params, max_pos)
+
+
+def rope_parameters_with_scaling(pos: Any, scaling: Any | None = None) -> dict[str, Any]:
+    """The ``rope_parameters`` export-hf writes for a spec's RoPE section: base, partial
+    fraction and the scaling (``scaling`` overrides the section's, e.g. a layer type's own)."""
+    out = {"rope_theta": pos.rope_base, "partial_rotary_factor": pos.rotary_fraction}
+    return out | scaling_to_hf(scaling if scaling is not None else pos.scaling)

@@ -102,6 +102,12 @@ def _configs():
         "mpt": (T.MptForCausalLM, T.MptConfig(  # ALiBi (6 heads: not a power of two), bias-free LayerNorm
             d_model=48, n_heads=6, n_layers=2, max_seq_len=64, expansion_ratio=4, no_bias=True,
             attn_config={"attn_pdrop": 0}, **common_dec)),
+        "phi3": (T.Phi3ForCausalLM, T.Phi3Config(  # fused qkv / gate_up, partial rotary, LongRoPE, window
+            hidden_size=64, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=64, original_max_position_embeddings=8,
+            rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0, "partial_rotary_factor": 0.5,
+                             "short_factor": [1.0, 1.3, 1.9, 2.6], "long_factor": [1.2, 2.5, 4.5, 8.0]},
+            sliding_window=5, tie_word_embeddings=False, **common_dec)),
         "bert": (T.BertForMaskedLM, T.BertConfig(
             vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
