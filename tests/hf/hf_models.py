@@ -115,6 +115,10 @@ def _configs():
         "distilbert": (T.DistilBertForMaskedLM, T.DistilBertConfig(  # no token types, fixed eps, tied projector
             vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=64,
             pad_token_id=0, dropout=0.0, attention_dropout=0.0)),
+        "roberta": (T.RobertaForMaskedLM, T.RobertaConfig(  # positions offset by pad_token_id + 1
+            vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=64, max_position_embeddings=66, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+            type_vocab_size=1, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)),
         "modernbert": (T.ModernBertForMaskedLM, T.ModernBertConfig(
             vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=4,
             num_attention_heads=4, local_attention=6, max_position_embeddings=128,
