@@ -108,6 +108,9 @@ def _configs():
             rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0, "partial_rotary_factor": 0.5,
                              "short_factor": [1.0, 1.3, 1.9, 2.6], "long_factor": [1.2, 2.5, 4.5, 8.0]},
             sliding_window=5, tie_word_embeddings=False, **common_dec)),
+        "bloom": (T.BloomForCausalLM, T.BloomConfig(  # ALiBi (6 heads: not a power of two), embedding LayerNorm
+            hidden_size=48, n_layer=2, n_head=6, hidden_dropout=0.0, attention_dropout=0.0,
+            tie_word_embeddings=True, **common_dec)),
         "bert": (T.BertForMaskedLM, T.BertConfig(
             vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
