@@ -59,7 +59,8 @@ def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
 def detect(spec: "ModelSpec") -> str | None:
     b = spec.block
     if (spec.is_decoder and spec.positional.kind == "learned" and spec.norm.kind == "layernorm"
-            and b.ffn.kind == "mlp" and b.attention.kv_heads == b.attention.num_heads):  # MQA: gpt_bigcode.py
+            and b.ffn.kind == "mlp" and b.attention.kv_heads == b.attention.num_heads
+            and spec.positional.offset == 0):  # MQA: gpt_bigcode.py; an offset table: opt.py
         return "gpt2"
     return None
 

@@ -111,6 +111,10 @@ def _configs():
         "bloom": (T.BloomForCausalLM, T.BloomConfig(  # ALiBi (6 heads: not a power of two), embedding LayerNorm
             hidden_size=48, n_layer=2, n_head=6, hidden_dropout=0.0, attention_dropout=0.0,
             tie_word_embeddings=True, **common_dec)),
+        "opt": (T.OPTForCausalLM, T.OPTConfig(  # learned positions offset by 2, ReLU MLP
+            hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64,
+            word_embed_proj_dim=32, dropout=0.0, attention_dropout=0.0, tie_word_embeddings=True,
+            vocab_size=VOCAB, bos_token_id=2, eos_token_id=2, pad_token_id=1)),
         "bert": (T.BertForMaskedLM, T.BertConfig(
             vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
