@@ -102,8 +102,9 @@ def detect(spec: "ModelSpec") -> str | None:
     if not (spec.is_decoder and spec.positional.kind == "rope" and spec.norm.kind == "rmsnorm"
             and b.ffn.kind == "swiglu") or _granite_scaled(spec):
         return None
-    if spec.positional.rotary_fraction != 1.0 or spec.positional.scaling.kind != "none":
-        return None  # partial rotary / LongRoPE: phi3.py; other scalings: not written by to_config
+    if spec.positional.rotary_fraction != 1.0 or spec.positional.scaling.kind != "none" \
+            or any(not layer.attention.rope for layer in spec.resolved_layers()):
+        return None  # partial rotary / LongRoPE: phi3.py; no-RoPE layers: smollm3.py; other scalings: none yet
     if a.qk_norm:
         return "qwen3"
     if a.qkv_bias and not a.out_bias:

@@ -115,6 +115,12 @@ def _configs():
             hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64,
             word_embed_proj_dim=32, dropout=0.0, attention_dropout=0.0, tie_word_embeddings=True,
             vocab_size=VOCAB, bos_token_id=2, eos_token_id=2, pad_token_id=1)),
+        "smollm3": (T.SmolLM3ForCausalLM, T.SmolLM3Config(  # no RoPE on layer 1 and 3; a window on layer 2
+            hidden_size=32, intermediate_size=48, num_hidden_layers=4, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-5, no_rope_layer_interval=2,
+            use_sliding_window=True, sliding_window=5,
+            layer_types=["full_attention", "full_attention", "sliding_attention", "full_attention"],
+            tie_word_embeddings=True, **common_dec)),
         "bert": (T.BertForMaskedLM, T.BertConfig(
             vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
