@@ -48,7 +48,8 @@ def scaling_from_hf(params: dict[str, Any], max_position_embeddings: int | None,
         hint = ("dynamic NTK scaling keeps state across calls in transformers (the longest sequence seen); "
                 "no stateless graph reproduces it" if "dynamic" in str(rope_type) else
                 f"supported rope types: {', '.join(sorted(_FIELDS))}")
-        raise BlueprintError(f"config.json: {where}.rope_type {rope_type!r} is not supported", hint=hint)
+        raise BlueprintError(f"config.json: rope scaling {where}.rope_type {rope_type!r} is not supported",
+                             hint=hint)
     fields = _FIELDS[rope_type]
     unknown = sorted(set(params) - BASE_FIELDS - set(fields))
     if unknown:
