@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from blueprint.errors import BlueprintError
 from blueprint.families import Family
 from blueprint.families.weightmap import Rule, WeightMap
-from blueprint.hf.common import activation, token_ids
+from blueprint.hf.common import activation, sizes, token_ids
 from blueprint.hf.fields import ConfigReader
 
 if TYPE_CHECKING:
@@ -34,11 +34,8 @@ def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
     r.expect("layerdrop", (0.0,), "LayerDrop (skipping layers at random in training) is not modelled")
     pre = bool(r.get("do_layer_norm_before", True))
     return {
-        "vocab_size": r.require("vocab_size"),
-        "max_seq_len": r.require("max_position_embeddings"),
-        "embed_dim": d,
-        "num_layers": r.require("num_hidden_layers"),
-        "tie_embeddings": bool(r.get("tie_word_embeddings", True)),
+        **sizes(r, d),
+        "tie_embeddings": bool(r.get("tie_word_embeddings", True)),  # OPT ties unless told otherwise
         "dropout": {"attention": r.get("attention_dropout", 0.0), "residual": r.get("dropout", 0.1)},
         "init": {"std": r.get("init_std", 0.02)},
         "positional": {"kind": "learned", "offset": OFFSET},
