@@ -121,6 +121,10 @@ def _configs():
             use_sliding_window=True, sliding_window=5,
             layer_types=["full_attention", "full_attention", "sliding_attention", "full_attention"],
             tie_word_embeddings=True, **common_dec)),
+        "gemma2": (T.Gemma2ForCausalLM, T.Gemma2Config(  # sandwich (1 + w) norms, softcaps, local/global layers
+            hidden_size=32, intermediate_size=48, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+            head_dim=16, query_pre_attn_scalar=24, sliding_window=5, attn_logit_softcapping=3.0,
+            final_logit_softcapping=5.0, max_position_embeddings=128, tie_word_embeddings=True, **common_dec)),
         "bert": (T.BertForMaskedLM, T.BertConfig(
             vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
