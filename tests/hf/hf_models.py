@@ -125,6 +125,13 @@ def _configs():
             hidden_size=32, intermediate_size=48, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
             head_dim=16, query_pre_attn_scalar=24, sliding_window=5, attn_logit_softcapping=3.0,
             final_logit_softcapping=5.0, max_position_embeddings=128, tie_word_embeddings=True, **common_dec)),
+        "gemma3_text": (T.Gemma3ForCausalLM, T.Gemma3TextConfig(  # per-head (1 + w) QK-norm, RoPE per layer type
+            hidden_size=32, intermediate_size=48, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+            head_dim=16, query_pre_attn_scalar=256, sliding_window=5, max_position_embeddings=128,
+            layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
+            rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 100.0},
+                             "full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0}},
+            tie_word_embeddings=True, **common_dec)),
         "bert": (T.BertForMaskedLM, T.BertConfig(
             vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=64, pad_token_id=0,

@@ -84,3 +84,26 @@ def test_dynamic_ntk_is_refused(tmp_path):
     (ref.folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(BlueprintError, match="dynamic"):
         import_folder(ref.folder, spec_dir=ref.folder)
+
+
+def test_gemma3_config_of_either_transformers_generation_imports_alike():
+    """A Gemma 3 config.json as transformers 4.x wrote it (rope_theta, rope_scaling for global
+    layers, rope_local_base_freq) and as 5.x writes it (rope_parameters per layer type) give one spec."""
+    from blueprint.hf import config_to_spec
+
+    common = {"model_type": "gemma3_text", "vocab_size": 96, "hidden_size": 32, "intermediate_size": 48,
+              "num_hidden_layers": 6, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+              "max_position_embeddings": 128, "sliding_window": 5, "query_pre_attn_scalar": 16,
+              "hidden_activation": "gelu_pytorch_tanh", "rms_norm_eps": 1e-6}
+    old = {**common, "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+           "rope_scaling": {"rope_type": "linear", "factor": 8.0}, "sliding_window_pattern": 6}
+    new = {**common, "rope_parameters": {
+        "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+        "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0}}}
+    a, b = (ModelSpec.model_validate(config_to_spec(c, name="g")) for c in (old, new))
+    assert a.resolved_layers() == b.resolved_layers() and a.positional == b.positional
+    layers = a.resolved_layers()
+    assert [l.attention.window for l in layers] == [5, 5, 5, 5, 5, None]  # layer 5 global (5 local : 1 global)
+    assert layers[5].attention.rope_base is None and a.positional.rope_base == 1e6
+    assert a.positional.scaling.kind == "linear" and layers[0].attention.rope_scaling.kind == "none"
+    assert layers[0].attention.rope_base == 10000.0 and layers[0].attention.qk_norm
