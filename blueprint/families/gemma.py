@@ -58,8 +58,8 @@ def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
 
 def detect(spec: "ModelSpec") -> str | None:
     if (spec.is_decoder and spec.positional.kind == "rope" and spec.norm.kind == "rmsnorm"
-            and spec.block.ffn.kind == "geglu"):
-        return "gemma"
+            and spec.block.ffn.kind == "geglu" and spec.block.norm_placement == "pre"):
+        return "gemma"  # sandwich norms: Gemma 2 / 3 (gemma2.py, gemma3.py)
     return None
 
 
