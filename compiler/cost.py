@@ -12,7 +12,9 @@ activations, dropout masks (stored as full-size float tensors on CPU), RoPE's co
 attention's saved tensors, which depend on the kernel ``scaled_dot_product_attention`` picks:
 the fused kernel (attention dropout 0) keeps q, k, v, the output, the log-sum-exp and the
 additive mask; with attention dropout the math path keeps three [b, H, s, s] score-sized
-tensors. A checkpointed layer keeps only its input; its activations are recomputed in backward.
+tensors; a soft-capped layer (written-out softmax) keeps two (tanh's and softmax's outputs), four
+with dropout, plus q and K, V repeated to every head. A checkpointed
+layer keeps only its input; its activations are recomputed in backward.
 The loss is not part of the model: a cross-entropy over the logits adds b x s x vocab x 4 bytes.
 """
 
@@ -183,12 +185,19 @@ def _attention_saves(spec: "ModelSpec", block: "BlockSpec", b: int, s: int) -> i
     h, kv, hd, t = a.num_heads, a.kv_heads, a.head_dim, s
     total = 0
     if a.qk_norm:  # the norms keep q and k (projection outputs) and their statistics
-        total += b * s * (h + kv) * hd * e + _norm_saves(spec, b * s * h, hd) + _norm_saves(spec, b * s * kv, hd)
-    if spec.positional.kind == "rope":  # cos and sin, fp32 [b, 1, s, rotary_dim]
+        total += b * s * (h + kv) * hd * e
+        if a.qk_norm_scope == "head":
+            total += _norm_saves(spec, b * s * h, hd) + _norm_saves(spec, b * s * kv, hd)
+        else:  # one row per position over the whole projection
+            total += _norm_saves(spec, b * s, h * hd) + _norm_saves(spec, b * s, kv * hd)
+    if spec.positional.kind == "rope" and a.rope:  # cos and sin, fp32 [b, 1, s, rotary_dim]
         rotary = round(a.head_dim * spec.positional.rotary_fraction)
         total += 2 * b * s * rotary * F32
     out = b * s * h * hd * e  # the attention output, kept by o_proj
-    if spec.dropout.attention > 0:  # math path
+    if a.softcap is not None:  # written-out softmax: tanh's and softmax's outputs (+ dropout's
+        scores = b * h * s * t * e  # mask and result), q, and K, V repeated to H heads
+        total += (2 + 2 * (spec.dropout.attention > 0)) * scores + b * s * h * hd * e + 2 * b * h * t * hd * e + out
+    elif spec.dropout.attention > 0:  # math path
         scores = b * h * s * t * e
         total += 3 * scores + b * s * h * hd * e + 2 * b * h * t * hd * e + out
     else:  # fused kernel: q, k, v, output, log-sum-exp and the additive mask

@@ -20,12 +20,12 @@ from compiler.components.ffn import GLU, MLP
 from compiler.components.moe import MoE, Router
 from compiler.components.heads import ClassificationHead, CausalLMHead, EmbeddingsHead, MaskedLMHead
 from compiler.components.norms import build_norm
-from compiler.components.positional import Alibi, Rope, SinusoidalPositions
+from compiler.components.positional import Alibi, LearnedPositions, Rope, SinusoidalPositions
 from compiler.components.transformer import Transformer
 
 # Absolute position modules added in the embeddings (None: nothing added there).
 EMBED_POSITIONS: dict[str, Callable[[ModelSpec], nn.Module | None]] = {
-    "learned": lambda spec: nn.Embedding(spec.max_seq_len, spec.embed_dim),
+    "learned": lambda spec: LearnedPositions(spec.max_seq_len, spec.embed_dim, spec.positional.offset),
     "sinusoidal": lambda spec: SinusoidalPositions(spec.embed_dim, spec.positional.base),
     "rope": lambda spec: None,
     "alibi": lambda spec: None,
@@ -34,9 +34,12 @@ EMBED_POSITIONS: dict[str, Callable[[ModelSpec], nn.Module | None]] = {
 
 
 def _rope(spec: ModelSpec, block: BlockSpec) -> dict:
-    a = block.attention
-    base = a.rope_base if a.rope_base is not None else spec.positional.rope_base
-    return {"rope": Rope(a.head_dim, spec.positional.rotary_fraction, base)}
+    a, pos = block.attention, spec.positional
+    if not a.rope:  # a no-RoPE layer (SmolLM3, Llama 4)
+        return {}
+    base = a.rope_base if a.rope_base is not None else pos.rope_base
+    scaling = a.rope_scaling if a.rope_scaling is not None else pos.scaling
+    return {"rope": Rope(a.head_dim, pos.rotary_fraction, base, pos.layout, scaling)}
 
 
 # Relative position modules handed to attention, as keyword arguments.
@@ -91,20 +94,40 @@ HEADS: dict[str, Callable[[ModelSpec], nn.Module]] = {
 TIED_HEAD_MODULE = {"causal_lm": "proj", "masked_lm": "decoder"}
 
 
-# The attention computation: "sdpa" is the fused kernel every build exports; "analysis" writes
-# the softmax out so ``compiler.inspect`` can read per-head probabilities (same parameters).
+# The attention computation: "sdpa" is the fused kernel every build exports (layers with a softcap
+# write their softmax out either way); "analysis" writes every softmax out so
+# ``compiler.inspect`` can read per-head probabilities (same parameters).
 ATTENTIONS: dict[str, type[Attention]] = {"sdpa": Attention, "analysis": AnalysisAttention}
 
 
-def build_attention(spec: ModelSpec, block: BlockSpec, attention: str = "sdpa") -> Attention:
+def _qk_norms(spec: ModelSpec, a) -> dict:
+    """QK-norm modules over each head (hd features) or the whole projection (H*hd, KV*hd)."""
+    if not a.qk_norm:
+        return {}
+    per_head = a.qk_norm_scope == "head"
+    q_dim, k_dim = (a.head_dim, a.head_dim) if per_head else (a.num_heads * a.head_dim, a.kv_heads * a.head_dim)
+    return {"q_norm": build_norm(spec.norm, q_dim), "k_norm": build_norm(spec.norm, k_dim),
+            "qk_norm_scope": a.qk_norm_scope}
+
+
+def _dot_product(spec: ModelSpec, block: BlockSpec, cls: type[Attention]) -> Attention:
     a = block.attention
-    qk = {}
-    if a.qk_norm:
-        qk = {"q_norm": build_norm(spec.norm, a.head_dim), "k_norm": build_norm(spec.norm, a.head_dim)}
-    return ATTENTIONS[attention](
+    return cls(
         spec.embed_dim, a.num_heads, a.kv_heads, a.head_dim, causal=a.causal, window=a.window,
-        qkv_bias=a.qkv_bias, out_bias=a.out_bias, softmax_scale=a.softmax_scale,
-        dropout=spec.dropout.attention, **qk, **ATTENTION_POSITIONS[spec.positional.kind](spec, block))
+        qkv_bias=a.qkv_bias, out_bias=a.out_bias, softmax_scale=a.softmax_scale, softcap=a.softcap,
+        dropout=spec.dropout.attention, **_qk_norms(spec, a),
+        **ATTENTION_POSITIONS[spec.positional.kind](spec, block))
+
+
+# One row per attention variant (the spec's ``attention.kind``, ``blueprint.spec.schema.
+# AttentionVariant``): (spec, layer block, computation class from ``ATTENTIONS``) -> module.
+ATTENTION_KINDS: dict[str, Callable[[ModelSpec, BlockSpec, type[Attention]], nn.Module]] = {
+    "dot_product": _dot_product,
+}
+
+
+def build_attention(spec: ModelSpec, block: BlockSpec, attention: str = "sdpa") -> Attention:
+    return ATTENTION_KINDS[block.attention.kind](spec, block, ATTENTIONS[attention])
 
 
 def build_block(spec: ModelSpec, block: BlockSpec, attention: str = "sdpa") -> Block:

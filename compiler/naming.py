@@ -7,13 +7,14 @@ model (parameter counts are sums over it). It imports no torch.
 Names (``i`` is the layer index)::
 
     embed.tokens.weight            [vocab_size, embed_dim]
-    embed.positions.weight         [max_seq_len, embed_dim]        positional: learned
+    embed.positions.weight         [max_seq_len + offset, embed_dim]   positional: learned
     embed.token_types.weight       [type_vocab_size, embed_dim]    type_vocab_size > 0
     embed.norm.{weight,bias}       [embed_dim]                     embed_norm
     layers.i.attn_norm.*           [embed_dim]   pre/sandwich: before attention; post: after the add;
                                                  parallel_shared_norm: the one norm; not post_sublayer
     layers.i.attn.{q,k,v,o}_proj.{weight,bias}                     q: [H*hd, D], k/v: [KV*hd, D], o: [D, H*hd]
-    layers.i.attn.{q,k}_norm.*     [head_dim]                      qk_norm
+    layers.i.attn.{q,k}_norm.*     [head_dim]                      qk_norm (scope head)
+                                   [H*hd], [KV*hd]                 qk_norm (scope projection)
     layers.i.attn_out_norm.*       [embed_dim]                     sandwich, post_sublayer: on the attention output
     layers.i.ffn_norm.*            [embed_dim]                     not parallel_shared_norm, not post_sublayer
     layers.i.ffn.{gate,up,down}_proj.{weight,bias}                 gate only for GLU kinds
@@ -85,8 +86,9 @@ def _block(shapes: Shapes, p: str, block: "BlockSpec", spec: "ModelSpec") -> Non
     _linear(shapes, f"{p}.attn.v_proj", kv * hd, d, a.qkv_bias)
     _linear(shapes, f"{p}.attn.o_proj", d, h * hd, a.out_bias)
     if a.qk_norm:
-        _norm(shapes, f"{p}.attn.q_norm", hd, spec)
-        _norm(shapes, f"{p}.attn.k_norm", hd, spec)
+        per_head = a.qk_norm_scope == "head"
+        _norm(shapes, f"{p}.attn.q_norm", hd if per_head else h * hd, spec)
+        _norm(shapes, f"{p}.attn.k_norm", hd if per_head else kv * hd, spec)
     if block.has_out_norms:
         _norm(shapes, f"{p}.attn_out_norm", d, spec)
     if block.has_ffn_norm:
@@ -125,7 +127,7 @@ def parameter_shapes(spec: "ModelSpec") -> Shapes:
     d = spec.embed_dim
     shapes: Shapes = {"embed.tokens.weight": (spec.vocab_size, d)}
     if spec.positional.kind == "learned":
-        shapes["embed.positions.weight"] = (spec.max_seq_len, d)
+        shapes["embed.positions.weight"] = (spec.max_seq_len + spec.positional.offset, d)
     if spec.type_vocab_size:
         shapes["embed.token_types.weight"] = (spec.type_vocab_size, d)
     if spec.embed_norm:

@@ -79,7 +79,9 @@ def layer_row(spec: Any, i: int, block: Any, params: int) -> list[str]:
         window = str(a.window) if a.causal else f"{a.window} (±{a.window // 2})"
     rope = "-"
     if spec.positional.kind == "rope":
-        rope = f"{a.rope_base if a.rope_base is not None else spec.positional.rope_base:g}"
+        rope = f"{a.rope_base if a.rope_base is not None else spec.positional.rope_base:g}" if a.rope else "off"
+        if a.rope and a.rope_scaling is not None:
+            rope += f" ({scaling_text(a.rope_scaling)})"
     norms = block.norm_placement + ("" if block.attn_norm else ", no attn_norm")
     if block.residual == "parallel":
         norms += ", parallel"
@@ -88,7 +90,10 @@ def layer_row(spec: Any, i: int, block: Any, params: int) -> list[str]:
     if block.residual_multiplier != 1:
         norms += f", residual x{block.residual_multiplier:g}"
     ffn = ffn_text(f)
-    extras = [x for x, on in (("qk_norm", a.qk_norm), ("qkv_bias", a.qkv_bias)) if on]
+    extras = [x for x, on in (("qk_norm" + ("(proj)" if a.qk_norm_scope == "projection" else ""), a.qk_norm),
+                              ("qkv_bias", a.qkv_bias)) if on]
+    if a.softcap is not None:
+        extras.append(f"softcap {a.softcap:g}")
     return [str(i), attention_kind(a.num_heads, a.kv_heads), f"{a.num_heads}/{a.kv_heads}",
             str(a.head_dim), "causal" if a.causal else "bidi", window, rope, norms,
             ffn + (" +" + ",".join(extras) if extras else ""), f"{params:,}"]
@@ -108,6 +113,31 @@ def ffn_text(f: Any) -> str:
     if f.kind == "geglu" and act == "gelu_tanh":
         return f"geglu(tanh) {f.hidden_dim}"
     return f"{f.kind}{' ' + act if act and f.kind == 'mlp' else ''} {f.hidden_dim}"
+
+
+def scaling_text(scaling: Any) -> str:
+    """'yarn x4' for a RoPE scaling, 'none' for none."""
+    if scaling.kind == "none":
+        return "none"
+    return f"{scaling.kind} x{scaling.factor:g}"
+
+
+def positional_text(pos: Any) -> str:
+    text = pos.kind
+    if pos.kind == "rope":
+        text += f" (base {pos.rope_base:g}, rotary_fraction {pos.rotary_fraction:g}"
+        text += ", interleaved" if pos.layout == "interleaved" else ""
+        if pos.scaling.kind != "none":
+            s = pos.scaling
+            text += f", scaling {scaling_text(s)}"
+            if getattr(s, "original_max_seq_len", None):
+                text += f" from {s.original_max_seq_len}"
+            if getattr(s, "attention_factor", None) not in (None, 1.0):
+                text += f", attention_factor {s.attention_factor:.4g}"
+        text += ")"
+    elif pos.kind == "learned" and pos.offset:
+        text += f" (offset {pos.offset})"
+    return text
 
 
 def component_params(spec: Any) -> dict[str, int]:
@@ -132,10 +162,7 @@ def describe(spec: Any, batch: int, seq_len: int | None) -> list[str]:
 
     shapes = parameter_shapes(spec)
     per = component_params(spec)
-    pos = spec.positional
-    pos_text = pos.kind
-    if pos.kind == "rope":
-        pos_text += f" (base {pos.rope_base:g}, rotary_fraction {pos.rotary_fraction:g})"
+    pos_text = positional_text(spec.positional)
     out = [
         f"{spec.name}: {_head_text(spec)}, {spec.num_layers} layers, embed_dim {spec.embed_dim}, "
         f"vocab_size {spec.vocab_size}, max_seq_len {spec.max_seq_len}, {spec.dtype}",

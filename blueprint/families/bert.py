@@ -61,8 +61,8 @@ def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
 
 def detect(spec: "ModelSpec") -> str | None:
     if (not spec.is_decoder and spec.positional.kind == "learned" and spec.block.norm_placement == "post"
-            and spec.type_vocab_size):  # without token types: distilbert.py
-        return "bert"
+            and spec.type_vocab_size and spec.positional.offset == 0):
+        return "bert"  # without token types: distilbert.py; an offset table: roberta.py
     return None
 
 

@@ -61,7 +61,7 @@ def detect(spec: "ModelSpec") -> str | None:
     if (spec.is_decoder and spec.positional.kind == "rope" and spec.norm.kind == "rmsnorm"
             and spec.block.ffn.kind == "geglu" and spec.head.softcap is None
             and all(l.norm_placement == "pre" for l in spec.resolved_layers())):
-        return "gemma"
+        return "gemma"  # sandwich norms: Gemma 2 / 3 (gemma2.py, gemma3.py)
     return None
 
 

@@ -60,7 +60,8 @@ def detect(spec: "ModelSpec") -> str | None:
     b = spec.block
     if (spec.is_decoder and spec.positional.kind == "learned" and spec.norm.kind == "layernorm"
             and b.ffn.kind == "mlp" and b.attention.kv_heads == b.attention.num_heads  # MQA: gpt_bigcode.py
-            and b.attention.qkv_bias):  # without: gpt_neo.py
+            and b.attention.qkv_bias  # without: gpt_neo.py
+            and spec.positional.offset == 0):  # an offset table: opt.py
         return "gpt2"
     return None
 

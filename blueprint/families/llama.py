@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 from blueprint.errors import BlueprintError
 from blueprint.families import Family, GGUFLayout
 from blueprint.families.weightmap import Rule, Unused, WeightMap, buffer
-from blueprint.hf.common import rope, sizes, token_ids
+from blueprint.hf.common import sizes, token_ids
 from blueprint.hf.fields import ConfigReader
+from blueprint.hf.rope_scaling import read_rope, rope_parameters_with_scaling
 
 if TYPE_CHECKING:
     from blueprint.spec.schema import ModelSpec
@@ -26,7 +27,9 @@ def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
     d = r.require("hidden_size")
     heads = r.require("num_attention_heads")
     layers = r.require("num_hidden_layers")
-    base, fraction = rope(r)
+    base, fraction, scaling = read_rope(r)
+    if scaling["kind"] == "longrope":
+        raise BlueprintError(f"config.json: longrope RoPE in a {family} config is not modelled (Phi-3's is: phi3.py)")
     if fraction != 1.0:
         raise BlueprintError(f"config.json: partial rotary ({fraction}) is not used by {family}")
     attn_bias = bool(r.get("attention_bias", False))
@@ -51,7 +54,7 @@ def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
         **sizes(r, d),
         "dropout": {"attention": r.get("attention_dropout", 0.0)},
         "init": {"std": r.get("initializer_range", 0.02)},
-        "positional": {"kind": "rope", "rope_base": base},
+        "positional": {"kind": "rope", "rope_base": base, "scaling": scaling},
         "norm": {"kind": "rmsnorm", "norm_eps": r.get("rms_norm_eps", 1e-6)},
         "final_norm": True,
         "block": {
@@ -102,6 +105,9 @@ def detect(spec: "ModelSpec") -> str | None:
     if not (spec.is_decoder and spec.positional.kind == "rope" and spec.norm.kind == "rmsnorm"
             and b.ffn.kind == "swiglu") or _granite_scaled(spec):
         return None
+    if spec.positional.rotary_fraction != 1.0 or spec.positional.scaling.kind == "longrope" \
+            or any(not layer.attention.rope for layer in spec.resolved_layers()):
+        return None  # partial rotary / LongRoPE: phi3.py; no-RoPE layers: smollm3.py
     if a.qk_norm:
         return "qwen3"
     if a.qkv_bias and not a.out_bias:
@@ -118,7 +124,7 @@ def to_config(spec: "ModelSpec", model_type: str) -> dict[str, Any]:
         "hidden_act": "silu", "max_position_embeddings": spec.max_seq_len,
         "rms_norm_eps": spec.norm.norm_eps, "initializer_range": spec.init.std,
         "tie_word_embeddings": spec.tie_embeddings, "attention_dropout": spec.dropout.attention,
-        "rope_parameters": {"rope_theta": spec.positional.rope_base, "rope_type": "default"},
+        "rope_parameters": rope_parameters_with_scaling(spec.positional),
     }
     if model_type in ("llama", "qwen3"):
         config["attention_bias"] = a.out_bias

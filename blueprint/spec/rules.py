@@ -201,7 +201,8 @@ class RuleChecker:
                 block = self._resolve(selecting, base)
                 for rule in (self.rule_heads, self.rule_causal, self.rule_window,
                              self.rule_rope_base, self.rule_rope_even, self.rule_hidden,
-                             self.rule_attn_norm):
+                             self.rule_attn_norm,
+                             self.rule_rope_layer, self.rule_rope_factors, self.rule_qk_scope):
                     with suppress(Unknown):
                         rule(selecting, layers, block)
 
@@ -238,7 +239,7 @@ class RuleChecker:
 
     def rule_rope_even(self, sel: tuple[int, ...], layers: list[int], b: BlockSpec) -> None:
         pos, head_dim = self.spec.positional, b.attention.head_dim
-        if pos.kind != "rope":
+        if pos.kind != "rope" or not b.attention.rope:
             return
         rotary = head_dim * pos.rotary_fraction
         whole = round(rotary)
@@ -250,6 +251,48 @@ class RuleChecker:
                                f"* rotary_fraction ({pos.rotary_fraction:g}) = {rotary:g}",
                                "choose head_dim and rotary_fraction whose product is an even "
                                "integer")
+
+    # attention-position rules (attn): each per-layer RoPE setting needs RoPE, longrope one divisor
+    # per rotated frequency, a QK-norm scope a QK-norm
+
+    def rule_rope_layer(self, sel: tuple[int, ...], layers: list[int], b: BlockSpec) -> None:
+        kind, a = self.spec.positional.kind, b.attention
+        for field, written, text in (("rope", not a.rope, "rope: false"),
+                                     ("rope_scaling", a.rope_scaling is not None, "rope_scaling")):
+            if written and kind != "rope":
+                self.report_layers(layers, self.origin(sel, ("attention", field)),
+                                   f"{text} is set but positional.kind is {kind!r}; only RoPE "
+                                   f"can be turned off or scaled per layer",
+                                   f"remove {field}, or use positional: {{kind: rope}}")
+        if not a.rope and (a.rope_base is not None or a.rope_scaling is not None):
+            field = "rope_base" if a.rope_base is not None else "rope_scaling"
+            self.report_layers(layers, self.origin(sel, ("attention", field)),
+                               f"{field} has no effect on a layer with rope: false, which rotates nothing",
+                               f"remove {field} from these layers, or set rope: true", warning=True)
+
+    def rule_rope_factors(self, sel: tuple[int, ...], layers: list[int], b: BlockSpec) -> None:
+        pos, a = self.spec.positional, b.attention
+        if pos.kind != "rope":
+            return
+        scaling = a.rope_scaling if a.rope_scaling is not None else pos.scaling
+        if scaling.kind != "longrope":
+            return
+        pairs = round(a.head_dim * pos.rotary_fraction) // 2
+        if len(scaling.short_factor) != pairs:
+            where = (self.origin(sel, ("attention", "rope_scaling", "short_factor"))
+                     if a.rope_scaling is not None else ("positional", "scaling", "short_factor"))
+            self.report_layers(layers, where,
+                               f"longrope needs one factor per rotary frequency: head_dim "
+                               f"({a.head_dim}) * rotary_fraction ({pos.rotary_fraction:g}) / 2 = "
+                               f"{pairs}, got {len(scaling.short_factor)}",
+                               f"give short_factor and long_factor {pairs} entries each")
+
+    def rule_qk_scope(self, sel: tuple[int, ...], layers: list[int], b: BlockSpec) -> None:
+        a = b.attention
+        if a.qk_norm_scope != "head" and not a.qk_norm:
+            self.report_layers(layers, self.origin(sel, ("attention", "qk_norm_scope")),
+                               "qk_norm_scope has no effect without qk_norm",
+                               "set qk_norm: true, or remove qk_norm_scope", warning=True)
 
     def rule_hidden(self, sel: tuple[int, ...], layers: list[int], b: BlockSpec) -> None:
         ffns = [(("ffn",), b.ffn)]

@@ -13,9 +13,10 @@ outside the architecture (dropout, init, training, tokenizer) live in
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, ValidationInfo, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, model_validator
 
 from blueprint.spec.base import LOCATED_RULES, Strict, rule_error
 from blueprint.spec.sections import (  # re-exported: the whole language is importable from here
@@ -64,9 +65,12 @@ NormSpec = Annotated[Union[LayerNormSpec, RMSNormSpec], Field(discriminator="kin
 
 
 class LearnedPositions(Strict):
-    """Absolute positions looked up in a trained [max_seq_len, embed_dim] table (GPT, BERT)."""
+    """Absolute positions looked up in a trained [max_seq_len + offset, embed_dim] table (GPT,
+    BERT). ``offset``: position p reads row p + offset; OPT and RoBERTa keep two rows in front
+    (RoBERTa's padding row and the one before it, OPT's legacy offset), so their offset is 2."""
 
     kind: Literal["learned"] = "learned"
+    offset: int = Field(0, ge=0, le=1024)
 
 
 class SinusoidalPositions(Strict):
@@ -76,16 +80,116 @@ class SinusoidalPositions(Strict):
     base: float = Field(10000.0, gt=1)
 
 
+class NoRopeScaling(Strict):
+    """Plain RoPE frequencies base^(-2j/r)."""
+
+    kind: Literal["none"] = "none"
+
+
+class LinearRopeScaling(Strict):
+    """Position interpolation: every frequency divided by ``factor`` (transformers' "linear")."""
+
+    kind: Literal["linear"] = "linear"
+    factor: float = Field(gt=0)
+
+
+class Llama3RopeScaling(Strict):
+    """Llama 3.1: low frequencies (wavelength above original_max_seq_len / low_freq_factor)
+    divided by ``factor``, high ones (below original_max_seq_len / high_freq_factor) kept, a
+    smooth blend between (transformers' "llama3")."""
+
+    kind: Literal["llama3"] = "llama3"
+    factor: float = Field(gt=0)
+    low_freq_factor: float = Field(gt=0)
+    high_freq_factor: float = Field(gt=0)
+    original_max_seq_len: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Llama3RopeScaling":
+        if self.high_freq_factor <= self.low_freq_factor:
+            raise rule_error("high_freq_factor", f"high_freq_factor ({self.high_freq_factor:g}) must exceed "
+                             f"low_freq_factor ({self.low_freq_factor:g})")
+        return self
+
+
+class YarnRopeScaling(Strict):
+    """YaRN (Peng et al. 2023): frequencies ramp from interpolated (divided by ``factor``) to
+    kept between the dimensions turning beta_slow and beta_fast times over
+    original_max_seq_len; cos and sin are multiplied by ``attention_factor`` (default
+    0.1 ln(factor) + 1, or the mscale / mscale_all_dim ratio when both are given), as in
+    transformers' "yarn". ``truncate: false`` keeps the correction range unrounded (gpt-oss)."""
+
+    kind: Literal["yarn"] = "yarn"
+    factor: float = Field(gt=0)
+    original_max_seq_len: int = Field(ge=1)
+    beta_fast: float = Field(32.0, gt=0)
+    beta_slow: float = Field(1.0, gt=0)
+    mscale: float | None = Field(None, gt=0)
+    mscale_all_dim: float | None = Field(None, gt=0)
+    attention_factor: float | None = Field(None, gt=0)
+    truncate: bool = True
+
+    @model_validator(mode="after")
+    def _resolve_attention_factor(self) -> "YarnRopeScaling":
+        if self.attention_factor is None:  # resolved once, so the lock file states it
+            def mscale(scale: float, m: float = 1.0) -> float:
+                return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+            if self.mscale and self.mscale_all_dim:
+                value = mscale(self.factor, self.mscale) / mscale(self.factor, self.mscale_all_dim)
+            else:
+                value = mscale(self.factor)
+            self.__dict__["attention_factor"] = float(value)
+        return self
+
+
+class LongRopeScaling(Strict):
+    """LongRoPE (Phi-3 long-context variants): one divisor per frequency, ``short_factor`` while
+    the call's largest position + 1 is at most original_max_seq_len, ``long_factor`` beyond
+    (chosen per forward call, as transformers does); cos and sin are multiplied by
+    ``attention_factor`` (default sqrt(1 + ln(factor) / ln(original_max_seq_len)), 1 when
+    factor <= 1). ``factor`` is max_position_embeddings / original_max_position_embeddings."""
+
+    kind: Literal["longrope"] = "longrope"
+    short_factor: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)
+    long_factor: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)
+    original_max_seq_len: int = Field(ge=2)
+    factor: float = Field(gt=0)
+    attention_factor: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _resolve(self) -> "LongRopeScaling":
+        if len(self.short_factor) != len(self.long_factor):
+            raise rule_error("long_factor", f"short_factor has {len(self.short_factor)} entries, "
+                             f"long_factor {len(self.long_factor)}; both need one per rotary frequency")
+        if self.attention_factor is None:
+            value = 1.0 if self.factor <= 1 else math.sqrt(
+                1 + math.log(self.factor) / math.log(self.original_max_seq_len))
+            self.__dict__["attention_factor"] = float(value)
+        return self
+
+
+RopeScaling = Annotated[
+    Union[NoRopeScaling, LinearRopeScaling, Llama3RopeScaling, YarnRopeScaling, LongRopeScaling],
+    Field(discriminator="kind"),
+]
+
+
 class RopePositions(Strict):
     """Rotary embeddings applied to queries and keys inside attention.
 
     ``rotary_fraction`` < 1 rotates only the first part of each head (GPT-NeoX, Phi).
-    A layer may override the base through ``attention.rope_base``.
+    ``layout``: ``half_split`` pairs feature j with j + r/2 (GPT-NeoX, LLaMA: "rotate_half");
+    ``interleaved`` pairs 2j with 2j + 1 (GPT-J: "rotate_every_two"). ``scaling`` changes the
+    frequencies for long contexts (linear, llama3, yarn, longrope as transformers defines them).
+    A layer may override the base (``attention.rope_base``), the scaling
+    (``attention.rope_scaling``) or turn RoPE off (``attention.rope: false``).
     """
 
     kind: Literal["rope"] = "rope"
     rope_base: float = Field(10000.0, gt=1)
     rotary_fraction: float = Field(1.0, gt=0, le=1)
+    layout: Literal["half_split", "interleaved"] = "half_split"
+    scaling: RopeScaling = Field(default_factory=NoRopeScaling)
 
 
 class AlibiPositions(Strict):
@@ -108,15 +212,24 @@ PositionalSpec = Annotated[
 
 
 class AttentionSpec(Strict):
-    """One layer's self-attention.
+    """One layer's scaled dot-product self-attention (``kind: dot_product``, the default).
 
     ``num_kv_heads`` equal to ``num_heads`` is MHA, a proper divisor is GQA, 1 is MQA.
     ``window`` is the number of positions a query sees: for causal attention the last
     ``window`` positions including itself; for bidirectional attention the total width,
     ``window // 2`` on each side (ModernBERT's 128 means 64 each side). ``None`` is global.
-    ``rope_base`` overrides the positional section's base for this layer (RoPE only).
+    ``rope_base`` overrides the positional section's base for this layer (RoPE only);
+    ``rope_scaling`` its scaling; ``rope: false`` applies no rotation on this layer (SmolLM3 and
+    Llama 4's no-RoPE layers).
+    ``softmax_scale`` multiplies QK^T (default 1/sqrt(head_dim)); it is the attention multiplier
+    of Granite (``attention_multiplier``) and Gemma's query_pre_attn_scalar^-0.5.
+    ``softcap``: scores become softcap * tanh(scores / softcap) before the mask (Gemma 2).
+    ``qk_norm`` normalises queries and keys after projection with the spec's norm; over each head
+    (``qk_norm_scope: head``, weights [head_dim]: Qwen3, Gemma 3) or over the whole projection
+    (``projection``, weights [num_heads * head_dim] and [num_kv_heads * head_dim]: OLMo 2).
     """
 
+    kind: Literal["dot_product"] = "dot_product"
     num_heads: int = Field(ge=1)
     num_kv_heads: int | None = Field(None, ge=1)
     head_dim: int | None = Field(None, ge=1)
@@ -126,7 +239,11 @@ class AttentionSpec(Strict):
     window: int | None = Field(None, ge=1)
     softmax_scale: float | None = Field(None, gt=0)
     qk_norm: bool = False
+    qk_norm_scope: Literal["head", "projection"] = "head"
+    softcap: float | None = Field(None, gt=0)
+    rope: bool = True
     rope_base: float | None = Field(None, gt=1)
+    rope_scaling: RopeScaling | None = None
 
     @model_validator(mode="after")
     def _heads_divide(self, info: ValidationInfo) -> "AttentionSpec":
@@ -139,6 +256,22 @@ class AttentionSpec(Strict):
     @property
     def kv_heads(self) -> int:
         return self.num_kv_heads if self.num_kv_heads is not None else self.num_heads
+
+
+def _attention_tag(value: Any) -> str | None:
+    """The attention variant a mapping names; no ``kind`` is the default, dot_product."""
+    if isinstance(value, dict):
+        kind = value.get("kind", "dot_product")
+        return kind if isinstance(kind, str) else None
+    return getattr(value, "kind", None)
+
+
+# Every attention variant, keyed on ``kind`` (``compiler.lower.ATTENTION_KINDS`` builds each). A
+# new variant is a Strict model with its own ``kind`` added here as another Tag'd member.
+AttentionVariant = Annotated[
+    Union[Annotated[AttentionSpec, Tag("dot_product")]],
+    Discriminator(_attention_tag),
+]
 
 
 def heads_problem(num_heads: int, num_kv_heads: int) -> str | None:
@@ -247,7 +380,7 @@ class BlockSpec(Strict):
     ``residual_multiplier`` scales each sublayer's output before the add (Granite).
     """
 
-    attention: AttentionSpec
+    attention: AttentionVariant
     ffn: FFNSpec = Field(default_factory=MLPSpec)
     norm_placement: Literal["pre", "post", "sandwich", "post_sublayer"] = "pre"
     attn_norm: bool = True

@@ -1,5 +1,6 @@
 """Position schemes: absolute tables added to the embeddings (learned, sinusoidal) and
 relative schemes applied inside attention (RoPE rotates queries and keys, ALiBi biases scores).
+RoPE, with its layouts and frequency scalings, lives in ``compiler.components.rope``.
 
 Everything position-dependent is computed from the position tensor at run time rather than
 from a precomputed [max_seq_len, ...] table, so graphs export with dynamic sequence lengths.
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from compiler.components.precision import compute_dtype
+from compiler.components.rope import Rope  # noqa: F401 - re-exported: positions are imported from here
 
 
 class SinusoidalPositions(nn.Module):
@@ -37,35 +39,17 @@ class SinusoidalPositions(nn.Module):
         return pe.flatten(-2)[..., : self.embed_dim]  # [b, s, D]; the caller casts to its dtype
 
 
-class Rope(nn.Module):
-    """Rotary position embedding (Su et al. 2021), rotate-half layout as in GPT-NeoX and LLaMA.
+class LearnedPositions(nn.Embedding):
+    """A trained table [max_seq_len + offset, D]; position p reads row p + offset (OPT and
+    RoBERTa keep two rows in front: ``positional.offset`` 2). An ``nn.Embedding`` so the
+    parameter is ``weight`` (``embed.positions.weight`` in ``compiler.naming``)."""
 
-    The first ``rotary_dim`` features of each head are rotated: pairs (x_j, x_{j+r/2}) turn by
-    angle p * base^(-2j/r); the rest pass through unchanged (partial rotary, ``rotary_fraction``).
-    """
+    def __init__(self, max_seq_len: int, embed_dim: int, offset: int = 0):
+        super().__init__(max_seq_len + offset, embed_dim)
+        self.offset = offset
 
-    def __init__(self, head_dim: int, rotary_fraction: float, rope_base: float):
-        super().__init__()
-        self.rotary_dim = int(round(head_dim * rotary_fraction))
-        self.rope_base = rope_base
-
-    def forward(self, q: torch.Tensor, k: torch.Tensor, position_ids: torch.Tensor):
-        """q: [b, s, H, hd], k: [b, s, KV, hd], position_ids: [b, s] -> rotated (q, k)."""
-        r, ct = self.rotary_dim, compute_dtype(q.dtype)
-        exponent = torch.arange(0, r, 2, device=q.device).to(ct) / r  # [r/2]
-        inv_freq = 1.0 / self.rope_base ** exponent  # [r/2]
-        freqs = position_ids.to(ct)[..., None] * inv_freq  # [b, s, r/2]
-        angles = torch.cat((freqs, freqs), dim=-1)[:, :, None]  # [b, s, 1, r]
-        cos, sin = angles.cos(), angles.sin()
-        return self._rotate(q, cos, sin), self._rotate(k, cos, sin)
-
-    def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        r = self.rotary_dim
-        rot, rest = x[..., :r], x[..., r:]  # [b, s, n, r], [b, s, n, hd - r]
-        x1, x2 = rot[..., : r // 2], rot[..., r // 2 :]
-        rotated = torch.cat((-x2, x1), dim=-1)  # [b, s, n, r]
-        out = (rot.to(cos.dtype) * cos + rotated.to(cos.dtype) * sin).to(x.dtype)
-        return torch.cat((out, rest), dim=-1) if rest.shape[-1] else out
+    def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
+        return super().forward(position_ids + self.offset if self.offset else position_ids)
 
 
 def alibi_slopes(num_heads: int) -> torch.Tensor:

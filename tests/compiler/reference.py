@@ -49,12 +49,62 @@ def _act(name, x):
     raise ValueError(name)
 
 
-def _rope(x, pos, base, rotary_dim):
-    """x [b, n, s, hd]; rotate pairs (j, j + r/2) by pos * base^(-2j/r) as complex numbers."""
+def _frequencies(scaling, base, rotary_dim, pos):
+    """(per-pair angular frequencies as Python floats, cos/sin factor), from the published
+    formulas (linear: Chen et al. 2023; llama3: Meta's Llama 3.1 code; YaRN: Peng et al. 2023;
+    LongRoPE: Phi-3), written out one frequency at a time."""
     half = rotary_dim // 2
-    theta = torch.tensor([base ** (-2.0 * j / rotary_dim) for j in range(half)], dtype=torch.float64)
+    plain = [base ** (-2.0 * j / rotary_dim) for j in range(half)]
+    kind = "none" if scaling is None else scaling.kind
+    if kind == "none":
+        return plain, 1.0
+    if kind == "linear":
+        return [f / scaling.factor for f in plain], 1.0
+    if kind == "llama3":
+        old, lo, hi, factor = scaling.original_max_seq_len, scaling.low_freq_factor, scaling.high_freq_factor, scaling.factor
+        out = []
+        for f in plain:
+            wavelen = 2 * math.pi / f
+            if wavelen < old / hi:
+                out.append(f)
+            elif wavelen > old / lo:
+                out.append(f / factor)
+            else:
+                t = (old / wavelen - lo) / (hi - lo)
+                out.append((1 - t) * f / factor + t * f)
+        return out, 1.0
+    if kind == "yarn":
+        def dim_of(turns):  # the pair index whose wavelength fits ``turns`` times into the original length
+            return rotary_dim * math.log(scaling.original_max_seq_len / (turns * 2 * math.pi)) / (2 * math.log(base))
+        lo, hi = dim_of(scaling.beta_fast), dim_of(scaling.beta_slow)
+        if scaling.truncate:
+            lo, hi = math.floor(lo), math.ceil(hi)
+        lo, hi = max(lo, 0), min(hi, rotary_dim - 1)
+        if lo == hi:
+            hi += 0.001
+        out = []
+        for j, f in enumerate(plain):
+            ramp = min(max((j - lo) / (hi - lo), 0.0), 1.0)  # 0: keep f, 1: f / factor
+            out.append(f * (1 - ramp) + f / scaling.factor * ramp)
+        return out, scaling.attention_factor
+    if kind == "longrope":
+        factors = scaling.long_factor if int(pos.max()) + 1 > scaling.original_max_seq_len else scaling.short_factor
+        return [f / e for f, e in zip(plain, factors)], scaling.attention_factor
+    raise ValueError(kind)
+
+
+def _rope(x, pos, base, rotary_dim, layout="half_split", scaling=None):
+    """x [b, n, s, hd]; rotate pairs (j, j + r/2) (half_split) or (2j, 2j + 1) (interleaved) by
+    pos * frequency_j as complex numbers, then scale by the cos/sin factor."""
+    half = rotary_dim // 2
+    freqs, factor = _frequencies(scaling, base, rotary_dim, pos)
+    theta = torch.tensor(freqs, dtype=torch.float64)
     angle = pos.double()[:, None, :, None] * theta  # [b, 1, s, half]
-    rot = torch.polar(torch.ones_like(angle), angle).to(torch.complex128 if x.dtype == torch.float64 else torch.complex64)
+    rot = factor * torch.polar(torch.ones_like(angle), angle).to(torch.complex128 if x.dtype == torch.float64 else torch.complex64)
+    if layout == "interleaved":
+        z = torch.complex(x[..., 0:rotary_dim:2], x[..., 1:rotary_dim:2]) * rot
+        pairs = torch.stack([z.real, z.imag], dim=-1).flatten(-2)
+        return torch.cat([pairs, x[..., rotary_dim:]], dim=-1)
     z = torch.complex(x[..., :half], x[..., half:rotary_dim]) * rot
     return torch.cat([z.real, z.imag, x[..., rotary_dim:]], dim=-1)
 
@@ -92,17 +142,22 @@ def _attention(spec, P, p, blk, x, attention_mask, pos, past, record=None):
     a = blk.attention
     b, s, _ = x.shape
     h, kv, hd = a.num_heads, a.kv_heads, a.head_dim
-    q = _linear(P, f"{p}.q_proj", x).reshape(b, s, h, hd).permute(0, 2, 1, 3)
-    k = _linear(P, f"{p}.k_proj", x).reshape(b, s, kv, hd).permute(0, 2, 1, 3)
-    v = _linear(P, f"{p}.v_proj", x).reshape(b, s, kv, hd).permute(0, 2, 1, 3)
-    if a.qk_norm:
+    q, k = _linear(P, f"{p}.q_proj", x), _linear(P, f"{p}.k_proj", x)
+    if a.qk_norm and a.qk_norm_scope == "projection":  # over all heads of a position at once
         q, k = _norm(spec, P, f"{p}.q_norm", q), _norm(spec, P, f"{p}.k_norm", k)
-    if spec.positional.kind == "rope":
-        base = a.rope_base if a.rope_base is not None else spec.positional.rope_base
-        r = round(hd * spec.positional.rotary_fraction)
+    q = q.reshape(b, s, h, hd).permute(0, 2, 1, 3)
+    k = k.reshape(b, s, kv, hd).permute(0, 2, 1, 3)
+    v = _linear(P, f"{p}.v_proj", x).reshape(b, s, kv, hd).permute(0, 2, 1, 3)
+    if a.qk_norm and a.qk_norm_scope == "head":
+        q, k = _norm(spec, P, f"{p}.q_norm", q), _norm(spec, P, f"{p}.k_norm", k)
+    if spec.positional.kind == "rope" and a.rope:
+        pe = spec.positional
+        base = a.rope_base if a.rope_base is not None else pe.rope_base
+        scaling = a.rope_scaling if a.rope_scaling is not None else pe.scaling
+        r = round(hd * pe.rotary_fraction)
         if pos is None:
             pos = torch.arange(s)[None].repeat(b, 1)
-        q, k = _rope(q, pos, base, r), _rope(k, pos, base, r)
+        q, k = _rope(q, pos, base, r, pe.layout, scaling), _rope(k, pos, base, r, pe.layout, scaling)
     if past is not None:
         k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
     present = (k, v)
@@ -110,6 +165,8 @@ def _attention(spec, P, p, blk, x, attention_mask, pos, past, record=None):
     kr, vr = k.repeat_interleave(h // kv, dim=1), v.repeat_interleave(h // kv, dim=1)
     scale = a.softmax_scale if a.softmax_scale is not None else 1.0 / math.sqrt(hd)
     scores = q @ kr.transpose(-1, -2) * scale  # [b, h, s, t]
+    if a.softcap is not None:
+        scores = a.softcap * torch.tanh(scores / a.softcap)
     if spec.positional.kind == "alibi":
         scores = scores - _alibi_slopes(h).to(scores.dtype)[None, :, None, None] * dist.to(scores.dtype)
     scores = torch.where(allowed, scores, torch.full_like(scores, torch.finfo(scores.dtype).min))
@@ -222,7 +279,7 @@ def reference_forward(spec, P, input_ids, attention_mask, position_ids=None, tok
     enc_pos = torch.arange(s)[None].repeat(b, 1)
     pos = position_ids if position_ids is not None else enc_pos
     if spec.positional.kind == "learned":
-        x = x + P["embed.positions.weight"][pos]
+        x = x + P["embed.positions.weight"][pos + spec.positional.offset]
     elif spec.positional.kind == "sinusoidal":
         x = x + _sinusoid(pos, spec.embed_dim, spec.positional.base)
     if spec.type_vocab_size:

@@ -116,6 +116,36 @@ VARIANTS = {
     "classification": encoder(head={"kind": "classification", "num_labels": 3, "pooler": "dense_tanh"}),
     "classification_mean": encoder(head={"kind": "classification", "num_labels": 5, "pooling": "mean"}),
     "token_types": encoder(type_vocab_size=3, positional={"kind": "learned"}),
+    # attention and positions (issue 13)
+    "rope_interleaved": variant(positional={"kind": "rope", "layout": "interleaved"}),
+    "rope_interleaved_partial": variant(positional={"kind": "rope", "layout": "interleaved", "rotary_fraction": 0.5}),
+    "rope_linear": variant(positional={"kind": "rope", "scaling": {"kind": "linear", "factor": 2.5}}),
+    "rope_llama3": variant(positional={"kind": "rope", "rope_base": 10.0, "scaling": {
+        "kind": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_seq_len": 32}}),
+    "rope_yarn": variant(positional={"kind": "rope", "rope_base": 100.0, "scaling": {
+        "kind": "yarn", "factor": 4.0, "original_max_seq_len": 16}}),
+    "rope_yarn_mscale_untruncated": variant(positional={"kind": "rope", "rope_base": 100.0, "scaling": {
+        "kind": "yarn", "factor": 4.0, "original_max_seq_len": 16, "mscale": 0.707, "mscale_all_dim": 1.0,
+        "beta_fast": 8.0, "truncate": False}}),
+    "rope_longrope_long": variant(positional={"kind": "rope", "scaling": {
+        "kind": "longrope", "short_factor": [1.0, 1.5, 2.0, 3.0], "long_factor": [2.0, 3.0, 5.0, 9.0],
+        "original_max_seq_len": 4, "factor": 8.0}}),
+    "rope_longrope_short": variant(positional={"kind": "rope", "scaling": {
+        "kind": "longrope", "short_factor": [1.0, 1.5, 2.0, 3.0], "long_factor": [2.0, 3.0, 5.0, 9.0],
+        "original_max_seq_len": 16, "factor": 2.0}}),
+    "rope_scaling_per_layer": variant(layers=[{"index": 1, "set": {"attention": {
+        "rope_scaling": {"kind": "linear", "factor": 4.0}, "rope_base": 50.0}}}]),
+    "rope_off_on_a_layer": variant(block={"attention": {"num_kv_heads": 2}},
+                                   layers=[{"every": 2, "offset": 1, "set": {"attention": {"rope": False}}}]),
+    "softcap": variant(block={"attention": {"softcap": 2.0}}),
+    "softcap_gqa_window_one_layer": variant(block={"attention": {"num_kv_heads": 2, "window": 3}},
+                                            layers=[{"index": 0, "set": {"attention": {"softcap": 1.5}}}]),
+    "softcap_bidi_alibi": encoder(positional={"kind": "alibi"}, block={"attention": {"softcap": 3.0}}),
+    "qk_norm_projection_rms": variant(norm={"kind": "rmsnorm"}, block={"attention": {
+        "qk_norm": True, "qk_norm_scope": "projection", "num_kv_heads": 2}}),
+    "qk_norm_projection_layernorm": variant(block={"attention": {"qk_norm": True, "qk_norm_scope": "projection"}}),
+    "learned_offset": variant(positional={"kind": "learned", "offset": 2}),
+    "learned_offset_encoder": encoder(positional={"kind": "learned", "offset": 2}),
 }
 
 

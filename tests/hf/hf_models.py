@@ -117,6 +117,36 @@ def _configs():
             hidden_size=32, intermediate_size=16, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, head_dim=16, max_position_embeddings=64, attention_bias=True,
             mlp_bias=True, tie_word_embeddings=False, **common_dec)),
+        "phi3": (T.Phi3ForCausalLM, T.Phi3Config(  # fused qkv / gate_up, partial rotary, LongRoPE, window
+            hidden_size=64, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=64, original_max_position_embeddings=8,
+            rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0, "partial_rotary_factor": 0.5,
+                             "short_factor": [1.0, 1.3, 1.9, 2.6], "long_factor": [1.2, 2.5, 4.5, 8.0]},
+            sliding_window=5, tie_word_embeddings=False, **common_dec)),
+        "bloom": (T.BloomForCausalLM, T.BloomConfig(  # ALiBi (6 heads: not a power of two), embedding LayerNorm
+            hidden_size=48, n_layer=2, n_head=6, hidden_dropout=0.0, attention_dropout=0.0,
+            tie_word_embeddings=True, **common_dec)),
+        "opt": (T.OPTForCausalLM, T.OPTConfig(  # learned positions offset by 2, ReLU MLP
+            hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64,
+            word_embed_proj_dim=32, dropout=0.0, attention_dropout=0.0, tie_word_embeddings=True,
+            vocab_size=VOCAB, bos_token_id=2, eos_token_id=2, pad_token_id=1)),
+        "smollm3": (T.SmolLM3ForCausalLM, T.SmolLM3Config(  # no RoPE on layer 1 and 3; a window on layer 2
+            hidden_size=32, intermediate_size=48, num_hidden_layers=4, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-5, no_rope_layer_interval=2,
+            use_sliding_window=True, sliding_window=5,
+            layer_types=["full_attention", "full_attention", "sliding_attention", "full_attention"],
+            tie_word_embeddings=True, **common_dec)),
+        "gemma2": (T.Gemma2ForCausalLM, T.Gemma2Config(  # sandwich (1 + w) norms, softcaps, local/global layers
+            hidden_size=32, intermediate_size=48, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+            head_dim=16, query_pre_attn_scalar=24, sliding_window=5, attn_logit_softcapping=3.0,
+            final_logit_softcapping=5.0, max_position_embeddings=128, tie_word_embeddings=True, **common_dec)),
+        "gemma3_text": (T.Gemma3ForCausalLM, T.Gemma3TextConfig(  # per-head (1 + w) QK-norm, RoPE per layer type
+            hidden_size=32, intermediate_size=48, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+            head_dim=16, query_pre_attn_scalar=256, sliding_window=5, max_position_embeddings=128,
+            layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
+            rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 100.0},
+                             "full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0}},
+            tie_word_embeddings=True, **common_dec)),
         "bert": (T.BertForMaskedLM, T.BertConfig(
             vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=64, max_position_embeddings=64, pad_token_id=0,
@@ -127,6 +157,10 @@ def _configs():
         "nomic_bert": (T.NomicBertForMaskedLM, T.NomicBertConfig(  # post-norm RoPE encoder, SwiGLU, token types
             vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
             max_position_embeddings=64, pad_token_id=0, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)),
+        "roberta": (T.RobertaForMaskedLM, T.RobertaConfig(  # positions offset by pad_token_id + 1
+            vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=64, max_position_embeddings=66, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+            type_vocab_size=1, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)),
         "modernbert": (T.ModernBertForMaskedLM, T.ModernBertConfig(
             vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=4,
             num_attention_heads=4, local_attention=6, max_position_embeddings=128,

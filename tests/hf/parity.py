@@ -80,8 +80,13 @@ def our_grads(ref, gm: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def compare_grads(ref_grads: dict[str, torch.Tensor], ours: dict[str, torch.Tensor], tol: float) -> float:
-    """Assert every gradient is within ``tol``; return the largest difference."""
+    """Assert every gradient is within ``tol * max(1, max |reference|)``: ``tol`` absolute for
+    gradients of order one, ``tol`` relative for larger ones (tests/compiler/test_parity.py's
+    rule). Sandwich-normed Gemma 3 gives gradients of ~200 on these inputs, where transformers'
+    own fp32 gradients are 5.6e-4 from a float64 run: an absolute 1e-4 is below fp32 there.
+    Returns the largest scaled difference."""
     assert set(ours) == set(ref_grads), sorted(set(ours) ^ set(ref_grads))
-    worst = max(((float((ours[n] - ref_grads[n]).abs().max()), n) for n in ours))
-    assert worst[0] < tol, f"gradient of {worst[1]} differs by {worst[0]:.2e}"
+    worst = max(((float((ours[n] - ref_grads[n]).abs().max()) / max(1.0, float(ref_grads[n].abs().max())), n)
+                 for n in ours))
+    assert worst[0] < tol, f"gradient of {worst[1]} differs by {worst[0]:.2e} (relative to max(1, its size))"
     return worst[0]

@@ -165,14 +165,23 @@ def test_unknown_field_is_named():
         config_to_spec(cfg)
 
 
-@pytest.mark.parametrize("params", [
-    {"rope_theta": 10000.0, "rope_type": "linear", "factor": 2.0},
-    {"rope_theta": 10000.0, "rope_type": "llama3", "factor": 8.0},
+@pytest.mark.parametrize("params", [  # linear, llama3, yarn import (tests/hf/test_rope_scaling_families.py)
+    {"rope_theta": 10000.0, "rope_type": "dynamic", "factor": 2.0},
+    {"rope_theta": 10000.0, "rope_type": "proportional", "factor": 8.0},
 ])
 def test_rope_scaling_refused(params):
     cfg = _config("LlamaConfig", num_hidden_layers=1, hidden_size=16, num_attention_heads=2, vocab_size=10)
     cfg["rope_parameters"] = params
     with pytest.raises(BlueprintError, match="rope scaling"):
+        config_to_spec(cfg)
+
+
+def test_llama_refuses_longrope():
+    cfg = _config("LlamaConfig", num_hidden_layers=1, hidden_size=16, num_attention_heads=2, vocab_size=10)
+    cfg["rope_parameters"] = {"rope_theta": 10000.0, "rope_type": "longrope", "factor": 4.0,
+                              "original_max_position_embeddings": 16, "short_factor": [1.0] * 4,
+                              "long_factor": [2.0] * 4}
+    with pytest.raises(BlueprintError, match="longrope"):
         config_to_spec(cfg)
 
 

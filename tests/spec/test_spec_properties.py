@@ -83,6 +83,13 @@ def valid_specs(draw) -> dict:
         positional["rope_base"] = draw(st.sampled_from([10000.0, 500000.0, 1e6]))
         if head_dim % 4 == 0:
             positional["rotary_fraction"] = draw(st.sampled_from([1.0, 0.5]))
+        if draw(st.booleans()):
+            positional["layout"] = draw(st.sampled_from(["half_split", "interleaved"]))
+        if draw(st.booleans()):
+            pairs = round(head_dim * positional.get("rotary_fraction", 1.0)) // 2
+            positional["scaling"] = draw(rope_scalings(pairs))
+    if pos_kind == "learned" and draw(st.booleans()):
+        positional["offset"] = draw(st.integers(0, 4))
     head_kind = draw(st.sampled_from(["causal_lm", "masked_lm", "embeddings", "classification"]))
     head: dict = {"kind": head_kind}
     if head_kind == "classification":
@@ -120,6 +127,12 @@ def valid_specs(draw) -> dict:
     for flag in ("qkv_bias", "out_bias", "qk_norm"):
         if draw(st.booleans()):
             attention[flag] = draw(st.booleans())
+    if attention.get("qk_norm") and draw(st.booleans()):
+        attention["qk_norm_scope"] = draw(st.sampled_from(["head", "projection"]))
+    if draw(st.booleans()):
+        attention["softcap"] = draw(st.floats(0.5, 100.0))
+    if pos_kind == "rope" and draw(st.booleans()):
+        attention["rope"] = draw(st.booleans())
     ffn = draw(moe_ffns()) if draw(st.integers(0, 3)) == 0 else draw(dense_ffns())
     if draw(st.booleans()):
         attention["softmax_scale"] = draw(st.floats(1e-3, 4.0))
@@ -172,19 +185,27 @@ def valid_specs(draw) -> dict:
             {"residual": "parallel_shared_norm"}, {"residual_multiplier": 0.5},
             {"attention": {"window": None}}, {"ffn": {"kind": "swiglu"}},
             {"attention": {"num_kv_heads": 1}}, {"ffn": {"hidden_dim": 64}},
+            {"attention": {"softcap": None}}, {"attention": {"softcap": 30.0, "window": None}},
             {"ffn": {"kind": "moe", "num_experts": 3, "top_k": 2, "expert": {"kind": "swiglu", "hidden_dim": 32}}},
         ]))
         if moe_seen and body == {"ffn": {"hidden_dim": 64}}:  # would merge into a mixture: give the kind
             body = {"ffn": {"kind": "swiglu", "hidden_dim": 64}}
         moe_seen = moe_seen or body.get("ffn", {}).get("kind") == "moe"
+        if pos_kind == "rope" and draw(st.booleans()):  # a no-RoPE layer, or its own scaling
+            body = {**body, "attention": {**body.get("attention", {}), **draw(st.sampled_from([
+                {"rope": False}, {"rope": True, "rope_scaling": {"kind": "linear", "factor": 4.0}}]))}}
         heads = _override_heads(embed_dim, attention, positional)
         if k == 0 and heads and draw(st.booleans()):  # num_kv_heads and head_dim re-derive from it
             body = {"attention": {"num_heads": draw(st.sampled_from(heads))}}
-        if pos_kind == "rope" and draw(st.booleans()):
+        if pos_kind == "rope" and body.get("attention", {}).get("rope", attention.get("rope", True)) \
+                and draw(st.booleans()):
             body = {**body, "attention": {**body.get("attention", {}), "rope_base": 160000.0}}
         layers.append({**override, "set": body})
     if layers:
         spec["layers"] = layers
+        if positional.get("scaling", {}).get("kind") == "longrope" and any(
+                "num_heads" in o["set"].get("attention", {}) for o in layers):
+            positional["scaling"] = {"kind": "linear", "factor": 2.0}  # one factor per pair: heads fixed
     policy = draw(st.sampled_from(["none", "every_layer", "every", "layers", "memory_budget"]))
     if policy == "memory_budget":
         size = draw(st.one_of(st.integers(1, 2**40), st.sampled_from(["2GiB", "512 MB", "1.5MiB", "4096"])))
@@ -204,6 +225,32 @@ def valid_specs(draw) -> dict:
             if draw(st.booleans()):
                 spec["tokenizer"][key] = draw(st.integers(0, tok_vocab - 1))
     return spec
+
+
+@st.composite
+def rope_scalings(draw, pairs: int) -> dict:
+    """A valid RoPE scaling of every kind; longrope with one factor per rotary pair."""
+    kind = draw(st.sampled_from(["none", "linear", "llama3", "yarn", "longrope"]))
+    factor = draw(st.floats(1.0, 64.0))
+    original = draw(st.integers(2, 8192))
+    if kind == "none":
+        return {"kind": "none"}
+    if kind == "linear":
+        return {"kind": "linear", "factor": factor}
+    if kind == "llama3":
+        low = draw(st.floats(0.5, 2.0))
+        return {"kind": "llama3", "factor": factor, "low_freq_factor": low,
+                "high_freq_factor": low + draw(st.floats(0.5, 4.0)), "original_max_seq_len": original}
+    if kind == "yarn":
+        out = {"kind": "yarn", "factor": factor, "original_max_seq_len": original}
+        if draw(st.booleans()):
+            out.update(mscale=draw(st.floats(0.1, 2.0)), mscale_all_dim=draw(st.floats(0.1, 2.0)))
+        if draw(st.booleans()):
+            out["truncate"] = draw(st.booleans())
+        return out
+    factors = st.lists(st.floats(1.0, 100.0), min_size=pairs, max_size=pairs)
+    return {"kind": "longrope", "short_factor": draw(factors), "long_factor": draw(factors),
+            "original_max_seq_len": original, "factor": factor}
 
 
 def _override_heads(embed_dim: int, attention: dict, positional: dict) -> list[int]:
