@@ -43,7 +43,8 @@ def parallel_rope_body(r: ConfigReader, d: int, *, residual: str, attention: dic
 def parallel_rope_layout(spec: "ModelSpec") -> bool:
     """A decoder with LayerNorm, RoPE and a plain MLP (GPT-NeoX or Phi; the LM-head bias tells)."""
     return (spec.is_decoder and spec.positional.kind == "rope" and spec.norm.kind == "layernorm"
-            and spec.norm.weight_offset == 0 and spec.block.ffn.kind == "mlp")  # 1: Nemotron's
+            and spec.norm.weight_offset == 0 and spec.block.ffn.kind == "mlp"  # 1: Nemotron's
+            and spec.positional.layout == "half_split")  # interleaved: gptj.py
 
 
 def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:

@@ -105,6 +105,8 @@ def detect(spec: "ModelSpec") -> str | None:
     if not (spec.is_decoder and spec.positional.kind == "rope" and spec.norm.kind == "rmsnorm"
             and b.ffn.kind == "swiglu") or _granite_scaled(spec):
         return None
+    if any(layer.norm_placement != "pre" for layer in spec.resolved_layers()):
+        return None  # x + norm(f(x)): olmo2.py
     if spec.positional.rotary_fraction != 1.0 or spec.positional.scaling.kind == "longrope" \
             or any(not layer.attention.rope for layer in spec.resolved_layers()):
         return None  # partial rotary / LongRoPE: phi3.py; no-RoPE layers: smollm3.py

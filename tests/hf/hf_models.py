@@ -69,6 +69,13 @@ def _configs():
         "olmo": (T.OlmoForCausalLM, T.OlmoConfig(  # non-parametric LayerNorms
             hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False, **common_dec)),
+        "olmo2": (T.Olmo2ForCausalLM, T.Olmo2Config(  # x + norm(f(x)), RMSNorm over the whole q and k projections
+            hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-6,
+            tie_word_embeddings=False, **common_dec)),
+        "gptj": (T.GPTJForCausalLM, T.GPTJConfig(  # one shared LayerNorm, interleaved partial RoPE, LM-head bias
+            n_embd=32, n_head=4, n_layer=2, n_positions=128, rotary_dim=4, n_inner=48, resid_pdrop=0.0,
+            embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=False, **common_dec)),
         "falcon": (T.FalconForCausalLM, T.FalconConfig(  # new decoder architecture: GQA, two parallel norms
             hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_kv_heads=2,
             new_decoder_architecture=True, ffn_hidden_size=48, max_position_embeddings=128,
