@@ -89,6 +89,10 @@ def _configs():
             hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-5, sliding_window=5,
             num_local_experts=4, num_experts_per_tok=2, tie_word_embeddings=False, **common_dec)),
+        "olmoe": (T.OlmoeForCausalLM, T.OlmoeConfig(  # whole-projection QK-norm, 5 experts top 2, unnormalised
+            hidden_size=32, intermediate_size=24, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-5, num_experts=5,
+            num_experts_per_tok=2, norm_topk_prob=False, tie_word_embeddings=False, **common_dec)),
         "qwen2_moe": (T.Qwen2MoeForCausalLM, T.Qwen2MoeConfig(  # gated shared expert, unnormalised top 2, dense layer 1
             hidden_size=32, intermediate_size=64, moe_intermediate_size=24, shared_expert_intermediate_size=40,
             num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
