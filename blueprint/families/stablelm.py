@@ -51,7 +51,8 @@ def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
 
 def detect(spec: "ModelSpec") -> str | None:
     if (spec.is_decoder and spec.positional.kind == "rope" and spec.norm.kind == "layernorm"
-            and spec.norm.weight and spec.block.ffn.kind == "swiglu"):  # no weight: OLMo's
+            and spec.norm.weight and spec.block.ffn.kind == "swiglu"  # no weight: OLMo's
+            and spec.positional.layout == "half_split"):  # interleaved: cohere.py
         return "stablelm"
     return None
 

@@ -76,6 +76,10 @@ def _configs():
         "gptj": (T.GPTJForCausalLM, T.GPTJConfig(  # one shared LayerNorm, interleaved partial RoPE, LM-head bias
             n_embd=32, n_head=4, n_layer=2, n_positions=128, rotary_dim=4, n_inner=48, resid_pdrop=0.0,
             embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=False, **common_dec)),
+        "cohere": (T.CohereForCausalLM, T.CohereConfig(  # one bias-free LayerNorm feeds both, interleaved RoPE, logit_scale
+            hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=128, logit_scale=0.25,
+            tie_word_embeddings=True, **common_dec)),
         "falcon": (T.FalconForCausalLM, T.FalconConfig(  # new decoder architecture: GQA, two parallel norms
             hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_kv_heads=2,
             new_decoder_architecture=True, ffn_hidden_size=48, max_position_embeddings=128,
