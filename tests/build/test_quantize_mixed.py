@@ -222,8 +222,12 @@ def test_cli_quantize_defaults_and_bad_selector(tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err
     import json
 
-    entry = json.loads((out / "manifest.json").read_text())["quantization"]
-    assert entry["method"] == "minmax" and entry["keep_int8"] == ["head"] and entry["matmuls"] == 15
+    manifest = json.loads((out / "manifest.json").read_text())
+    entry = manifest["quantization"]
+    # llama-tiny, 2 layers: the fused export packs q/k/v and gate/up (4 MatMuls a layer, + the head),
+    # the plain export has 7 a layer
+    assert manifest["export"] == "fused"
+    assert entry["method"] == "minmax" and entry["keep_int8"] == ["head"] and entry["matmuls"] == 2 * 4 + 1
     rc = cli.main(["build", str(SPECS / "llama-tiny.yaml"), "-o", str(tmp_path / "bad"), "--quantize", "int4",
                    "--keep-fp32", "head,down proj"])
     err = capsys.readouterr().err
