@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from blueprint.errors import BlueprintError
+from blueprint.position_ids import position_ids_for
 from blueprint.runtime.sampling import Sampling, next_token
 from blueprint.runtime.session import Build
 from blueprint.runtime.steppers import ArrayStepper, BoundStepper, can_bind
@@ -70,8 +71,7 @@ class Decoder:
         feeds = {"input_ids": input_ids.astype(np.int64), "attention_mask": attention_mask.astype(np.int64)}
         if self._has_positions:
             if position_ids is None:
-                total = attention_mask.shape[1]
-                position_ids = np.clip(np.cumsum(attention_mask, axis=1) - 1, 0, None)[:, total - input_ids.shape[1]:]
+                position_ids = position_ids_for(attention_mask, input_ids.shape[1])
             feeds["position_ids"] = position_ids.astype(np.int64)
         for name in self._past_names:
             if past is not None:
@@ -144,7 +144,7 @@ class Decoder:
         mask = np.zeros((b, width), dtype=np.int64)
         for r, row in enumerate(rows):
             ids[r, width - len(row):], mask[r, width - len(row):] = row, 1
-        positions = np.clip(np.cumsum(mask, axis=1) - 1, 0, None)  # [b, width]: real tokens count from 0
+        positions = position_ids_for(mask)  # [b, width]: real tokens count from 0
         lengths = mask.sum(axis=1)  # [b]: each row's next position
         room = self.spec.max_seq_len - int(lengths.max())  # positions left for the longest prompt
         steps = min(max_new_tokens, room + 1)  # the last chosen id is never fed back

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from blueprint.position_ids import position_ids_for  # noqa: F401  (re-exported)
 from compiler.signature import input_names, output_names  # noqa: F401  (re-exported: one list)
 
 # Symbolic names written into the ONNX file and the manifest for the dynamic dimensions.
@@ -43,13 +44,6 @@ class Shape:
     batch: int
     seq: int
     past: int = 0
-
-
-def position_ids_for(mask: np.ndarray, s: int) -> np.ndarray:
-    """Position ids of the last ``s`` columns of ``mask`` [b, total]: real tokens count from 0,
-    padding gets 0, as Hugging Face computes them from the mask."""
-    positions = np.clip(np.cumsum(mask, axis=1) - 1, 0, None)  # [b, total]
-    return positions[:, mask.shape[1] - s:].astype(np.int64)  # [b, s]
 
 
 def np_float(dtype: str):
