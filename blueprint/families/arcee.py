@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from blueprint.errors import BlueprintError
 from blueprint.families import Family
-from blueprint.families.weightmap import Rule, Unused, WeightMap, buffer
+from blueprint.families.llama import decoder_weights
+from blueprint.families.weightmap import Rule
 from blueprint.hf.common import TO_HF_ACTIVATION, activation, rope, sizes, token_ids
 from blueprint.hf.fields import ConfigReader
 
@@ -65,19 +66,11 @@ def to_config(spec: "ModelSpec", model_type: str) -> dict[str, Any]:
     }
 
 
-WEIGHTS = WeightMap(
-    prefix="model.",
-    rules=(
-        Rule("embed_tokens.weight", "embed.tokens.weight"),
-        Rule("layers.{i}.input_layernorm.weight", "layers.{i}.attn_norm.weight"),
-        Rule("layers.{i}.self_attn.{x:q|k|v|o}_proj.{part}", "layers.{i}.attn.{x}_proj.{part}"),
-        Rule("layers.{i}.post_attention_layernorm.weight", "layers.{i}.ffn_norm.weight"),
-        Rule("layers.{i}.mlp.{x:up|down}_proj.{part}", "layers.{i}.ffn.{x}_proj.{part}"),
-        Rule("norm.weight", "final_norm.weight"),
-        Rule("lm_head.weight", "head.proj.weight", base=False),
-    ),
-    unused=(Unused("layers.{i}.self_attn.rotary_emb.inv_freq", buffer),),
-    tied_head="head.proj.weight",
+WEIGHTS = decoder_weights(
+    Rule("layers.{i}.input_layernorm.weight", "layers.{i}.attn_norm.weight"),
+    Rule("layers.{i}.self_attn.{x:q|k|v|o}_proj.{part}", "layers.{i}.attn.{x}_proj.{part}"),
+    Rule("layers.{i}.post_attention_layernorm.weight", "layers.{i}.ffn_norm.weight"),
+    Rule("layers.{i}.mlp.{x:up|down}_proj.{part}", "layers.{i}.ffn.{x}_proj.{part}"),
 )
 
 FAMILY = Family(name="arcee", model_types=("arcee",), to_spec=to_spec, detect=detect, to_config=to_config,

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from blueprint.errors import BlueprintError
 from blueprint.families import Family
-from blueprint.families.weightmap import Rule, Unused, WeightMap, buffer
+from blueprint.families.llama import decoder_weights
+from blueprint.families.weightmap import Rule
 from blueprint.hf.common import sizes, token_ids
 from blueprint.hf.fields import ConfigReader
 from blueprint.hf.rope_scaling import read_rope, rope_parameters_with_scaling
@@ -146,22 +147,14 @@ def to_config(spec: "ModelSpec", model_type: str) -> dict[str, Any]:
     return config
 
 
-WEIGHTS = WeightMap(
-    prefix="model.",
-    rules=(
-        Rule("embed_tokens.weight", "embed.tokens.weight"),
-        Rule("layers.{i}.input_layernorm.weight", "layers.{i}.attn_norm.weight"),
-        Rule("layers.{i}.self_attn.{x:q|k|v|o}_proj.weight", "layers.{i}.attn.{x}_proj.weight"),
-        Rule("layers.{i}.self_attn.{x:q|k}_norm.weight", "layers.{i}.attn.{x}_norm.weight"),
-        Rule("layers.{i}.post_attention_layernorm.weight", "layers.{i}.attn_out_norm.weight"),
-        Rule("layers.{i}.pre_feedforward_layernorm.weight", "layers.{i}.ffn_norm.weight"),
-        Rule("layers.{i}.mlp.{x:gate|up|down}_proj.weight", "layers.{i}.ffn.{x}_proj.weight"),
-        Rule("layers.{i}.post_feedforward_layernorm.weight", "layers.{i}.ffn_out_norm.weight"),
-        Rule("norm.weight", "final_norm.weight"),
-        Rule("lm_head.weight", "head.proj.weight", base=False),
-    ),
-    unused=(Unused("layers.{i}.self_attn.rotary_emb.inv_freq", buffer),),
-    tied_head="head.proj.weight",
+WEIGHTS = decoder_weights(
+    Rule("layers.{i}.input_layernorm.weight", "layers.{i}.attn_norm.weight"),
+    Rule("layers.{i}.self_attn.{x:q|k|v|o}_proj.weight", "layers.{i}.attn.{x}_proj.weight"),
+    Rule("layers.{i}.self_attn.{x:q|k}_norm.weight", "layers.{i}.attn.{x}_norm.weight"),
+    Rule("layers.{i}.post_attention_layernorm.weight", "layers.{i}.attn_out_norm.weight"),
+    Rule("layers.{i}.pre_feedforward_layernorm.weight", "layers.{i}.ffn_norm.weight"),
+    Rule("layers.{i}.mlp.{x:gate|up|down}_proj.weight", "layers.{i}.ffn.{x}_proj.weight"),
+    Rule("layers.{i}.post_feedforward_layernorm.weight", "layers.{i}.ffn_out_norm.weight"),
 )
 
 FAMILY = Family(name="gemma2", model_types=("gemma2",), to_spec=to_spec, detect=detect, to_config=to_config,

@@ -143,20 +143,30 @@ def to_config(spec: "ModelSpec", model_type: str) -> dict[str, Any]:
     return config
 
 
-WEIGHTS = WeightMap(
-    prefix="model.",
-    rules=(
-        Rule("embed_tokens.weight", "embed.tokens.weight"),
-        Rule("layers.{i}.input_layernorm.weight", "layers.{i}.attn_norm.weight"),
-        Rule("layers.{i}.self_attn.{x:q|k|v|o}_proj.{part}", "layers.{i}.attn.{x}_proj.{part}"),
-        Rule("layers.{i}.self_attn.{x:q|k}_norm.weight", "layers.{i}.attn.{x}_norm.weight"),
-        Rule("layers.{i}.post_attention_layernorm.weight", "layers.{i}.ffn_norm.weight"),
-        Rule("layers.{i}.mlp.{x:gate|up|down}_proj.{part}", "layers.{i}.ffn.{x}_proj.{part}"),
-        Rule("norm.weight", "final_norm.weight"),
-        Rule("lm_head.weight", "head.proj.weight", base=False),
-    ),
-    unused=(Unused("layers.{i}.self_attn.rotary_emb.inv_freq", buffer),),
-    tied_head="head.proj.weight",
+def decoder_weights(*layer: Rule, final_norm: str = "weight", rope_buffer: bool = True) -> WeightMap:
+    """The checkpoint names transformers' LLaMA-derived decoders share, around a family's own
+    per-layer ``layer`` rules: ``model.embed_tokens``, ``model.norm`` (``final_norm="{part}"`` when
+    it has a bias), ``lm_head`` (absent when tied) and, with ``rope_buffer``, the RoPE
+    ``inv_freq`` buffer older checkpoints carry (docs/architecture.md, "Adding a family")."""
+    return WeightMap(
+        prefix="model.",
+        rules=(
+            Rule("embed_tokens.weight", "embed.tokens.weight"),
+            *layer,
+            Rule(f"norm.{final_norm}", f"final_norm.{final_norm}"),
+            Rule("lm_head.weight", "head.proj.weight", base=False),
+        ),
+        unused=(Unused("layers.{i}.self_attn.rotary_emb.inv_freq", buffer),) if rope_buffer else (),
+        tied_head="head.proj.weight",
+    )
+
+
+WEIGHTS = decoder_weights(
+    Rule("layers.{i}.input_layernorm.weight", "layers.{i}.attn_norm.weight"),
+    Rule("layers.{i}.self_attn.{x:q|k|v|o}_proj.{part}", "layers.{i}.attn.{x}_proj.{part}"),
+    Rule("layers.{i}.self_attn.{x:q|k}_norm.weight", "layers.{i}.attn.{x}_norm.weight"),
+    Rule("layers.{i}.post_attention_layernorm.weight", "layers.{i}.ffn_norm.weight"),
+    Rule("layers.{i}.mlp.{x:gate|up|down}_proj.{part}", "layers.{i}.ffn.{x}_proj.{part}"),
 )
 
 def gguf_config(arch: str, keys: Any, shapes: dict[str, list[int]]) -> dict[str, Any]:

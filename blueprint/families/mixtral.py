@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from blueprint.errors import BlueprintError
 from blueprint.families import Family
-from blueprint.families.weightmap import Rule, Unused, WeightMap, buffer
+from blueprint.families.llama import decoder_weights
+from blueprint.families.weightmap import Rule
 from blueprint.hf.common import rope, rope_parameters, sizes, token_ids
 from blueprint.hf.fields import ConfigReader
 
@@ -81,22 +82,14 @@ def to_config(spec: "ModelSpec", model_type: str) -> dict[str, Any]:
 
 
 _MOE = "layers.{i}.block_sparse_moe"
-WEIGHTS = WeightMap(
-    prefix="model.",
-    rules=(
-        Rule("embed_tokens.weight", "embed.tokens.weight"),
-        Rule("layers.{i}.input_layernorm.weight", "layers.{i}.attn_norm.weight"),
-        Rule("layers.{i}.self_attn.{x:q|k|v|o}_proj.weight", "layers.{i}.attn.{x}_proj.weight"),
-        Rule("layers.{i}.post_attention_layernorm.weight", "layers.{i}.ffn_norm.weight"),
-        Rule(f"{_MOE}.gate.weight", "layers.{i}.ffn.router.proj.weight"),
-        Rule(f"{_MOE}.experts.{{e}}.w1.weight", "layers.{i}.ffn.experts.{e}.gate_proj.weight"),
-        Rule(f"{_MOE}.experts.{{e}}.w3.weight", "layers.{i}.ffn.experts.{e}.up_proj.weight"),
-        Rule(f"{_MOE}.experts.{{e}}.w2.weight", "layers.{i}.ffn.experts.{e}.down_proj.weight"),
-        Rule("norm.weight", "final_norm.weight"),
-        Rule("lm_head.weight", "head.proj.weight", base=False),
-    ),
-    unused=(Unused("layers.{i}.self_attn.rotary_emb.inv_freq", buffer),),
-    tied_head="head.proj.weight",
+WEIGHTS = decoder_weights(
+    Rule("layers.{i}.input_layernorm.weight", "layers.{i}.attn_norm.weight"),
+    Rule("layers.{i}.self_attn.{x:q|k|v|o}_proj.weight", "layers.{i}.attn.{x}_proj.weight"),
+    Rule("layers.{i}.post_attention_layernorm.weight", "layers.{i}.ffn_norm.weight"),
+    Rule(f"{_MOE}.gate.weight", "layers.{i}.ffn.router.proj.weight"),
+    Rule(f"{_MOE}.experts.{{e}}.w1.weight", "layers.{i}.ffn.experts.{e}.gate_proj.weight"),
+    Rule(f"{_MOE}.experts.{{e}}.w3.weight", "layers.{i}.ffn.experts.{e}.up_proj.weight"),
+    Rule(f"{_MOE}.experts.{{e}}.w2.weight", "layers.{i}.ffn.experts.{e}.down_proj.weight"),
 )
 
 FAMILY = Family(name="mixtral", model_types=("mixtral",), to_spec=to_spec, detect=detect,

@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from blueprint.families import Family
-from blueprint.families.weightmap import Rule, Unused, WeightMap, buffer
+from blueprint.families.llama import decoder_weights
+from blueprint.families.weightmap import Rule
 from blueprint.hf.common import TO_HF_ACTIVATION, activation, rope, rope_parameters, rotary_fraction, sizes, token_ids
 from blueprint.hf.fields import ConfigReader
 
@@ -61,19 +62,12 @@ def to_config(spec: "ModelSpec", model_type: str) -> dict[str, Any]:
     }
 
 
-WEIGHTS = WeightMap(
-    prefix="model.",
-    rules=(
-        Rule("embed_tokens.weight", "embed.tokens.weight"),
-        Rule("layers.{i}.input_layernorm.{part}", "layers.{i}.attn_norm.{part}"),
-        Rule("layers.{i}.self_attn.{x:q|k|v|o}_proj.{part}", "layers.{i}.attn.{x}_proj.{part}"),
-        Rule("layers.{i}.post_attention_layernorm.{part}", "layers.{i}.ffn_norm.{part}"),
-        Rule("layers.{i}.mlp.{x:up|down}_proj.{part}", "layers.{i}.ffn.{x}_proj.{part}"),
-        Rule("norm.{part}", "final_norm.{part}"),
-        Rule("lm_head.weight", "head.proj.weight", base=False),
-    ),
-    unused=(Unused("layers.{i}.self_attn.rotary_emb.inv_freq", buffer),),
-    tied_head="head.proj.weight",
+WEIGHTS = decoder_weights(
+    Rule("layers.{i}.input_layernorm.{part}", "layers.{i}.attn_norm.{part}"),
+    Rule("layers.{i}.self_attn.{x:q|k|v|o}_proj.{part}", "layers.{i}.attn.{x}_proj.{part}"),
+    Rule("layers.{i}.post_attention_layernorm.{part}", "layers.{i}.ffn_norm.{part}"),
+    Rule("layers.{i}.mlp.{x:up|down}_proj.{part}", "layers.{i}.ffn.{x}_proj.{part}"),
+    final_norm="{part}",
 )
 
 FAMILY = Family(name="nemotron", model_types=("nemotron",), to_spec=to_spec, detect=detect,

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from blueprint.errors import BlueprintError
 from blueprint.families import Family
-from blueprint.families.weightmap import Rule, Unused, WeightMap, buffer
+from blueprint.families.llama import decoder_weights
+from blueprint.families.weightmap import Rule
 from blueprint.hf.common import rotary_fraction, sizes, token_ids
 from blueprint.hf.fields import ConfigReader
 from blueprint.hf.rope_scaling import read_rope, rope_parameters_with_scaling
@@ -77,21 +78,13 @@ def to_config(spec: "ModelSpec", model_type: str) -> dict[str, Any]:
     }
 
 
-WEIGHTS = WeightMap(
-    prefix="model.",
-    rules=(
-        Rule("embed_tokens.weight", "embed.tokens.weight"),
-        Rule("layers.{i}.input_layernorm.weight", "layers.{i}.attn_norm.weight"),
-        Rule("layers.{i}.self_attn.qkv_proj.weight", "layers.{i}.attn.{n}_proj.weight", "qkv"),
-        Rule("layers.{i}.self_attn.o_proj.weight", "layers.{i}.attn.o_proj.weight"),
-        Rule("layers.{i}.post_attention_layernorm.weight", "layers.{i}.ffn_norm.weight"),
-        Rule("layers.{i}.mlp.gate_up_proj.weight", "layers.{i}.ffn.{n}_proj.weight", "gate_up"),
-        Rule("layers.{i}.mlp.down_proj.weight", "layers.{i}.ffn.down_proj.weight"),
-        Rule("norm.weight", "final_norm.weight"),
-        Rule("lm_head.weight", "head.proj.weight", base=False),
-    ),
-    unused=(Unused("layers.{i}.self_attn.rotary_emb.inv_freq", buffer),),
-    tied_head="head.proj.weight",
+WEIGHTS = decoder_weights(
+    Rule("layers.{i}.input_layernorm.weight", "layers.{i}.attn_norm.weight"),
+    Rule("layers.{i}.self_attn.qkv_proj.weight", "layers.{i}.attn.{n}_proj.weight", "qkv"),
+    Rule("layers.{i}.self_attn.o_proj.weight", "layers.{i}.attn.o_proj.weight"),
+    Rule("layers.{i}.post_attention_layernorm.weight", "layers.{i}.ffn_norm.weight"),
+    Rule("layers.{i}.mlp.gate_up_proj.weight", "layers.{i}.ffn.{n}_proj.weight", "gate_up"),
+    Rule("layers.{i}.mlp.down_proj.weight", "layers.{i}.ffn.down_proj.weight"),
 )
 
 FAMILY = Family(name="phi3", model_types=("phi3",), to_spec=to_spec, detect=detect, to_config=to_config,

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from blueprint.errors import BlueprintError
 from blueprint.families import Family
-from blueprint.families.weightmap import Rule, Unused, WeightMap, buffer
+from blueprint.families.llama import decoder_weights
+from blueprint.families.weightmap import Rule
 from blueprint.hf.common import rope, rope_parameters, sizes, token_ids
 from blueprint.hf.fields import ConfigReader
 
@@ -138,24 +139,16 @@ def to_config(spec: "ModelSpec", model_type: str) -> dict[str, Any]:
 
 
 _MLP = "layers.{i}.mlp"
-WEIGHTS = WeightMap(
-    prefix="model.",
-    rules=(
-        Rule("embed_tokens.weight", "embed.tokens.weight"),
-        Rule("layers.{i}.input_layernorm.weight", "layers.{i}.attn_norm.weight"),
-        Rule("layers.{i}.self_attn.{x:q|k|v|o}_proj.{part}", "layers.{i}.attn.{x}_proj.{part}"),
-        Rule("layers.{i}.self_attn.{x:q|k}_norm.weight", "layers.{i}.attn.{x}_norm.weight"),
-        Rule("layers.{i}.post_attention_layernorm.weight", "layers.{i}.ffn_norm.weight"),
-        Rule(f"{_MLP}.gate.weight", "layers.{i}.ffn.router.proj.weight"),
-        Rule(f"{_MLP}.experts.{{e}}.{{x:gate|up|down}}_proj.weight", "layers.{i}.ffn.experts.{e}.{x}_proj.weight"),
-        Rule(f"{_MLP}.shared_expert.{{x:gate|up|down}}_proj.weight", "layers.{i}.ffn.shared_expert.{x}_proj.weight"),
-        Rule(f"{_MLP}.shared_expert_gate.weight", "layers.{i}.ffn.shared_expert_gate.weight"),
-        Rule(f"{_MLP}.{{x:gate|up|down}}_proj.weight", "layers.{i}.ffn.{x}_proj.weight"),  # dense layers
-        Rule("norm.weight", "final_norm.weight"),
-        Rule("lm_head.weight", "head.proj.weight", base=False),
-    ),
-    unused=(Unused("layers.{i}.self_attn.rotary_emb.inv_freq", buffer),),
-    tied_head="head.proj.weight",
+WEIGHTS = decoder_weights(
+    Rule("layers.{i}.input_layernorm.weight", "layers.{i}.attn_norm.weight"),
+    Rule("layers.{i}.self_attn.{x:q|k|v|o}_proj.{part}", "layers.{i}.attn.{x}_proj.{part}"),
+    Rule("layers.{i}.self_attn.{x:q|k}_norm.weight", "layers.{i}.attn.{x}_norm.weight"),
+    Rule("layers.{i}.post_attention_layernorm.weight", "layers.{i}.ffn_norm.weight"),
+    Rule(f"{_MLP}.gate.weight", "layers.{i}.ffn.router.proj.weight"),
+    Rule(f"{_MLP}.experts.{{e}}.{{x:gate|up|down}}_proj.weight", "layers.{i}.ffn.experts.{e}.{x}_proj.weight"),
+    Rule(f"{_MLP}.shared_expert.{{x:gate|up|down}}_proj.weight", "layers.{i}.ffn.shared_expert.{x}_proj.weight"),
+    Rule(f"{_MLP}.shared_expert_gate.weight", "layers.{i}.ffn.shared_expert_gate.weight"),
+    Rule(f"{_MLP}.{{x:gate|up|down}}_proj.weight", "layers.{i}.ffn.{x}_proj.weight"),  # dense layers
 )
 
 FAMILY = Family(name="qwen_moe", model_types=("qwen2_moe", "qwen3_moe"), to_spec=to_spec, detect=detect,

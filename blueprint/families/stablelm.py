@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from blueprint.families import Family
-from blueprint.families.weightmap import Rule, WeightMap
+from blueprint.families.llama import decoder_weights
+from blueprint.families.weightmap import Rule
 from blueprint.hf.common import rope, rope_parameters, rotary_fraction, sizes, token_ids
 from blueprint.hf.fields import ConfigReader
 
@@ -70,18 +71,13 @@ def to_config(spec: "ModelSpec", model_type: str) -> dict[str, Any]:
     }
 
 
-WEIGHTS = WeightMap(
-    prefix="model.",
-    rules=(
-        Rule("embed_tokens.weight", "embed.tokens.weight"),
-        Rule("layers.{i}.input_layernorm.{part}", "layers.{i}.attn_norm.{part}"),
-        Rule("layers.{i}.self_attn.{x:q|k|v|o}_proj.{part}", "layers.{i}.attn.{x}_proj.{part}"),
-        Rule("layers.{i}.post_attention_layernorm.{part}", "layers.{i}.ffn_norm.{part}"),
-        Rule("layers.{i}.mlp.{x:gate|up|down}_proj.weight", "layers.{i}.ffn.{x}_proj.weight"),
-        Rule("norm.{part}", "final_norm.{part}"),
-        Rule("lm_head.weight", "head.proj.weight", base=False),
-    ),
-    tied_head="head.proj.weight",
+WEIGHTS = decoder_weights(
+    Rule("layers.{i}.input_layernorm.{part}", "layers.{i}.attn_norm.{part}"),
+    Rule("layers.{i}.self_attn.{x:q|k|v|o}_proj.{part}", "layers.{i}.attn.{x}_proj.{part}"),
+    Rule("layers.{i}.post_attention_layernorm.{part}", "layers.{i}.ffn_norm.{part}"),
+    Rule("layers.{i}.mlp.{x:gate|up|down}_proj.weight", "layers.{i}.ffn.{x}_proj.weight"),
+    final_norm="{part}",
+    rope_buffer=False,
 )
 
 FAMILY = Family(name="stablelm", model_types=("stablelm",), to_spec=to_spec, detect=detect,

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from blueprint.errors import BlueprintError
 from blueprint.families import Family
+from blueprint.families.llama import decoder_weights
 from blueprint.families.gpt_neox import starcoder2_layout
-from blueprint.families.weightmap import Rule, WeightMap
+from blueprint.families.weightmap import Rule
 from blueprint.hf.common import activation, rope, sizes, token_ids
 from blueprint.hf.fields import ConfigReader
 
@@ -79,19 +80,14 @@ def to_config(spec: "ModelSpec", model_type: str) -> dict[str, Any]:
     }
 
 
-WEIGHTS = WeightMap(
-    prefix="model.",
-    rules=(
-        Rule("embed_tokens.weight", "embed.tokens.weight"),
-        Rule("layers.{i}.input_layernorm.{part}", "layers.{i}.attn_norm.{part}"),
-        Rule("layers.{i}.self_attn.{x:q|k|v|o}_proj.{part}", "layers.{i}.attn.{x}_proj.{part}"),
-        Rule("layers.{i}.post_attention_layernorm.{part}", "layers.{i}.ffn_norm.{part}"),
-        Rule("layers.{i}.mlp.c_fc.{part}", "layers.{i}.ffn.up_proj.{part}"),
-        Rule("layers.{i}.mlp.c_proj.{part}", "layers.{i}.ffn.down_proj.{part}"),
-        Rule("norm.{part}", "final_norm.{part}"),
-        Rule("lm_head.weight", "head.proj.weight", base=False),
-    ),
-    tied_head="head.proj.weight",
+WEIGHTS = decoder_weights(
+    Rule("layers.{i}.input_layernorm.{part}", "layers.{i}.attn_norm.{part}"),
+    Rule("layers.{i}.self_attn.{x:q|k|v|o}_proj.{part}", "layers.{i}.attn.{x}_proj.{part}"),
+    Rule("layers.{i}.post_attention_layernorm.{part}", "layers.{i}.ffn_norm.{part}"),
+    Rule("layers.{i}.mlp.c_fc.{part}", "layers.{i}.ffn.up_proj.{part}"),
+    Rule("layers.{i}.mlp.c_proj.{part}", "layers.{i}.ffn.down_proj.{part}"),
+    final_norm="{part}",
+    rope_buffer=False,
 )
 
 FAMILY = Family(name="starcoder2", model_types=("starcoder2",), to_spec=to_spec, detect=detect,
