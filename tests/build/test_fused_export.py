@@ -91,12 +91,15 @@ def test_fused_structure_llama(tmp_path):
     L = spec.num_layers
     assert ops["GroupQueryAttention"] == L
     assert ops["SkipSimplifiedLayerNormalization"] == 2 * L - 1 and ops["SimplifiedLayerNormalization"] == 1
-    assert ops["RotaryEmbedding"] == 2 * L
+    assert ops["RotaryEmbedding"] == 0 and ops["Split"] == L  # RoPE inside GQA; only gate|up is split
     assert ops["MatMul"] == 4 * L + 1  # packed qkv, o, packed gate/up, down; the head
     assert ops["Attention"] == 0 and ops["RMSNormalization"] == 1  # only the tail's final norm
     gqa = [n for n in model.graph if n.op_type == "GroupQueryAttention"]
     assert {n.attributes["local_window_size"].value for n in gqa} == {8}
     assert {(n.attributes["num_heads"].value, n.attributes["kv_num_heads"].value) for n in gqa} == {(4, 2)}
+    assert {n.attributes["do_rotary"].value for n in gqa} == {1}
+    # the packed projection goes in whole (key and value empty), rotated at the position ids
+    assert all(n.inputs[1] is None and n.inputs[2] is None and n.inputs[9].name == "position_ids" for n in gqa)
     assert model.opset_imports["com.microsoft"] == 1
     # no copy of the cache in the graph: the only Concats pack weights (initializers)
     concat = [n for n in model.graph if n.op_type == "Concat"]
@@ -110,7 +113,19 @@ def test_fused_structure_gpt2(tmp_path):
     L = spec.num_layers
     assert ops["GroupQueryAttention"] == L and ops["SkipLayerNormalization"] == 2 * L - 1
     assert ops["RotaryEmbedding"] == 0 and ops["FastGelu"] == L  # gelu_tanh
-    assert ops["MatMul"] == 4 * L + 1
+    assert ops["MatMul"] == 4 * L + 1 and ops["Split"] == 0  # packed QKV into GQA, MLP unpacked
+    assert all("do_rotary" not in n.attributes for n in model.graph if n.op_type == "GroupQueryAttention")
+
+
+def test_fused_structure_partial_rotary_the_kernel_refuses(tmp_path):
+    """rotary_dim 8 (cos/sin width 4, not a multiple of 8): Split + RotaryEmbedding on q and k."""
+    spec = _spec("fused-variety", tmp_path)
+    model, _ = _sessions(spec, tmp_path)["fused"]
+    ops = Counter(n.op_type for n in model.graph)
+    L = spec.num_layers
+    assert ops["RotaryEmbedding"] == 2 * L and ops["Split"] == 2 * L  # q|k|v and gate|up
+    rotary = [n for n in model.graph if n.op_type == "RotaryEmbedding"]
+    assert {n.attributes["rotary_embedding_dim"].value for n in rotary} == {8}
 
 
 def test_logits_to_keep_gives_the_last_positions(tmp_path):

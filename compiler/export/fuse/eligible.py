@@ -92,3 +92,13 @@ def rope_base(spec, attention) -> float:
 
 def activation(ffn) -> str:
     return FFN_KINDS[ffn.kind] or ffn.activation
+
+
+def rotary_inside(spec, attention, positions) -> bool:
+    """Whether GroupQueryAttention rotates q and k itself (``do_rotary``) instead of two
+    RotaryEmbedding nodes after a Split of the packed projection: its cos/sin cache width
+    (rotary_dim / 2) must be a multiple of 8 (the kernel refuses others), and the graph must
+    have position ids, which GQA then takes element by element (measured with ``query_seqlens``
+    given, as the emitter always does; without it a prompt is rotated from its first position,
+    wrong for a left-padded row)."""
+    return positions is not None and rotary_dim(spec, attention) % 16 == 0

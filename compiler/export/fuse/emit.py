@@ -5,9 +5,10 @@ Per layer (pre-norm, sequential residual), with ``x`` the residual stream:
     h, x   = SkipSimplifiedLayerNormalization(prev_ffn_out, x)   (SimplifiedLayerNormalization
                                                                    on layer 0; Skip/LayerNormalization
                                                                    for LayerNorm specs)
-    q,k,v  = Split(MatMul(h, [Wq; Wk; Wv]^T) (+ packed bias))     one packed QKV MatMul
-    q, k   = RotaryEmbedding(q), RotaryEmbedding(k)               (RoPE specs; rotate-half, partial)
-    a, K, V = GroupQueryAttention(q, k, v, past K, past V, ...)   causal, window, cache append
+    qkv    = MatMul(h, [Wq; Wk; Wv]^T) (+ packed bias)            one packed QKV MatMul
+    a, K, V = GroupQueryAttention(qkv, past K, past V, cos, sin, position_ids, ...)
+                                                                  packed input; RoPE (do_rotary),
+                                                                  causality, window, cache append
     h, x   = SkipSimplifiedLayerNormalization(MatMul(a, Wo^T), x)
     f      = MatMul(act(gate) * up, Wd^T), gate|up = Split(MatMul(h, [Wg; Wu]^T))   (GLU; MLP unpacked)
 
@@ -16,10 +17,13 @@ norm). Packed weights are ``Transpose(Concat(W1, W2, ...))`` of the parameters t
 weights.safetensors: onnxruntime folds them once when it loads the model, and the weights stay
 stored once on disk (``fold_packed_weights`` materialises them for the quantizer).
 
-Why RotaryEmbedding is separate from GroupQueryAttention (whose ``do_rotary`` would save two
-nodes per layer): GQA rotates a prompt from its first position id onwards, so a left-padded row
-(real tokens counted from 0, padding at 0) would get other angles than torch gives it. The
-contrib RotaryEmbedding takes every position id as given.
+RoPE inside GroupQueryAttention (``do_rotary`` with the cos/sin caches and ``position_ids``):
+with ``query_seqlens`` given, GQA rotates every query and key at its own position id, a
+left-padded row included (measured equal to RotaryEmbedding bit for bit; without
+``query_seqlens`` it rotates a prompt from its first position id, which would be wrong for
+padding). A rotary width its kernel refuses (rotary_dim / 2 not a multiple of 8) keeps the
+older form: Split of the packed projection, RotaryEmbedding on q and k, GQA on the three
+(``eligible.rotary_inside``). Packing saves three nodes per layer (docs/build-speed.md).
 
 Masking: GQA applies causality and the window itself; padding comes in as ``attention_bias``
 [b, 1, s, t] built once per call from ``attention_mask``: a key is visible when it is a real
@@ -31,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.export.fuse.eligible import activation, rope_base, rotary_dim
+from compiler.export.fuse.eligible import activation, rope_base, rotary_dim, rotary_inside
 
 MS = "com.microsoft"
 
@@ -180,22 +184,32 @@ class _Layer:
         e, spec, a = self.e, self.spec, self.block.attention
         H, KV, hd = a.num_heads, a.kv_heads, a.head_dim
         qkv = self.linear(h, ["attn.q_proj", "attn.k_proj", "attn.v_proj"], "qkv", a.qkv_bias)  # [b, s, (H+2KV)hd]
-        q, k, v = e.op("Split", [qkv, e.const(f"fuse.split_{H}_{KV}_{hd}", _ints(H * hd, KV * hd, KV * hd))],
-                       outputs=3, axis=-1)
-        if spec.positional.kind == "rope":
-            r, base = rotary_dim(spec, a), rope_base(spec, a)
-            cos_v, sin_v = self.caches(r, base)
-            q = e.op("RotaryEmbedding", [q, positions, cos_v, sin_v], domain=MS, num_heads=H,
-                     rotary_embedding_dim=r, interleaved=0)
-            k = e.op("RotaryEmbedding", [k, positions, cos_v, sin_v], domain=MS, num_heads=KV,
-                     rotary_embedding_dim=r, interleaved=0)
+        rope = spec.positional.kind == "rope"
         scale = a.softmax_scale if a.softmax_scale is not None else hd ** -0.5
         attrs = {"num_heads": H, "kv_num_heads": KV, "scale": float(scale)}
         if a.window is not None:
             attrs["local_window_size"] = a.window  # measured: W keys, the query included, as Attention
+        cos_v = sin_v = None
+        if rope:
+            r, base = rotary_dim(spec, a), rope_base(spec, a)
+            cos_v, sin_v = self.caches(r, base)
+        if not rope or rotary_inside(spec, a, positions):
+            # packed QKV straight into GQA, which rotates q and k itself at the given position ids
+            q, k, v = qkv, None, None
+            if rope:
+                attrs.update(do_rotary=1, rotary_interleaved=0)
+        else:
+            q, k, v = e.op("Split", [qkv, e.const(f"fuse.split_{H}_{KV}_{hd}", _ints(H * hd, KV * hd, KV * hd))],
+                           outputs=3, axis=-1)
+            q = e.op("RotaryEmbedding", [q, positions, cos_v, sin_v], domain=MS, num_heads=H,
+                     rotary_embedding_dim=r, interleaved=0)
+            k = e.op("RotaryEmbedding", [k, positions, cos_v, sin_v], domain=MS, num_heads=KV,
+                     rotary_embedding_dim=r, interleaved=0)
+            cos_v = sin_v = None
         out, present_k, present_v = e.op(
             "GroupQueryAttention",
-            [q, k, v, past_k, past_v, masks.seqlens_k, masks.total, None, None, None, masks.bias,
+            [q, k, v, past_k, past_v, masks.seqlens_k, masks.total, cos_v, sin_v,
+             positions if cos_v is not None else None, masks.bias,
              None, None, None, None, None, masks.query_seqlens],
             outputs=3, domain=MS, **attrs)
         return self.linear(out, ["attn.o_proj"], "o", a.out_bias), present_k, present_v
