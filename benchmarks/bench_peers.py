@@ -18,9 +18,14 @@ engine sees the same machine state. One generation = a 128-token real-text promp
 stdlib source, tokenized with the model's tokenizer), then ``--new`` tokens: time to first token
 (prompt in -> first id out) and decode tok/s over the remaining tokens. Reported: medians, and the
 median of the per-round ratios against the reference engine (the genai builder at the same
-precision when present). ORT sessions use 2 threads with spinning off
-(``session.intra_op.allow_spinning = 0``); onnxruntime-genai gets 2 threads through its config
-(its spinning setting is its own default). torch uses 2 threads.
+precision when present). Every onnxruntime session uses 2 threads and onnxruntime's default thread
+policy, spinning on: onnxruntime-genai 0.18 has no setting to turn spinning off (its
+``session_options`` reject ``config_entries``), so blueprint's sessions spin too — the same policy
+on both sides, which is also ``blueprint run``'s default. (Earlier runs turned spinning off for
+blueprint only, as FIELD-NOTES advises for ORT-vs-ORT comparisons; against the genai builder
+that handicapped blueprint by ~25% in decode: 34.2 vs 43.4 tok/s on the same fp32 build, measured
+side by side in plain onnxruntime, docs/build-speed.md.) Spinning suffers more than blocking from
+other load: run this on an otherwise idle machine. torch uses 2 threads.
 
     python benchmarks/bench_peers.py --hf /tmp/smollm2-hf --work /tmp/peers --rounds 7
 
@@ -85,7 +90,7 @@ class BlueprintEngine:
         from blueprint.runtime.decoder import Decoder
         from blueprint.runtime.session import open_build
 
-        self.decoder = Decoder(open_build(path, threads=THREADS, spinning=False))
+        self.decoder = Decoder(open_build(path, threads=THREADS))  # spinning on, as genai's sessions
 
     def generate(self, ids, new, on_token):
         self.decoder.generate(ids, max_new_tokens=new, stop_ids=[], on_token=on_token)
