@@ -4,7 +4,8 @@ Not part of the test suite. Engines (each one only when it is available):
 
 - ``transformers``: eager fp32, the Hugging Face folder itself (manual greedy loop with a cache);
 - ``blueprint-fp32`` / ``-fp16`` / ``-int8`` / ``-int4``: ``blueprint build`` of the imported spec
-  (``--dtype fp16``, ``--quantize int8|int4`` with the build's defaults), run by blueprint's own
+  (``--dtype fp16``, ``--quantize int8|int4`` with the build's defaults; ``-rtn-int4``: the genai
+  builder's scheme, symmetric RTN on every MatMul, agreement reported, not gated), run by blueprint's own
   generation loop (``blueprint.runtime.Decoder``);
 - ``llama.cpp``: not run. It is reported only if ``llama_cpp`` imports (llama-cpp-python compiles
   from source for ~8 min; nothing here builds it), as the GGUF file itself;
@@ -217,6 +218,9 @@ def build_commands(args, spec: Path) -> dict[str, tuple[list[str], Path]]:
             cmd += ["--portable"]
         if precision == "fp16":
             cmd += ["--dtype", "fp16"]
+        elif variant.startswith("rtn-"):  # the genai builder's own scheme: symmetric RTN on every MatMul,
+            # the head included; its agreement is reported, not gated (about 70% on SmolLM2)
+            cmd += ["--quantize", precision, "--quant-method", "rtn", "--keep-int8", "none", "--min-agreement", "0"]
         elif precision != "fp32":
             cmd += ["--quantize", precision, "--min-agreement", str(args.min_agreement)]
         cmds[f"blueprint-{variant}"] = (cmd + args.blueprint_args, out)
@@ -351,7 +355,8 @@ def main(argv=None) -> int:
     parser.add_argument("--new", type=int, default=64, help="generated tokens per round")
     parser.add_argument("--blueprint", nargs="*", default=["fp32", "int8", "int4"],
                         help="blueprint precisions to build: fp32, fp16 (--dtype), int8, int4 (--quantize); "
-                             "portable-fp32 etc.: the plain ONNX export (--portable)")
+                             "portable-fp32 etc.: the plain ONNX export (--portable); rtn-int4: the genai "
+                             "builder's scheme (--quant-method rtn --keep-int8 none)")
     parser.add_argument("--min-agreement", type=float, default=0.95,
                         help="--min-agreement for quantized blueprint builds (the build's default)")
     parser.add_argument("--blueprint-args", nargs=argparse.REMAINDER, default=[],
