@@ -50,6 +50,27 @@ def quantize_weight(w: np.ndarray, bits: int, block: int):
     return packed, scales.reshape(-1), zp, np.ascontiguousarray(remainder.T)  # C: [blocks, N]
 
 
+def quantize_symmetric(w: np.ndarray, bits: int, block: int):
+    """``w`` [K, N] -> (packed [N, blocks, block] uint8, scales [N*blocks] f32, zero points): each
+    block as ``d * q`` with ``d = max|w| / (2^(bits-1) - 1)`` and ``|q| <= 2^(bits-1) - 1``, stored
+    offset by the constant zero point ``2^(bits-1)`` — llama.cpp's Q8_0 grid for 8 bits, so weights
+    already on it (SmolLM2's embedding/head) are reproduced exactly, where onnxruntime's symmetric
+    quantizer (its largest weight at level -128) moves them. 8 bits only: the int8 keeps of the
+    minmax default (``--keep-int8``), which need no remainder correction."""
+    if bits != 8:
+        raise ValueError("quantize_symmetric packs 8-bit levels only")
+    k, n = w.shape
+    half = 2 ** (bits - 1)
+    pad = (-k) % block
+    blocks = (k + pad) // block
+    x = np.pad(w.astype(np.float64), ((0, pad), (0, 0))).T.reshape(n, blocks, block)  # [N, blocks, block]
+    d = np.abs(x).max(-1) / (half - 1)  # [N, blocks]
+    d[d == 0] = 1.0  # an all-zero block: every level 0
+    q = np.clip(np.round(x / d[..., None]), 1 - half, half - 1).astype(np.int16) + half  # [N, blocks, block]
+    zp = np.full(n * blocks, half, dtype=np.uint8)
+    return q.astype(np.uint8), d.astype(np.float32).reshape(-1), zp
+
+
 def dequantize(packed, scales, zp, remainder, k: int, bits: int, block: int) -> np.ndarray:
     """The [K, N] weight ``quantize_weight``'s outputs compute with (for tests and reports)."""
     n, blocks = packed.shape[0], packed.shape[1]
@@ -63,9 +84,10 @@ def dequantize(packed, scales, zp, remainder, k: int, bits: int, block: int) -> 
     return w.reshape(n, -1)[:, :k].T
 
 
-def apply(model, nodes: list[str], *, bits: int, block: int, accuracy_level: int) -> int:
+def apply(model, nodes: list[str], *, bits: int, block: int, accuracy_level: int, symmetric: bool = False) -> int:
     """Replace the named constant-weight MatMuls of the onnx_ir ``model`` (transposes folded) in
-    place; returns how many."""
+    place; returns how many. ``symmetric``: ``quantize_symmetric``'s grid, one MatMulNBits and no
+    remainder correction."""
     import onnx_ir as ir
 
     graph = model.graph
@@ -84,7 +106,10 @@ def apply(model, nodes: list[str], *, bits: int, block: int, accuracy_level: int
         x, weight = node.inputs
         w = weight.const_value.numpy()  # [K, N]
         k, n = w.shape
-        packed, scales, zp, remainder = quantize_weight(w, bits, block)
+        if symmetric:
+            packed, scales, zp = quantize_symmetric(w, bits, block)
+        else:
+            packed, scales, zp, remainder = quantize_weight(w, bits, block)
         base = weight.name
         inputs = [x, constant(f"{base}_Q{bits}", packed), constant(f"{base}_scales", scales),
                   constant(f"{base}_zero_points", zp)]
@@ -92,6 +117,9 @@ def apply(model, nodes: list[str], *, bits: int, block: int, accuracy_level: int
         if accuracy_level:
             attrs["accuracy_level"] = accuracy_level
         main = ir.node("MatMulNBits", inputs, attrs, domain="com.microsoft", name=f"{name}_Q{bits}")
+        if symmetric:
+            _replace(graph, node, weight, [main], main)
+            continue
         if k not in indicators:
             e = np.zeros((k, remainder.shape[0]), dtype=np.float32)  # [K, blocks]
             e[np.arange(k), np.arange(k) // block] = 1.0
@@ -106,13 +134,18 @@ def apply(model, nodes: list[str], *, bits: int, block: int, accuracy_level: int
                        name=f"{name}_remainder")  # [..., N]
         add = ir.node("Add", [main.outputs[0], corr.outputs[0]], name=f"{name}_minmax")
         new += [corr, add]
-        graph.insert_before(node, new)
-        out = node.outputs[0]
-        name_ = out.name
-        out.name = f"{name_}_unquantized"
-        add.outputs[0].name = name_  # graph outputs (logits) keep their contract names
-        out.replace_all_uses_with(add.outputs[0], replace_graph_outputs=True)
-        graph.remove(node, safe=True)
-        if not weight.uses():
-            graph.initializers.pop(weight.name, None)
+        _replace(graph, node, weight, new, add)
     return len(nodes)
+
+
+def _replace(graph, node, weight, new: list, last) -> None:
+    """Put ``new`` where ``node`` was, ``last``'s output taking over its output and name."""
+    graph.insert_before(node, new)
+    out = node.outputs[0]
+    name_ = out.name
+    out.name = f"{name_}_unquantized"
+    last.outputs[0].name = name_  # graph outputs (logits) keep their contract names
+    out.replace_all_uses_with(last.outputs[0], replace_graph_outputs=True)
+    graph.remove(node, safe=True)
+    if not weight.uses():
+        graph.initializers.pop(weight.name, None)

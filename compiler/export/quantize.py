@@ -153,9 +153,11 @@ def _scheme(options: QuantizeOptions) -> str:
 
 
 def quantize_model(model, options: QuantizeOptions, num_layers: int | None = None):
-    """The onnx_ir ``model`` with its constant-weight MatMuls as MatMulNBits (a new model; ``model``
-    itself has its weights loaded and transposes folded). MatMuls selected by ``keep_int8`` become
-    8-bit MatMulNBits (symmetric RTN), those selected by ``keep_fp32`` stay MatMul."""
+    """The onnx_ir ``model`` with its constant-weight MatMuls as MatMulNBits: for ``minmax``
+    ``model`` itself, changed in place; for rtn/hqq a new model from onnxruntime's quantizer (and
+    ``model`` has its weights loaded and transposes folded). MatMuls selected by ``keep_int8``
+    become 8-bit symmetric MatMulNBits (llama.cpp's Q8_0 grid with minmax, onnxruntime's RTN
+    otherwise), those selected by ``keep_fp32`` stay MatMul."""
     import onnx_ir as ir
 
     from compiler.export import quant_minmax, quant_select
@@ -171,19 +173,22 @@ def quantize_model(model, options: QuantizeOptions, num_layers: int | None = Non
     chosen = quant_select.precisions(weights, kind=options.kind, keep_int8=options.keep_int8,
                                      keep_fp32=options.keep_fp32, num_layers=max(num_layers, 1),
                                      block=options.block_size, scheme=_scheme(options))
-    if options.method == "minmax":
+    eight = {n for n, p in chosen.items() if p == "int8"}
+    if options.method == "minmax":  # all in onnx_ir: no protobuf copy of the model, no onnxruntime quantizer
         quant_minmax.apply(model, [n for n, p in chosen.items() if p == options.kind], bits=BITS[options.kind],
                            block=options.block_size, accuracy_level=options.accuracy_level)
-        proto = ir.serde.serialize_model(model)
+        if eight and options.kind != "int8":  # --keep-int8: Q8_0's symmetric grid, exact for weights on it
+            quant_minmax.apply(model, sorted(eight), bits=8, block=options.block_size,
+                               accuracy_level=options.accuracy_level, symmetric=True)
+        quantized = model
     else:
         proto = ir.serde.serialize_model(model)
         other = [n for n, p in chosen.items() if p != options.kind]
         proto = _run_quantizer(proto, BITS[options.kind], options, other, options.method == "hqq")
-    eight = {n for n, p in chosen.items() if p == "int8"}
-    if eight and options.kind != "int8":  # the main pass's nodes are MatMulNBits now: only MatMuls are candidates
-        others = [n.name for n in proto.graph.node if n.op_type == "MatMul" and n.name not in eight]
-        proto = _run_quantizer(proto, 8, options, others, False)  # not fp32 keeps, nor minmax's corrections
-    quantized = ir.serde.deserialize_model(proto)
+        if eight and options.kind != "int8":  # the main pass's nodes are MatMulNBits now: only MatMuls are candidates
+            others = [n.name for n in proto.graph.node if n.op_type == "MatMul" and n.name not in eight]
+            proto = _run_quantizer(proto, 8, options, others, False)  # not fp32 keeps
+        quantized = ir.serde.deserialize_model(proto)
     for name, value in list(quantized.graph.initializers.items()):  # the replaced fp32 weights
         if not value.uses() and value not in quantized.graph.inputs and value not in quantized.graph.outputs:
             quantized.graph.initializers.pop(name)

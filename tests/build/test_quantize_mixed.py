@@ -233,3 +233,43 @@ def test_cli_quantize_defaults_and_bad_selector(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1 and "Traceback" not in err and "'down proj' is not a selector" in err
     assert not (tmp_path / "bad").exists()
+
+
+def test_symmetric_int8_keeps_reproduce_a_q8_0_grid_exactly():
+    """--keep-int8 under minmax: d = max|w| / 127 per block of 32, as llama.cpp's Q8_0, so weights
+    already on that grid (a GGUF's Q8_0 embedding/head) come back bit for bit."""
+    rng = np.random.default_rng(0)
+    k, n, block = 96, 5, 32
+    d = rng.uniform(1e-3, 1e-2, size=(n, k // block)).astype(np.float16).astype(np.float64)  # [N, blocks], fp16 as GGUF
+    q = rng.integers(-127, 128, size=(n, k // block, block))
+    q[:, :, 0] = 127 * np.sign(rng.standard_normal((n, k // block))).astype(int)  # each block reaches its max
+    w = (q * d[..., None]).astype(np.float32).reshape(n, k).T  # [K, N]
+    packed, scales, zp = quant_minmax.quantize_symmetric(w, 8, block)
+    assert packed.dtype == np.uint8 and set(np.unique(zp)) == {128}
+    back = (packed.astype(np.float32) - 128) * scales.reshape(n, -1)[..., None]  # [N, blocks, block]
+    assert np.array_equal(back.reshape(n, k).T, w)
+
+
+def test_symmetric_int8_levels_run_in_matmulnbits_as_unpacked(tmp_path):
+    """onnxruntime's MatMulNBits reads quantize_symmetric's layout (levels offset by the zero point
+    128) as the weights it unpacks to (fp32 activations: accuracy level 0)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    k, n, block = 80, 24, 32  # K not a multiple of the block: the last block is padded
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    packed, scales, zp = quant_minmax.quantize_symmetric(w, 8, block)
+    node = helper.make_node("MatMulNBits", ["x", "q", "s", "z"], ["y"], domain="com.microsoft", K=k, N=n, bits=8,
+                            block_size=block)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, n])],
+                              [numpy_helper.from_array(packed, "q"), numpy_helper.from_array(scales, "s"),
+                               numpy_helper.from_array(zp, "z")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = rng.standard_normal((3, k)).astype(np.float32)
+    (y,) = session.run(None, {"x": x})
+    blocks = packed.shape[1]
+    deq = ((packed.astype(np.float64) - 128) * scales.reshape(n, blocks)[..., None]).reshape(n, -1)[:, :k].T  # [K, N]
+    assert np.abs(y - x.astype(np.float64) @ deq).max() <= 1e-4
+    assert np.abs(deq - w).max() <= scales.max() / 2 + 1e-7  # round to nearest level
