@@ -187,32 +187,28 @@ class _Layer:
         e, spec, a = self.e, self.spec, self.block.attention
         H, KV, hd = a.num_heads, a.kv_heads, a.head_dim
         qkv = self.linear(h, ["attn.q_proj", "attn.k_proj", "attn.v_proj"], "qkv", a.qkv_bias)  # [b, s, (H+2KV)hd]
-        rope = spec.positional.kind == "rope"
         scale = a.softmax_scale if a.softmax_scale is not None else hd ** -0.5
         attrs = {"num_heads": H, "kv_num_heads": KV, "scale": float(scale)}
         if a.window is not None:
             attrs["local_window_size"] = a.window  # measured: W keys, the query included, as Attention
-        cos_v = sin_v = None
-        if rope:
-            r, base = rotary_dim(spec, a), rope_base(spec, a)
-            cos_v, sin_v = self.caches(r, base)
-        if not rope or rotary_inside(spec, a, positions):
-            # packed QKV straight into GQA, which rotates q and k itself at the given position ids
-            q, k, v = qkv, None, None
-            if rope:
+        rotary = [None, None, None]  # GQA's cos/sin caches and position ids, when it rotates itself
+        q, k, v = qkv, None, None  # packed QKV goes into GQA whole
+        if spec.positional.kind == "rope":
+            r = rotary_dim(spec, a)
+            cos, sin = self.caches(r, rope_base(spec, a))
+            if rotary_inside(spec, a, positions):
+                rotary = [cos, sin, positions]
                 attrs.update(do_rotary=1, rotary_interleaved=0)
-        else:
-            q, k, v = e.op("Split", [qkv, e.const(f"fuse.split_{H}_{KV}_{hd}", _ints(H * hd, KV * hd, KV * hd))],
-                           outputs=3, axis=-1)
-            q = e.op("RotaryEmbedding", [q, positions, cos_v, sin_v], domain=MS, num_heads=H,
-                     rotary_embedding_dim=r, interleaved=0)
-            k = e.op("RotaryEmbedding", [k, positions, cos_v, sin_v], domain=MS, num_heads=KV,
-                     rotary_embedding_dim=r, interleaved=0)
-            cos_v = sin_v = None
+            else:  # a rotary width GQA's kernel refuses
+                q, k, v = e.op("Split", [qkv, e.const(f"fuse.split_{H}_{KV}_{hd}", _ints(H * hd, KV * hd, KV * hd))],
+                               outputs=3, axis=-1)
+                q = e.op("RotaryEmbedding", [q, positions, cos, sin], domain=MS, num_heads=H,
+                         rotary_embedding_dim=r, interleaved=0)
+                k = e.op("RotaryEmbedding", [k, positions, cos, sin], domain=MS, num_heads=KV,
+                         rotary_embedding_dim=r, interleaved=0)
         out, present_k, present_v = e.op(
             "GroupQueryAttention",
-            [q, k, v, past_k, past_v, masks.seqlens_k, masks.total, cos_v, sin_v,
-             positions if cos_v is not None else None, masks.bias,
+            [q, k, v, past_k, past_v, masks.seqlens_k, masks.total, *rotary, masks.bias,
              None, None, None, None, None, masks.query_seqlens],
             outputs=3, domain=MS, **attrs)
         return self.linear(out, ["attn.o_proj"], "o", a.out_bias), present_k, present_v
