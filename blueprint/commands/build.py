@@ -21,6 +21,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--portable", action="store_true",
                         help="plain ONNX only (no onnxruntime contrib ops), for runtimes other than onnxruntime; "
                              "by default decoders get the fused export (GroupQueryAttention etc.) where it applies")
+    parser.add_argument("--window-cache", action="store_true",
+                        help="sliding-window layers keep a cache of about their window (the fused export's "
+                             "GroupQueryAttention evicts in place) instead of the whole past: less memory and "
+                             "faster decode past the window; present.* of those layers then holds the resident "
+                             "rows only (docs/architecture.md, Window cache)")
     parser.add_argument("--quantize", choices=["int4", "int8"],
                         help="weight-only block-wise quantization of the MatMul weights (onnxruntime MatMulNBits); "
                              "the build reports top-1 agreement with fp32 on real text and fails below --min-agreement")
@@ -77,6 +82,7 @@ def run(args) -> int:
             verify=not args.no_verify,
             staged=args.export == "staged",
             portable=args.portable,
+            window_cache=args.window_cache,
             quantize=None if args.quantize is None else QuantizeOptions(
                 args.quantize, block_size=args.block_size, accuracy_level=args.accuracy_level,
                 min_agreement=args.min_agreement, method=args.quant_method,

@@ -5,7 +5,10 @@ past and present share, computing logits for the last position only; a plain bui
 step's ``present.{i}.*`` back as ``past_key_values.{i}.*`` (``blueprint.runtime.steppers``).
 The attention mask grows by one each step and ``position_ids`` is the token's position among
 real tokens. Several prompts generate together, left-padded (``generate_batch``). Sliding
-windows need nothing here: the graph enforces them, so the cache keeps the full past.
+windows are enforced by the graph; by default the cache keeps the full past. A build made with
+``--window-cache`` gives its windowed layers a cache of fixed capacity (the manifest's
+``window_cache``, ``blueprint.window_cache``) that the graph evicts from: here it is only
+allocated at that size; the mask and position ids stay absolute.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from blueprint.position_ids import position_ids_for
 from blueprint.runtime.sampling import Sampling, next_token
 from blueprint.runtime.session import Build
 from blueprint.runtime.steppers import ArrayStepper, BoundStepper, can_bind
+from blueprint.window_cache import from_manifest
 
 
 @dataclass
@@ -49,6 +53,7 @@ class Decoder:
         self._past_names = [n for n in inputs if n.startswith("past_key_values.")]
         self._past_dtype = np.float16 if self._past_names and "float16" in inputs[self._past_names[0]].type else np.float32
         self._past_dims = {n: (inputs[n].shape[1], inputs[n].shape[3]) for n in self._past_names}
+        self.bounded = from_manifest(build.manifest)  # layer -> WindowLayer: window-sized caches
         self._has_positions = "position_ids" in inputs
         self._outputs = build.output_names
 
@@ -66,7 +71,12 @@ class Decoder:
 
     def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray | None = None,
                 past: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """One session call. Returns (logits [b, s, vocab], next past keyed by input name)."""
+        """One session call. Returns (logits [b, s, vocab], next past keyed by input name).
+
+        ``past`` is the previous call's returned past (None: a prefill). For a layer with a
+        window-sized cache (``self.bounded``) that is its whole buffer [b, KV, C, hd], of which
+        rows [0, L(T)) are the last L(T) positions (``blueprint.window_cache.resident``);
+        other layers return every position [b, KV, T, hd]."""
         b = input_ids.shape[0]
         feeds = {"input_ids": input_ids.astype(np.int64), "attention_mask": attention_mask.astype(np.int64)}
         if self._has_positions:
@@ -78,10 +88,16 @@ class Decoder:
                 feeds[name] = past[name]
             else:
                 kv, hd = self._past_dims[name]
-                feeds[name] = np.zeros((b, kv, 0, hd), dtype=self._past_dtype)  # [b, kv, 0, hd]: prefill
+                feeds[name] = np.zeros((b, kv, self.past_rows(name, 0), hd), dtype=self._past_dtype)  # prefill
         out = dict(zip(self._outputs, self.build.session.run(self._outputs, feeds)))
         present = {n: out[n.replace("past_key_values.", "present.")] for n in self._past_names}
         return out["logits"], present
+
+    def past_rows(self, name: str, capacity: int) -> int:
+        """Rows of the cache buffer of input ``name``: a bounded layer's capacity, else ``capacity``
+        (what a full cache needs: 0 for a prefill's past, every position for a shared buffer)."""
+        layer = self.bounded.get(int(name.split(".")[1]))
+        return capacity if layer is None else layer.capacity
 
     def check_prompt(self, ids: list[int]) -> list[int]:
         """The prompt as ints, or a BlueprintError saying why it cannot be generated from."""

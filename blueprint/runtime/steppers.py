@@ -10,6 +10,8 @@ Both steppers take the step's input ids [b, s], the attention mask over every po
   ``past_key_values.*`` and ``present.*`` through onnxruntime's IO binding, so a step moves the
   new tokens' K/V and nothing else; ``logits_to_keep = 1`` computes the head on the last
   position only, into a preallocated output. Nothing of the cache passes through numpy.
+  A layer with a window-sized cache (``--window-cache``) gets a buffer of its capacity C
+  instead: the graph evicts inside it, so it never grows with the sequence.
 """
 
 from __future__ import annotations
@@ -42,12 +44,14 @@ class BoundStepper:
         session = decoder.build.session
         self.session, self.binding = session, session.io_binding()
         self.has_positions = decoder._has_positions
-        self.capacity = capacity
         dtype = decoder._past_dtype
         self.caches = []  # keep the OrtValues alive as long as the binding uses them
+        full = [n for n in decoder._past_names if int(n.split(".")[1]) not in decoder.bounded]
+        self.capacity = capacity if full else None  # positions a full cache can hold (None: no limit)
         for name in decoder._past_names:
             kv, hd = decoder._past_dims[name]
-            cache = ort.OrtValue.ortvalue_from_numpy(np.zeros((batch, kv, capacity, hd), dtype=dtype))  # [b, KV, C, hd]
+            rows = decoder.past_rows(name, capacity)
+            cache = ort.OrtValue.ortvalue_from_numpy(np.zeros((batch, kv, rows, hd), dtype=dtype))  # [b, KV, C, hd]
             self.caches.append(cache)
             self.binding.bind_ortvalue_input(name, cache)
             self.binding.bind_ortvalue_output(name.replace("past_key_values.", "present.", 1), cache)
@@ -59,7 +63,7 @@ class BoundStepper:
         self.binding.bind_ortvalue_input(KEEP, self.keep)
 
     def step(self, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        if mask.shape[1] > self.capacity:
+        if self.capacity is not None and mask.shape[1] > self.capacity:
             raise AssertionError(f"position {mask.shape[1]} beyond the cache's {self.capacity}")
         # the arrays must outlive the run: bind_cpu_input hands onnxruntime their memory
         self._inputs = [np.ascontiguousarray(ids, dtype=np.int64), np.ascontiguousarray(mask, dtype=np.int64)]

@@ -21,6 +21,8 @@ from pathlib import Path
 import blueprint
 from blueprint.errors import BlueprintError, first_line
 from compiler.export import onnx_export, verify as verify_mod
+from blueprint.window_cache import MANIFEST_KEY as WINDOW_KEY, to_manifest
+from compiler.export.fuse.window import bounded_layers
 from compiler.export.io import symbolic_dims
 from compiler.export.target import check_target, normal_permissions, replace, sweep_leftovers
 
@@ -200,11 +202,13 @@ def build(
     staged: bool = True,
     quantize=None,
     portable: bool = False,
+    window_cache: bool = False,
 ) -> BuildResult:
     """Build ``spec_path`` into ``out_dir`` (default ``build/<spec name>``).
 
     Decoders the fused export covers get onnxruntime contrib ops (``compiler.export.fuse``);
     ``portable`` (or ``staged=False``) keeps the plain ONNX export for other runtimes.
+    ``window_cache``: sliding-window layers keep a window-sized cache (``blueprint.window_cache``).
 
     Raises:
         BlueprintError: invalid spec, weights that do not fit, export or verification failure.
@@ -220,6 +224,7 @@ def build(
     try:
         return _build(Path(spec_path), out_dir, weights=weights, opset=opset, dtype=dtype, verify=verify,
                       progress=progress, staged=staged, quantize=quantize, portable=portable,
+                      window_cache=window_cache,
                       external_threshold=onnx_export.EXTERNAL_DATA_THRESHOLD if external_threshold is None
                       else external_threshold)
     except BaseException:
@@ -228,7 +233,7 @@ def build(
 
 
 def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress, external_threshold,
-           staged, quantize, portable) -> BuildResult:
+           staged, quantize, portable, window_cache) -> BuildResult:
     import torch
 
     progress.begin("validate", str(spec_path))
@@ -258,6 +263,7 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
 
     kv_cache = spec.is_decoder
     fused = _choose_fused(spec, kv_cache=kv_cache, dtype=dtype, wanted=staged and not portable, progress=progress)
+    bounded = bounded_layers(spec, wanted=window_cache, fused=fused, portable=portable, dtype=dtype)
     progress.begin("compile", f"{spec.name} (kv_cache={kv_cache})")
     torch.manual_seed(spec.init.seed)
     module = default_compile(spec, kv_cache=kv_cache)
@@ -274,7 +280,7 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
         try:
             whole = {} if staged else {"staged": False}  # staged is export_model's default
             model = onnx_export.export_model(module, spec, kv_cache=kv_cache, opset=opset, dtype=dtype,
-                                             fused=fused, **whole)
+                                             fused=fused, bounded=frozenset(bounded), **whole)
         except Exception as err:  # the exporter raises many types; the user needs the summary
             raise _export_error(spec, err) from err
         onnx_export.check_exported_opset(model, opset)
@@ -282,6 +288,8 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
         spec_sha = hashlib.sha256(lock.encode()).hexdigest()
         metadata = {"blueprint.spec": lock, "blueprint.spec_sha256": spec_sha, "blueprint.dtype": dtype,
                     "blueprint.kv_cache": str(kv_cache).lower(), **{f"{k}.version": v for k, v in vers.items()}}
+        if bounded:
+            metadata["blueprint.window_cache"] = json.dumps(to_manifest(bounded))
         # weights first: model.onnx references their bytes instead of holding a copy
         _save_weights(module, tmp / "weights.safetensors")
         files = onnx_export.save_model(model, tmp, metadata=metadata, external_threshold=external_threshold,
@@ -291,7 +299,8 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
         report = None
         if verify:
             progress.begin("verify", f"onnxruntime and torch {dtype} vs float64")
-            report = verify_mod.verify(module, spec, tmp / "model.onnx", kv_cache=kv_cache, dtype=dtype)
+            report = verify_mod.verify(module, spec, tmp / "model.onnx", kv_cache=kv_cache, dtype=dtype,
+                                       bounded=bounded)
             progress.end("passed" if report.ok else "FAILED")
             progress.info(report.format())
             verify_mod.check(report)
@@ -307,17 +316,18 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
 
             files, quantization = quantize_build(model, tmp, spec, quantize, tokenizer=tokenizer,
                                                  metadata={**metadata, "blueprint.quantize": quantize.kind},
-                                                 external_threshold=external_threshold, progress=progress)
+                                                 external_threshold=external_threshold, progress=progress,
+                                                 bounded=bounded)
 
         progress.begin("write", str(target))
         (tmp / "spec.lock.yaml").write_text(lock)
         files += ["weights.safetensors", "spec.lock.yaml"]
-        files += _write_genai_config(spec, tmp, fused) if kv_cache else []
+        files += _write_genai_config(spec, tmp, fused, bounded) if kv_cache else []
         if tokenizer is not None:
             shutil.copyfile(tokenizer, tmp / "tokenizer.json")
             files.append("tokenizer.json")
         manifest = _manifest(spec, model, tmp, files, spec_sha=spec_sha, versions=vers, opset=opset, dtype=dtype,
-                             kv_cache=kv_cache, report=report)
+                             kv_cache=kv_cache, report=report, bounded=bounded)
         if quantization is not None:
             manifest["quantization"] = quantization
         manifest["export"] = "fused" if fused else "plain"
@@ -343,18 +353,19 @@ def _choose_fused(spec, *, kv_cache: bool, dtype: str, wanted: bool, progress: P
     return reason is None
 
 
-def _write_genai_config(spec, tmp: Path, fused: bool) -> list[str]:
+def _write_genai_config(spec, tmp: Path, fused: bool, bounded: dict) -> list[str]:
     """onnxruntime-genai's config beside the model (compiler/export/genai_config.py)."""
     from compiler.export.genai_config import FILE, genai_config
 
-    config = genai_config(spec, shared_cache=fused)
+    config = genai_config(spec, shared_cache=fused, bounded=bounded)
     if config is None:
         return []
     (tmp / FILE).write_text(json.dumps(config, indent=2) + "\n")
     return [FILE]
 
 
-def _manifest(spec, model, tmp: Path, files: list[str], *, spec_sha, versions, opset, dtype, kv_cache, report) -> dict:
+def _manifest(spec, model, tmp: Path, files: list[str], *, spec_sha, versions, opset, dtype, kv_cache, report,
+              bounded: dict) -> dict:
     """What the build is: spec hash, tool versions, opset, the I/O signature, file hashes."""
     return {
         "name": spec.name,
@@ -364,9 +375,10 @@ def _manifest(spec, model, tmp: Path, files: list[str], *, spec_sha, versions, o
         "opset": opset,
         "dtype": dtype,
         "kv_cache": kv_cache,
-        "dynamic_axes": {n: symbolic_dims(n) for n in (v.name for v in model.graph.inputs)},
+        "dynamic_axes": {n: symbolic_dims(n, frozenset(bounded)) for n in (v.name for v in model.graph.inputs)},
         "signature": _signature(model),
         "verification": None if report is None else report.as_dict(),
+        WINDOW_KEY: to_manifest(bounded) if bounded else None,
         "files": {f: sha256_file(tmp / f) for f in sorted(files)},
     }
 

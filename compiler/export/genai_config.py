@@ -14,7 +14,8 @@ from __future__ import annotations
 FILE = "genai_config.json"
 
 
-def genai_config(spec, *, filename: str = "model.onnx", shared_cache: bool = False) -> dict | None:
+def genai_config(spec, *, filename: str = "model.onnx", shared_cache: bool = False,
+                 bounded: dict | None = None) -> dict | None:
     """The config for a decoder ``spec`` with a KV cache; None when onnxruntime-genai cannot
     describe it (its config has one KV head count and head size for all layers)."""
     if not spec.is_decoder:

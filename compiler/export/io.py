@@ -16,14 +16,16 @@ from compiler.signature import input_names, output_names  # noqa: F401  (re-expo
 
 # Symbolic names written into the ONNX file and the manifest for the dynamic dimensions.
 BATCH, SEQ, PAST, TOTAL = "batch", "seq", "past_seq", "total_seq"
+WINDOW = "window_cache"  # the capacity of a window-sized cache (blueprint/window_cache.py)
 
 
-def symbolic_dims(name: str) -> dict[int, str]:
-    """Which axes of input ``name`` are dynamic, and what they are called."""
+def symbolic_dims(name: str, bounded: frozenset[int] = frozenset()) -> dict[int, str]:
+    """Which axes of input ``name`` are dynamic, and what they are called; the past of a layer
+    in ``bounded`` (a window-sized cache) has the capacity as its length."""
     if name == "attention_mask":
         return {0: BATCH, 1: TOTAL}
     if name.startswith("past_key_values."):
-        return {0: BATCH, 2: PAST}
+        return {0: BATCH, 2: WINDOW if int(name.split(".")[1]) in bounded else PAST}
     return {0: BATCH, 1: SEQ}
 
 

@@ -89,21 +89,24 @@ def _ordered(module, names: list[str]):
 
 
 def export_model(module, spec, *, kv_cache: bool, opset: int = DEFAULT_OPSET, dtype: str = "fp32",
-                 staged: bool = True, fused: bool = False):
+                 staged: bool = True, fused: bool = False, bounded: frozenset[int] = frozenset()):
     """Export ``module`` (an eval-mode contract-4 module) and return the onnx_ir Model.
 
     ``staged`` (the default) exports each distinct layer structure once and stamps it per layer
     (``compiler.export.stamp``; about 8x faster on 30 layers); otherwise the whole module goes
     through the exporter in one piece (also when ``module`` is not a plain compiled GraphModule).
+    ``bounded`` (fused exports only): the layers given a window-sized cache (``blueprint.window_cache``).
 
     Raises:
         RuntimeError from the exporter when the graph cannot be exported.
     """
     from compiler.export.stamp import can_stage, export_staged
 
+    if bounded and not (fused and can_stage(module, spec)):
+        raise ValueError("a window-sized cache needs the fused export of a compiled GraphModule")
     if (staged or fused) and can_stage(module, spec):
         model = export_staged(module, spec, kv_cache=kv_cache, opset=opset, dtype=dtype, fused=fused,
-                              shape=example_shape(spec, kv_cache))
+                              shape=example_shape(spec, kv_cache), bounded=bounded)
         strip_metadata(model)
         return model
     import torch

@@ -210,12 +210,15 @@ def probe_ids(spec, tokenizer_json: Path | None, n: int = PROBE_TOKENS) -> tuple
     return [b % limit for b in text.encode()[:n]], f"{n} bytes of inspect.py (no tokenizer)"
 
 
-def top1_agreement(reference, quantized, spec, ids: list[int]) -> float:
+def top1_agreement(reference, quantized, spec, ids: list[int], bounded: dict | None = None) -> float:
     """Teacher-forced: one forward of the same ids through both sessions; the share of positions
-    whose argmax token is the same."""
+    whose argmax token is the same. ``bounded``: layers with a window-sized cache
+    (``blueprint.window_cache``), whose empty past is a zeroed buffer of its capacity."""
+    from blueprint.window_cache import bounded_feeds
     from compiler.export.io import Shape, make_inputs
 
     feeds = make_inputs(spec, Shape(1, len(ids), 0), kv_cache=spec.is_decoder, rng=np.random.default_rng(0))
+    feeds = bounded_feeds(feeds, bounded or {})
     feeds["input_ids"] = np.array([ids], dtype=np.int64)
     a = reference.run(["logits"], feeds)[0]  # [1, s, vocab]
     b = quantized.run(["logits"], feeds)[0]
@@ -223,7 +226,7 @@ def top1_agreement(reference, quantized, spec, ids: list[int]) -> float:
 
 
 def quantize_build(model, tmp: Path, spec, options: QuantizeOptions, *, tokenizer: Path | None, metadata: dict,
-                   external_threshold: int, progress) -> tuple[list[str], dict]:
+                   external_threshold: int, progress, bounded: dict | None = None) -> tuple[list[str], dict]:
     """Quantize the verified fp32 ``model`` saved in ``tmp``, probe it, overwrite model.onnx.
 
     Returns (files written, the manifest's ``quantization`` entry).
@@ -248,7 +251,7 @@ def quantize_build(model, tmp: Path, spec, options: QuantizeOptions, *, tokenize
                                    weights_file=tmp / "weights.safetensors")
     session = ort.InferenceSession(str(tmp / "model.onnx"), options_, providers=["CPUExecutionProvider"])
     ids, what = probe_ids(spec, tokenizer)
-    agreement = top1_agreement(reference, session, spec, ids)
+    agreement = top1_agreement(reference, session, spec, ids, bounded)
     report = {"kind": options.kind, "method": options.method,
               "symmetric": options.symmetric if options.method == "rtn" else None,
               "block_size": options.block_size, "accuracy_level": options.accuracy_level,

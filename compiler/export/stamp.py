@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from compiler.export.io import BATCH, PAST, SEQ, TOTAL, Shape, input_names, make_inputs, output_names, symbolic_dims
+from compiler.export.io import BATCH, PAST, SEQ, TOTAL, WINDOW, Shape, input_names, make_inputs, output_names, symbolic_dims
 
 
 class _Embed(nn.Module):
@@ -258,13 +258,15 @@ def _dynamic(names: list[str]) -> tuple:
     return (tuple(out),)  # one entry: the wrappers take *args, which torch.export sees as one tuple
 
 
-def export_staged(module, spec, *, kv_cache: bool, opset: int, dtype: str, shape: Shape, fused: bool = False):
+def export_staged(module, spec, *, kv_cache: bool, opset: int, dtype: str, shape: Shape, fused: bool = False,
+                  bounded: frozenset[int] = frozenset()):
     """The staged export of ``module`` (the eval-mode GraphModule); returns an onnx_ir Model.
 
     ``fused``: the layers are emitted as onnxruntime contrib ops (``compiler.export.fuse``; the
     caller checked ``fuse.why_not``) instead of stamped from the exported block, and the graph
     takes ``logits_to_keep`` (default 0: every position) to compute the head on the last
-    positions only."""
+    positions only. ``bounded`` (fused only): layers whose cache is window-sized
+    (``blueprint.window_cache``); their past and present have the capacity as length."""
     import onnx_ir as ir
 
     ins, outs = input_names(spec, kv_cache), output_names(spec, kv_cache)
@@ -301,7 +303,7 @@ def export_staged(module, spec, *, kv_cache: bool, opset: int, dtype: str, shape
 
     graph_inputs = {}
     for n in ins:
-        names = symbolic_dims(n) if spec.is_decoder else {0: BATCH, 1: SEQ}  # encoders: mask is [b, s]
+        names = symbolic_dims(n, bounded) if spec.is_decoder else {0: BATCH, 1: SEQ}  # encoders: mask is [b, s]
         dims = [names.get(a, d) for a, d in enumerate(args[n].shape)]
         elem = ir.DataType.INT64 if not args[n].is_floating_point() else ir.DataType.from_numpy(feeds[n].dtype)
         graph_inputs[n] = ir.Value(name=n, shape=ir.Shape(dims), type=ir.TensorType(elem))
@@ -313,7 +315,7 @@ def export_staged(module, spec, *, kv_cache: bool, opset: int, dtype: str, shape
     if fused:
         from compiler.export import fuse
 
-        x, presents = fuse.emit_stack(stitch, spec, x, graph_inputs)
+        x, presents = fuse.emit_stack(stitch, spec, x, graph_inputs, bounded)
         keep = fuse.logits_to_keep_input()
         extra_inputs.append(keep)
         x = fuse.keep_last(stitch, x, keep)
@@ -341,7 +343,7 @@ def export_staged(module, spec, *, kv_cache: bool, opset: int, dtype: str, shape
             stitch.nodes.append(ir.Node("", "Identity", [value], outputs=[copy]))
             value = copy
         value.name = n
-        value.shape = _output_shape(n, spec, float_dtype)
+        value.shape = _output_shape(n, spec, float_dtype, bounded)
         if fused and n == "logits":  # [b, logits_to_keep or s, V]
             value.shape = ir.Shape([BATCH, "kept_seq", spec.vocab_size])
         value.type = ir.TensorType(_elem(float_dtype))
@@ -361,7 +363,7 @@ def _elem(dtype):
     return ir.DataType.FLOAT16 if dtype == torch.float16 else ir.DataType.FLOAT
 
 
-def _output_shape(name: str, spec, dtype):
+def _output_shape(name: str, spec, dtype, bounded: frozenset[int] = frozenset()):
     import onnx_ir as ir
 
     if name == "logits" and spec.is_decoder:
@@ -369,7 +371,7 @@ def _output_shape(name: str, spec, dtype):
     if name.startswith("present."):
         i = int(name.split(".")[1])
         attn = spec.layer(i).attention
-        return ir.Shape([BATCH, attn.kv_heads, TOTAL, attn.head_dim])
+        return ir.Shape([BATCH, attn.kv_heads, WINDOW if i in bounded else TOTAL, attn.head_dim])
     if name == "last_hidden_state":
         return ir.Shape([BATCH, SEQ, spec.embed_dim])
     return None  # head-specific ([b, D] embeddings, [b, labels] classification, [b, s, V] MLM)

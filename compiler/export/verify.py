@@ -21,6 +21,12 @@ and for decoders with a KV cache, decode trajectories: prefill a prompt, feed ea
 ``present.*`` back as its ``past_key_values.*``, decode several single tokens (chosen greedily
 by the float64 reference, so all engines follow one token path) and a multi-token chunk, over a
 cache longer than any window. Each step's logits and every cache output are compared.
+
+A build with window-sized caches (``--window-cache``, ``blueprint.window_cache``) is fed and
+compared in its own layout: onnxruntime gets the bounded buffers, and a windowed layer's
+``present.*`` is compared on its resident rows [0, L(T)) against the torch engines' last L(T)
+positions. Its decode case starts just below the largest capacity C, so single-token steps
+cross C (an eviction), and ends with a chunk of G tokens that crosses the next one.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from blueprint.errors import BlueprintError, first_line
+from blueprint.window_cache import WindowLayer, bounded_feeds, last_rows, resident_rows
 from compiler.export.io import Shape, input_names, make_inputs, max_window, output_names, position_ids_for
 
 FACTOR = 4.0
@@ -125,12 +132,13 @@ class VerifyReport:
         }
 
 
-def verification_cases(spec, kv_cache: bool) -> list[Case]:
-    """The cases for ``spec``, sized to fit max_seq_len."""
+def verification_cases(spec, kv_cache: bool, bounded: dict[int, WindowLayer] | None = None) -> list[Case]:
+    """The cases for ``spec``, sized to fit max_seq_len (``bounded``: window-sized caches)."""
     window = max_window(spec)
     cap = spec.max_seq_len
     padded = min(cap, 12)
-    long = min(cap, max(2 * window + 3, 16))
+    widest = max(bounded.values(), key=lambda layer: layer.capacity) if bounded else None
+    long = min(cap, max(2 * window + 3, 16, widest.capacity + 3 if widest else 0))
     cases = [
         Case("padded batch", Shape(3, padded), [0, min(3, padded - 1), 1]),
         Case("long sequence", Shape(1, long), [0]),
@@ -139,6 +147,9 @@ def verification_cases(spec, kv_cache: bool) -> list[Case]:
         # 4 single tokens then a 3-token chunk, over a prompt that already fills the window
         steps = (1, 1, 1, 1, 3)
         prompt = max(1, min(cap - sum(steps), max(window + 5, 9)))
+        if widest is not None:  # the second step evicts (T = C + 1), the last chunk evicts again
+            steps += (widest.capacity - widest.window + 1,)
+            prompt = max(1, min(cap - sum(steps), widest.capacity - 1))
         steps = _fit(steps, cap - prompt)
         cases.append(Case("decode", Shape(2, prompt), [0, min(2, prompt - 1)], steps))
         short = max(1, min(cap - 2, 4))
@@ -159,14 +170,17 @@ def _fit(steps: tuple[int, ...], room: int) -> tuple[int, ...]:
     return tuple(out)
 
 
-def verify(module, spec, onnx_path, *, kv_cache: bool, dtype: str = "fp32", seed: int = 0) -> VerifyReport:
+def verify(module, spec, onnx_path, *, kv_cache: bool, dtype: str = "fp32", seed: int = 0,
+           bounded: dict[int, WindowLayer] | None = None) -> VerifyReport:
     """Run every case through float64 torch, ``dtype`` torch and onnxruntime; the report says
     whether each output passed (``report.ok``). ``module`` is the eval-mode graph that was
     exported, in the build's dtype; it is widened to float64 in place for the reference and
-    restored exactly afterwards."""
+    restored exactly afterwards. ``bounded``: the layers whose cache is window-sized in the
+    exported model (``blueprint.window_cache.plan``)."""
+    bounded = bounded or {}
     session = _session(onnx_path)
     rng = np.random.default_rng(seed)
-    cases = verification_cases(spec, kv_cache)
+    cases = verification_cases(spec, kv_cache, bounded)
     firsts = [make_inputs(spec, c.shape, kv_cache=kv_cache, rng=rng, pad=c.pad, dtype=dtype) for c in cases]
     extras = [[rng.integers(0, _token_limit(spec), (c.shape.batch, n - 1)) for n in c.steps] for c in cases]
 
@@ -182,10 +196,17 @@ def verify(module, spec, onnx_path, *, kv_cache: bool, dtype: str = "fp32", seed
     for c, first, path, ref in zip(cases, firsts, paths, reference):
         replay = lambda step, logits, path=path: path[step]  # noqa: E731 - follow the f64 token path
         native = _trajectory(_torch_engine(module, spec, kv_cache), spec, first, c.steps, replay)
-        ort = _trajectory(_ort_engine(session, spec, kv_cache, c), spec, first, c.steps, replay)
+        ort = _trajectory(_ort_engine(session, spec, kv_cache, c, bounded), spec, first, c.steps, replay)
         result = CaseResult(c.name, c.shape, len(c.steps))
+        totals = first["attention_mask"].shape[1] + np.cumsum((0,) + c.steps)  # T after each call
         for n in names:
-            result.errors[n] = _compare(n, [s[n] for s in ort], [s[n] for s in native], [s[n] for s in ref], dtype)
+            o, t, r = [s[n] for s in ort], [s[n] for s in native], [s[n] for s in ref]
+            layer = bounded.get(int(n.split(".")[1])) if n.startswith("present.") else None
+            if layer is not None:  # resident rows against the positions a full cache holds last
+                o = [resident_rows(a, total, layer) for a, total in zip(o, totals)]
+                t = [last_rows(a, total, layer) for a, total in zip(t, totals)]
+                r = [last_rows(a, total, layer) for a, total in zip(r, totals)]
+            result.errors[n] = _compare(n, o, t, r, dtype)
         results.append(result)
     return VerifyReport(dtype, results)
 
@@ -239,13 +260,15 @@ def _torch_engine(module, spec, kv_cache: bool) -> Engine:
     return run
 
 
-def _ort_engine(session, spec, kv_cache: bool, case: Case) -> Engine:
+def _ort_engine(session, spec, kv_cache: bool, case: Case, bounded: dict[int, WindowLayer]) -> Engine:
+    """onnxruntime on the feeds; a window-sized cache's first past (full layout, the torch
+    engines' input) is turned into its bounded layout, later ones are its own presents."""
     names = output_names(spec, kv_cache)
     shape = case.shape
 
     def run(feeds: Arrays) -> Arrays:
         try:
-            return dict(zip(names, session.run(names, feeds)))
+            return dict(zip(names, session.run(names, bounded_feeds(feeds, bounded))))
         except Exception as err:
             raise BlueprintError(
                 f"verification failed: case '{case.name}' (batch={shape.batch} seq={shape.seq}): "

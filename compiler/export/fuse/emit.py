@@ -10,6 +10,8 @@ Per layer (pre-norm, sequential residual), with ``x`` the residual stream:
     a, K, V = GroupQueryAttention(qkv, past K, past V, cos, sin, position_ids, ...)
                                                                   packed input; RoPE (do_rotary),
                                                                   causality, window, cache append
+                                                                  (or a window-sized cache it evicts
+                                                                  from: --window-cache)
     h, x   = norm(x + MatMul(a, Wo^T))                            (same two forms)
     f      = MatMul(act(gate) * up, Wd^T), gate|up = Split(MatMul(h, [Wg; Wu]^T))   (GLU; MLP unpacked)
 
@@ -183,7 +185,7 @@ class _Layer:
                    domain=MS, epsilon=eps)
         return out[0], out[3]
 
-    def attention(self, h, masks: MaskInputs, positions, past_k, past_v):
+    def attention(self, h, masks: MaskInputs, positions, past_k, past_v, bounded: bool = False):
         e, spec, a = self.e, self.spec, self.block.attention
         H, KV, hd = a.num_heads, a.kv_heads, a.head_dim
         qkv = self.linear(h, ["attn.q_proj", "attn.k_proj", "attn.v_proj"], "qkv", a.qkv_bias)  # [b, s, (H+2KV)hd]
@@ -206,6 +208,8 @@ class _Layer:
                          rotary_embedding_dim=r, interleaved=0)
                 k = e.op("RotaryEmbedding", [k, positions, cos, sin], domain=MS, num_heads=KV,
                          rotary_embedding_dim=r, interleaved=0)
+        if bounded:  # a window-sized cache the op evicts from (blueprint/window_cache.py)
+            attrs["sliding_window_cache"] = 1
         out, present_k, present_v = e.op(
             "GroupQueryAttention",
             [q, k, v, past_k, past_v, masks.seqlens_k, masks.total, *rotary, masks.bias,
@@ -232,9 +236,10 @@ class _Layer:
         return e.op("Gelu" if act == "gelu" else "FastGelu", [x], domain=MS)  # gelu_tanh: FastGelu
 
 
-def emit_stack(stitch, spec, x, inputs: dict) -> tuple[object, dict]:
+def emit_stack(stitch, spec, x, inputs: dict, bounded: frozenset[int] = frozenset()) -> tuple[object, dict]:
     """Emit every layer after the embeddings' output ``x``; returns (the residual stream after
-    the last layer [b, s, D], {present.<i>.key/value: value})."""
+    the last layer [b, s, D], {present.<i>.key/value: value}). Layers in ``bounded`` (windowed
+    layers, ``blueprint.window_cache.plan``) keep a window-sized cache."""
     e = _Emitter(stitch, "fused/")
     masks = MaskInputs(e, inputs["attention_mask"], inputs["input_ids"])
     positions = inputs.get("position_ids")
@@ -244,7 +249,8 @@ def emit_stack(stitch, spec, x, inputs: dict) -> tuple[object, dict]:
         e.prefix = f"layers.{i}/"
         h, x = layer.norm("attn_norm", pending if pending is not None else x, x if pending is not None else None)
         a, presents[f"present.{i}.key"], presents[f"present.{i}.value"] = layer.attention(
-            h, masks, positions, inputs[f"past_key_values.{i}.key"], inputs[f"past_key_values.{i}.value"])
+            h, masks, positions, inputs[f"past_key_values.{i}.key"], inputs[f"past_key_values.{i}.value"],
+            bounded=i in bounded)
         h, x = layer.norm("ffn_norm", a, x)
         pending = layer.ffn(h)
     return e.op("Add", [pending, x]), presents
