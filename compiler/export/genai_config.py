@@ -7,6 +7,13 @@ the special token ids. The plain export returns the whole cache (past + new) as 
 a fused build's GroupQueryAttention appends to a cache that past and present share, as
 onnxruntime-genai's own builds do (``true``). The generator computes ``position_ids`` from the
 attention mask when the graph takes them.
+
+A ``--window-cache`` build runs too (checked token for token in tests/runtime/test_genai_config.py):
+onnxruntime-genai allocates every layer's shared buffer at ``max_length`` rows, which the
+windowed layers take as their capacity, so the output is right but the cache is not smaller
+there, and a ``max_length`` below a layer's window is refused by GroupQueryAttention
+("capacity must be at least local_window_size"). Its unshared loop would start from an empty
+past, which a window-sized cache refuses, so a bounded build without a shared cache gets no config.
 """
 
 from __future__ import annotations
@@ -17,8 +24,9 @@ FILE = "genai_config.json"
 def genai_config(spec, *, filename: str = "model.onnx", shared_cache: bool = False,
                  bounded: dict | None = None) -> dict | None:
     """The config for a decoder ``spec`` with a KV cache; None when onnxruntime-genai cannot
-    describe it (its config has one KV head count and head size for all layers)."""
-    if not spec.is_decoder:
+    describe it (its config has one KV head count and head size for all layers) or cannot run
+    it (``bounded`` window-sized caches without a shared buffer)."""
+    if not spec.is_decoder or (bounded and not shared_cache):
         return None
     layers = [spec.layer(i).attention for i in range(spec.num_layers)]
     geometry = {(a.num_heads, a.kv_heads, a.head_dim) for a in layers}

@@ -24,7 +24,8 @@ def load_tiny(name: str):
 
 
 class Builds:
-    """Builds each tiny spec at most once per test session."""
+    """Builds each tiny spec at most once per test session; ``name+window`` is the spec built
+    with ``--window-cache``."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -34,7 +35,8 @@ class Builds:
         if name not in self._done:
             from compiler.export.build import build
 
-            self._done[name] = build(SPECS / f"{name}.yaml", self.root / name)
+            spec, _, flag = name.partition("+")
+            self._done[name] = build(SPECS / f"{spec}.yaml", self.root / name, window_cache=flag == "window")
         return self._done[name]
 
 

@@ -14,9 +14,11 @@ from blueprint import runtime
 og = pytest.importorskip("onnxruntime_genai")
 
 
-@pytest.mark.parametrize("name", ["llama-tiny", "mistral-tiny", "gpt2-tiny", "mistral-tiny-portable"])
+@pytest.mark.parametrize("name", ["llama-tiny", "mistral-tiny", "gpt2-tiny", "mistral-tiny-portable",
+                                  "mistral-tiny+window"])
 def test_onnxruntime_genai_generates_what_blueprint_generates(builds, name, tmp_path):
-    """Fused builds (shared cache) and a portable (plain export) build alike."""
+    """Fused builds (shared cache), a portable (plain export) build and a window-cache build
+    (onnxruntime-genai's shared buffer of max_length rows is its capacity) alike."""
     if name.endswith("-portable"):
         from buildfixtures import SPECS
 
