@@ -20,6 +20,7 @@ behind ``default_capacity``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,13 +37,14 @@ class WindowLayer:
 
 
 def default_capacity(window: int) -> int:
-    """C for a window W: W plus a slack of W/8 rounded up to 16 rows (at least 16).
+    """C for a window W: W plus a slack of about sqrt(2W) rows, rounded up to 16 (at least 16).
 
-    Measured (docs/build-speed.md, "Window cache"): C = W compacts the whole window on every
-    decode step; a slack of G - 1 rows makes that once per G steps. W/8 keeps the buffer within
-    ~13% of the window while the compaction costs about 8 rows per step.
+    Why: with slack s the op compacts the window (moves ~W rows) once every s + 1 steps, and
+    attention reads s / 2 extra resident rows on average; W / (s + 1) + s / 2 rows a step is
+    least at s + 1 = sqrt(2W). Measured (docs/build-speed.md, "Window cache"): at W = 1024,
+    C = W is ~30% slower a decode step than W + 16..64, and 1.5W or 2W are slower again.
     """
-    slack = max(16, -(-window // 8))
+    slack = max(16, math.ceil(math.sqrt(2 * window)))
     return window + -(-slack // 16) * 16
 
 
