@@ -20,8 +20,8 @@ from pathlib import Path
 
 import blueprint
 from blueprint.errors import BlueprintError, first_line
-from compiler.export import onnx_export, verify as verify_mod
 from blueprint.window_cache import MANIFEST_KEY as WINDOW_KEY, to_manifest
+from compiler.export import onnx_export, verify as verify_mod
 from compiler.export.fuse.window import bounded_layers
 from compiler.export.io import symbolic_dims
 from compiler.export.target import check_target, normal_permissions, replace, sweep_leftovers
