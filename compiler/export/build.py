@@ -64,9 +64,10 @@ class BuildResult:
     report: verify_mod.VerifyReport | None
 
 
-def default_compile(spec, *, kv_cache: bool):
+def default_compile(spec, *, kv_cache: bool, initialise: bool = True):
     """The real compiler: compile_spec, as the inference graph (no checkpointing: a memory
-    budget policy is a training-time choice that depends on the training batch)."""
+    budget policy is a training-time choice that depends on the training batch).
+    ``initialise=False`` when ``--weights`` will overwrite every parameter (``load_into``)."""
     try:
         from compiler import compile_spec
         from compiler.graph_meta import CHECKPOINTED
@@ -74,7 +75,7 @@ def default_compile(spec, *, kv_cache: bool):
         raise BlueprintError(f"the compiler is not available in this installation ({err})",
                              hint="reinstall blueprint: pip install -e .") from None
 
-    gm = compile_spec(spec, kv_cache=kv_cache, checkpointing=False)
+    gm = compile_spec(spec, kv_cache=kv_cache, checkpointing=False, initialise=initialise)
     assert not any(n.meta.get(CHECKPOINTED) for n in gm.graph.nodes), "a build graph is never checkpointed"
     return gm
 
@@ -260,7 +261,7 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
     fused = _choose_fused(spec, kv_cache=kv_cache, dtype=dtype, wanted=staged and not portable, progress=progress)
     progress.begin("compile", f"{spec.name} (kv_cache={kv_cache})")
     torch.manual_seed(spec.init.seed)
-    module = default_compile(spec, kv_cache=kv_cache)
+    module = default_compile(spec, kv_cache=kv_cache, initialise=weights is None)
     if weights is not None:
         load_into(module, spec, Path(weights))
     module = module.eval()
