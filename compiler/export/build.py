@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,6 +129,14 @@ def _save_weights(module, path: Path) -> None:
     from compiler.weights import save_weights
 
     save_weights(module, path)
+
+
+def _write_model(state: dict, model, tmp: Path, metadata: dict, external_threshold: int) -> list[str]:
+    """weights.safetensors, then model.onnx referencing its bytes instead of holding a copy;
+    returns the files save_model wrote."""
+    _save_weights(state, tmp / "weights.safetensors")
+    return onnx_export.save_model(model, tmp, metadata=metadata, external_threshold=external_threshold,
+                                  weights_file=tmp / "weights.safetensors")
 
 
 def build_lock(spec) -> str:
@@ -270,6 +279,7 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
     target.parent.mkdir(parents=True, exist_ok=True)
     sweep_leftovers(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="build-writer")
     try:
         progress.begin("export", f"opset {opset}, {dtype}" + (", fused for onnxruntime" if fused else ""))
         try:
@@ -283,19 +293,24 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
         spec_sha = hashlib.sha256(lock.encode()).hexdigest()
         metadata = {"blueprint.spec": lock, "blueprint.spec_sha256": spec_sha, "blueprint.dtype": dtype,
                     "blueprint.kv_cache": str(kv_cache).lower(), **{f"{k}.version": v for k, v in vers.items()}}
-        # weights first: model.onnx references their bytes instead of holding a copy
-        _save_weights(module, tmp / "weights.safetensors")
-        files = onnx_export.save_model(model, tmp, metadata=metadata, external_threshold=external_threshold,
-                                       weights_file=tmp / "weights.safetensors")
+        # The files are written on a thread while verification's torch work starts: writing
+        # 500 MB is the kernel's work, not Python's. The weights are taken now, before
+        # verification widens the module to float64.
+        written = writer.submit(_write_model, module.state_dict(), model, tmp, metadata, external_threshold)
+        hashes = {"weights.safetensors": writer.submit(sha256_file, tmp / "weights.safetensors")}
+        if not verify:
+            written.result()
         progress.end()
 
         report = None
         if verify:
             progress.begin("verify", f"onnxruntime and torch {dtype} vs float64")
-            report = verify_mod.verify(module, spec, tmp / "model.onnx", kv_cache=kv_cache, dtype=dtype)
+            report = verify_mod.verify(module, spec, tmp / "model.onnx", kv_cache=kv_cache, dtype=dtype,
+                                       written=written)
             progress.end("passed" if report.ok else "FAILED")
             progress.info(report.format())
             verify_mod.check(report)
+        files = written.result()
 
         quantization = None
         if quantize is not None:  # after fp32 verification; measured against the verified fp32 model
@@ -318,7 +333,7 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
             shutil.copyfile(tokenizer, tmp / "tokenizer.json")
             files.append("tokenizer.json")
         manifest = _manifest(spec, model, tmp, files, spec_sha=spec_sha, versions=vers, opset=opset, dtype=dtype,
-                             kv_cache=kv_cache, report=report)
+                             kv_cache=kv_cache, report=report, hashes={k: f.result() for k, f in hashes.items()})
         if quantization is not None:
             manifest["quantization"] = quantization
         manifest["export"] = "fused" if fused else "plain"
@@ -327,8 +342,11 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
         replace(tmp, target)
         progress.end()
     except BaseException:
+        writer.shutdown(wait=True, cancel_futures=True)  # nothing writes into tmp any more
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        writer.shutdown(wait=True)
     return BuildResult(target, manifest, report)
 
 
@@ -355,8 +373,10 @@ def _write_genai_config(spec, tmp: Path, fused: bool) -> list[str]:
     return [FILE]
 
 
-def _manifest(spec, model, tmp: Path, files: list[str], *, spec_sha, versions, opset, dtype, kv_cache, report) -> dict:
-    """What the build is: spec hash, tool versions, opset, the I/O signature, file hashes."""
+def _manifest(spec, model, tmp: Path, files: list[str], *, spec_sha, versions, opset, dtype, kv_cache, report,
+              hashes: dict[str, str]) -> dict:
+    """What the build is: spec hash, tool versions, opset, the I/O signature, file hashes
+    (``hashes``: those already computed)."""
     return {
         "name": spec.name,
         "kind": "decoder" if spec.is_decoder else "encoder",
@@ -368,7 +388,7 @@ def _manifest(spec, model, tmp: Path, files: list[str], *, spec_sha, versions, o
         "dynamic_axes": {n: symbolic_dims(n) for n in (v.name for v in model.graph.inputs)},
         "signature": _signature(model),
         "verification": None if report is None else report.as_dict(),
-        "files": {f: sha256_file(tmp / f) for f in sorted(files)},
+        "files": {f: hashes[f] if f in hashes else sha256_file(tmp / f) for f in sorted(files)},
     }
 
 

@@ -25,6 +25,7 @@ cache longer than any window. Each step's logits and every cache output are comp
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -159,7 +160,8 @@ def _fit(steps: tuple[int, ...], room: int) -> tuple[int, ...]:
     return tuple(out)
 
 
-def verify(module, spec, onnx_path, *, kv_cache: bool, dtype: str = "fp32", seed: int = 0) -> VerifyReport:
+def verify(module, spec, onnx_path, *, kv_cache: bool, dtype: str = "fp32", seed: int = 0,
+           written: Future | None = None) -> VerifyReport:
     """Run every case through float64 torch, ``dtype`` torch and onnxruntime; the report says
     whether each output passed (``report.ok``). ``module`` is the eval-mode graph that was
     exported, in the build's dtype; it is widened to float64 in place for the reference and
@@ -168,16 +170,16 @@ def verify(module, spec, onnx_path, *, kv_cache: bool, dtype: str = "fp32", seed
     onnxruntime works on a thread of its own: it loads the model (constant folding, weight
     prepacking: ~1 s for GPT-2 small, native code that releases the GIL) while torch computes
     the float64 reference, and runs its trajectories while torch runs the ``dtype`` ones. Each
-    engine still computes every case in full; only the waiting overlaps."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    engine still computes every case in full; only the waiting overlaps. ``written``: the
+    future of the thread writing the model's files (``compiler.export.build``), awaited before
+    onnxruntime opens them."""
     rng = np.random.default_rng(seed)
     cases = verification_cases(spec, kv_cache)
     firsts = [make_inputs(spec, c.shape, kv_cache=kv_cache, rng=rng, pad=c.pad, dtype=dtype) for c in cases]
     extras = [[rng.integers(0, _token_limit(spec), (c.shape.batch, n - 1)) for n in c.steps] for c in cases]
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-onnxruntime")
     try:
-        session = pool.submit(_session, onnx_path)
+        session = pool.submit(_session, onnx_path, written)
         with _float64(module):
             reference, paths = [], []
             for c, first, extra in zip(cases, firsts, extras):
@@ -233,8 +235,11 @@ def check(report: VerifyReport) -> None:
 Engine = Callable[[Arrays], Arrays]
 
 
-def _session(onnx_path):
+def _session(onnx_path, written: Future | None = None):
     import onnxruntime as ort
+
+    if written is not None:
+        written.result()  # raises what the writer raised
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
