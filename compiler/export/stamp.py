@@ -16,6 +16,9 @@ into a derived tensor (e.g. a pre-transposed matrix) that the other layers would
 with onnx_ir into one graph with the contract-4 inputs and outputs, each stamped copy taking its
 own layer's parameters (named by their state-dict names, tied parameters once). The stitched
 model computes exactly what the GraphModule does; the build's verification checks it.
+
+A fused export (``compiler.export.fuse``) emits its layers, and its embeddings and tail where
+``fuse.ends`` covers them, into the same stitcher; only the pieces left (if any) are exported.
 """
 
 from __future__ import annotations
@@ -368,6 +371,7 @@ def _export_parts(parts: dict, opset: int, *, fused: bool) -> tuple[dict, dict]:
     if not parts:
         import blueprint
 
+        # IR version 10: what the exporter writes at these opsets, and onnxruntime-genai reads
         return {}, {"opset_imports": {"": opset, **contrib}, "ir_version": 10, "producer_name": "blueprint",
                     "producer_version": blueprint.__version__}
     values = list(parts.values())

@@ -4,12 +4,11 @@
 layers (``emit``) into the staged export (``compiler.export.stamp.export_staged(fused=True)``),
 and ``emit_embed`` / ``emit_tail`` (``ends``) its embeddings and causal LM tail, so a covered
 build never runs ``torch.onnx.export``; ends it does not cover are exported from the torch
-components. The graph keeps the
-build's I/O contract (``past_key_values.*`` in, ``present.*`` out, same layout), so the
-verification gate, ``Decoder.forward`` and onnxruntime-genai drive it like the plain export;
-it adds an optional ``logits_to_keep`` input (an initializer-backed input, default 0 = every
-position) so generation computes the head for the last position only. docs/build-speed.md has
-the measurements behind each fusion.
+components. The graph keeps the build's I/O contract (``past_key_values.*`` in, ``present.*``
+out, same layout), so the verification gate, ``Decoder.forward`` and onnxruntime-genai drive it
+like the plain export; it adds an optional ``logits_to_keep`` input (an initializer-backed
+input, default 0 = every position) so generation computes the head for the last position only.
+docs/build-speed.md has the measurements behind each fusion.
 """
 
 from __future__ import annotations
