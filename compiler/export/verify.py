@@ -173,11 +173,19 @@ def verify(module, spec, onnx_path, *, kv_cache: bool, dtype: str = "fp32", seed
     engine still computes every case in full; only the waiting overlaps. ``written``: the
     future of the thread writing the model's files (``compiler.export.build``), awaited before
     onnxruntime opens them."""
+    import torch
+
     rng = np.random.default_rng(seed)
     cases = verification_cases(spec, kv_cache)
     firsts = [make_inputs(spec, c.shape, kv_cache=kv_cache, rng=rng, pad=c.pad, dtype=dtype) for c in cases]
     extras = [[rng.integers(0, _token_limit(spec), (c.shape.batch, n - 1)) for n in c.steps] for c in cases]
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-onnxruntime")
+    threads = torch.get_num_threads()
+    # torch on one core, onnxruntime beside it. Measured on the 2-core machine (GPT-2 small):
+    # torch's two threads, beside onnxruntime's or other processes', wait for each other at
+    # every small matmul; one thread made the gate 2x faster and halved its CPU time under
+    # load (docs/build-speed.md). Any thread count is fp32 torch: the rule keeps its meaning.
+    torch.set_num_threads(1)
     try:
         session = pool.submit(_session, onnx_path, written)
         with _float64(module):
@@ -193,6 +201,7 @@ def verify(module, spec, onnx_path, *, kv_cache: bool, dtype: str = "fp32", seed
         ort = ort_runs.result()
     finally:  # an error or Ctrl-C: nothing more is started, the running call is waited for
         pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(threads)
     results = []
     names = output_names(spec, kv_cache)
     for c, o, t, r in zip(cases, ort, native, reference):
