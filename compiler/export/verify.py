@@ -25,6 +25,7 @@ cache longer than any window. Each step's logits and every cache output are comp
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -186,8 +187,9 @@ def verify(module, spec, onnx_path, *, kv_cache: bool, dtype: str = "fp32", seed
     # every small matmul; one thread made the gate 2x faster and halved its CPU time under
     # load (docs/build-speed.md). Any thread count is fp32 torch: the rule keeps its meaning.
     torch.set_num_threads(1)
+    stop = threading.Event()  # set on an error or Ctrl-C: the thread starts no more work
     try:
-        session = pool.submit(_session, onnx_path, written)
+        session = pool.submit(_session, onnx_path, written, stop)
         with _float64(module):
             reference, paths = [], []
             for c, first, extra in zip(cases, firsts, extras):
@@ -195,11 +197,14 @@ def verify(module, spec, onnx_path, *, kv_cache: bool, dtype: str = "fp32", seed
                 reference.append(_trajectory(_torch_engine(module, spec, kv_cache), spec, first, c.steps,
                                              _greedy(spec, extra, chosen)))
                 paths.append(chosen)
-        ort_runs = pool.submit(_ort_trajectories, session, spec, kv_cache, cases, firsts, paths)
+        ort_runs = pool.submit(_ort_trajectories, session, spec, kv_cache, cases, firsts, paths, stop)
         native = [_trajectory(_torch_engine(module, spec, kv_cache), spec, first, c.steps, _replay(path))
                   for c, first, path in zip(cases, firsts, paths)]
         ort = ort_runs.result()
-    finally:  # an error or Ctrl-C: nothing more is started, the running call is waited for
+    except BaseException:
+        stop.set()
+        raise
+    finally:  # on an error or Ctrl-C the running onnxruntime call is waited for (it cannot be interrupted)
         pool.shutdown(wait=True, cancel_futures=True)
         torch.set_num_threads(threads)
     results = []
@@ -218,11 +223,15 @@ def _replay(path: list[np.ndarray]):
 
 
 def _ort_trajectories(session, spec, kv_cache: bool, cases: list[Case], firsts: list[Arrays],
-                      paths: list[list[np.ndarray]]) -> list[list[Arrays]]:
+                      paths: list[list[np.ndarray]], stop: threading.Event) -> list[list[Arrays]]:
     """Every case through onnxruntime (``session``: the future of ``_session``)."""
     session = session.result()
-    return [_trajectory(_ort_engine(session, spec, kv_cache, c), spec, first, c.steps, _replay(path))
-            for c, first, path in zip(cases, firsts, paths)]
+    out = []
+    for c, first, path in zip(cases, firsts, paths):
+        if stop.is_set():
+            break
+        out.append(_trajectory(_ort_engine(session, spec, kv_cache, c), spec, first, c.steps, _replay(path)))
+    return out
 
 
 def check(report: VerifyReport) -> None:
@@ -244,11 +253,13 @@ def check(report: VerifyReport) -> None:
 Engine = Callable[[Arrays], Arrays]
 
 
-def _session(onnx_path, written: Future | None = None):
+def _session(onnx_path, written: Future | None = None, stop: threading.Event | None = None):
     import onnxruntime as ort
 
     if written is not None:
         written.result()  # raises what the writer raised
+    if stop is not None and stop.is_set():
+        return None  # verification was abandoned while the files were written
 
     options = ort.SessionOptions()
     options.log_severity_level = 3

@@ -17,6 +17,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from buildfixtures import vary_norms_and_biases
+
 import blueprint
 from compiler.export import fuse, onnx_export
 from compiler.export.build import default_compile
@@ -63,10 +65,8 @@ def _session(module, spec, folder, fused):
 def _module(spec):
     torch.manual_seed(0)
     module = default_compile(spec, kv_cache=True).eval()
-    with torch.no_grad():  # non-trivial norm weights and biases: ones and zeros would hide a swap
-        for name, p in module.named_parameters():
-            if name.endswith("norm.weight") or name.endswith(".bias"):
-                p.add_(torch.randn_like(p) * 0.3)
+    vary_norms_and_biases(module)
+    with torch.no_grad():
         module.embed.tokens.weight.mul_(10.0)  # logits of order 1 even without a final norm
     return module
 

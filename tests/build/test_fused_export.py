@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from buildfixtures import SPECS, load_tiny
+from buildfixtures import SPECS, load_tiny, vary_norms_and_biases
 
 import blueprint
 from compiler.export import fuse, onnx_export
@@ -54,10 +54,7 @@ def _spec(name, tmp_path):
 def _sessions(spec, tmp_path):
     torch.manual_seed(0)
     module = default_compile(spec, kv_cache=True).eval()
-    with torch.no_grad():  # non-trivial norm weights and biases: ones and zeros would hide a swap
-        for name, p in module.named_parameters():
-            if name.endswith("norm.weight") or name.endswith(".bias"):
-                p.add_(torch.randn_like(p) * 0.3)
+    vary_norms_and_biases(module)
     out = {}
     for tag, fused in (("plain", False), ("fused", True)):
         (tmp_path / tag).mkdir()
