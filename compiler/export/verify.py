@@ -197,6 +197,8 @@ def verify(module, spec, onnx_path, *, kv_cache: bool, dtype: str = "fp32", seed
                 reference.append(_trajectory(_torch_engine(module, spec, kv_cache), spec, first, c.steps,
                                              _greedy(spec, extra, chosen)))
                 paths.append(chosen)
+                if session.done():  # a model onnxruntime cannot load fails now, not after all the torch work
+                    session.result()
         ort_runs = pool.submit(_ort_trajectories, session, spec, kv_cache, cases, firsts, paths, stop)
         native = [_trajectory(_torch_engine(module, spec, kv_cache), spec, first, c.steps, _replay(path))
                   for c, first, path in zip(cases, firsts, paths)]
