@@ -18,7 +18,7 @@ __all__ = ["compile_spec"]
 
 def compile_spec(spec: "ModelSpec", *, kv_cache: bool = False, device: Any = None,
                  checkpointing: bool = True, batch: int = 1, seq_len: int | None = None,
-                 attention: str = "sdpa") -> "torch.fx.GraphModule":
+                 attention: str = "sdpa", initialise: bool = True) -> "torch.fx.GraphModule":
     """Compile a validated spec into a trainable GraphModule (docs/architecture.md, Contracts).
 
     Args:
@@ -32,6 +32,9 @@ def compile_spec(spec: "ModelSpec", *, kv_cache: bool = False, device: Any = Non
             only a ``{memory_budget: SIZE}`` policy depends on them.
         attention: ``"sdpa"`` (the fused kernel, exported) or ``"analysis"`` (the softmax
             written out so per-head probabilities can be read; ``compiler.inspect``).
+        initialise: draw the parameters from ``spec.init``; ``False`` leaves them as
+            uninitialised memory, for a caller that overwrites every one of them (``blueprint
+            build --weights`` loads a checkpoint, and refuses one that misses a parameter).
 
     Returns:
         A ``torch.fx.GraphModule`` in train mode whose parameters are initialised from
@@ -46,7 +49,7 @@ def compile_spec(spec: "ModelSpec", *, kv_cache: bool = False, device: Any = Non
     import torch
 
     from compiler.budget import check_fits
-    from compiler.init import init_weights
+    from compiler.init import SkipDefaultInit, init_weights
     from compiler.lower import lower
     from compiler.passes import apply_checkpointing
     from compiler.policy import resolve_policy
@@ -55,9 +58,13 @@ def compile_spec(spec: "ModelSpec", *, kv_cache: bool = False, device: Any = Non
 
     if str(device) != "meta":
         check_fits(spec)  # from the cost model, before the allocator is asked
-    with torch.device(device or "cpu"):
+    with torch.device(device or "cpu"), SkipDefaultInit():  # init_weights or --weights set every parameter
         model = lower(spec, kv_cache=kv_cache, attention=attention)
-    init_weights(model, spec)  # drawn in float32, so every dtype starts from the same numbers
+    if any(True for _ in model.buffers()):  # a buffer's values come from its constructor: build it in full
+        with torch.device(device or "cpu"):
+            model = lower(spec, kv_cache=kv_cache, attention=attention)
+    if initialise and str(device) != "meta":
+        init_weights(model, spec)  # drawn in float32, so every dtype starts from the same numbers
     model = model.to(getattr(torch, spec.dtype))  # spec.dtype names a torch dtype: the graph's
     gm = trace(model)
     gm.meta[SPEC] = spec

@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,9 +67,10 @@ class BuildResult:
     report: verify_mod.VerifyReport | None
 
 
-def default_compile(spec, *, kv_cache: bool):
+def default_compile(spec, *, kv_cache: bool, initialise: bool = True):
     """The real compiler: compile_spec, as the inference graph (no checkpointing: a memory
-    budget policy is a training-time choice that depends on the training batch)."""
+    budget policy is a training-time choice that depends on the training batch).
+    ``initialise=False`` when ``--weights`` will overwrite every parameter (``load_into``)."""
     try:
         from compiler import compile_spec
         from compiler.graph_meta import CHECKPOINTED
@@ -76,7 +78,7 @@ def default_compile(spec, *, kv_cache: bool):
         raise BlueprintError(f"the compiler is not available in this installation ({err})",
                              hint="reinstall blueprint: pip install -e .") from None
 
-    gm = compile_spec(spec, kv_cache=kv_cache, checkpointing=False)
+    gm = compile_spec(spec, kv_cache=kv_cache, checkpointing=False, initialise=initialise)
     assert not any(n.meta.get(CHECKPOINTED) for n in gm.graph.nodes), "a build graph is never checkpointed"
     return gm
 
@@ -129,6 +131,14 @@ def _save_weights(module, path: Path) -> None:
     from compiler.weights import save_weights
 
     save_weights(module, path)
+
+
+def _write_model(state: dict, model, tmp: Path, metadata: dict, external_threshold: int) -> list[str]:
+    """weights.safetensors, then model.onnx referencing its bytes instead of holding a copy;
+    returns the files save_model wrote."""
+    _save_weights(state, tmp / "weights.safetensors")
+    return onnx_export.save_model(model, tmp, metadata=metadata, external_threshold=external_threshold,
+                                  weights_file=tmp / "weights.safetensors")
 
 
 def build_lock(spec) -> str:
@@ -266,7 +276,7 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
     bounded = bounded_layers(spec, wanted=window_cache, fused=fused, portable=portable, dtype=dtype)
     progress.begin("compile", f"{spec.name} (kv_cache={kv_cache})")
     torch.manual_seed(spec.init.seed)
-    module = default_compile(spec, kv_cache=kv_cache)
+    module = default_compile(spec, kv_cache=kv_cache, initialise=weights is None)
     if weights is not None:
         load_into(module, spec, Path(weights))
     module = module.eval()
@@ -275,6 +285,7 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
     target.parent.mkdir(parents=True, exist_ok=True)
     sweep_leftovers(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="build-writer")
     try:
         progress.begin("export", f"opset {opset}, {dtype}" + (", fused for onnxruntime" if fused else ""))
         try:
@@ -290,20 +301,24 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
                     "blueprint.kv_cache": str(kv_cache).lower(), **{f"{k}.version": v for k, v in vers.items()}}
         if bounded:
             metadata["blueprint.window_cache"] = json.dumps(to_manifest(bounded))
-        # weights first: model.onnx references their bytes instead of holding a copy
-        _save_weights(module, tmp / "weights.safetensors")
-        files = onnx_export.save_model(model, tmp, metadata=metadata, external_threshold=external_threshold,
-                                       weights_file=tmp / "weights.safetensors")
+        # The files are written on a thread while verification's torch work starts: writing
+        # 500 MB is the kernel's work, not Python's. The weights are taken now, before
+        # verification widens the module to float64.
+        written = writer.submit(_write_model, module.state_dict(), model, tmp, metadata, external_threshold)
+        hashes = {"weights.safetensors": writer.submit(sha256_file, tmp / "weights.safetensors")}
+        if not verify:
+            written.result()
         progress.end()
 
         report = None
         if verify:
             progress.begin("verify", f"onnxruntime and torch {dtype} vs float64")
             report = verify_mod.verify(module, spec, tmp / "model.onnx", kv_cache=kv_cache, dtype=dtype,
-                                       bounded=bounded)
+                                       written=written, bounded=bounded)
             progress.end("passed" if report.ok else "FAILED")
             progress.info(report.format())
             verify_mod.check(report)
+        files = written.result()
 
         quantization = None
         if quantize is not None:  # after fp32 verification; measured against the verified fp32 model
@@ -327,7 +342,8 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
             shutil.copyfile(tokenizer, tmp / "tokenizer.json")
             files.append("tokenizer.json")
         manifest = _manifest(spec, model, tmp, files, spec_sha=spec_sha, versions=vers, opset=opset, dtype=dtype,
-                             kv_cache=kv_cache, report=report, bounded=bounded)
+                             kv_cache=kv_cache, report=report, bounded=bounded,
+                             hashes={k: f.result() for k, f in hashes.items()})
         if quantization is not None:
             manifest["quantization"] = quantization
         manifest["export"] = "fused" if fused else "plain"
@@ -336,8 +352,11 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
         replace(tmp, target)
         progress.end()
     except BaseException:
+        writer.shutdown(wait=True, cancel_futures=True)  # nothing writes into tmp any more
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        writer.shutdown(wait=True)
     return BuildResult(target, manifest, report)
 
 
@@ -365,8 +384,9 @@ def _write_genai_config(spec, tmp: Path, fused: bool, bounded: dict) -> list[str
 
 
 def _manifest(spec, model, tmp: Path, files: list[str], *, spec_sha, versions, opset, dtype, kv_cache, report,
-              bounded: dict) -> dict:
-    """What the build is: spec hash, tool versions, opset, the I/O signature, file hashes."""
+              bounded: dict, hashes: dict[str, str]) -> dict:
+    """What the build is: spec hash, tool versions, opset, the I/O signature, file hashes
+    (``hashes``: those already computed)."""
     return {
         "name": spec.name,
         "kind": "decoder" if spec.is_decoder else "encoder",
@@ -379,7 +399,7 @@ def _manifest(spec, model, tmp: Path, files: list[str], *, spec_sha, versions, o
         "signature": _signature(model),
         "verification": None if report is None else report.as_dict(),
         WINDOW_KEY: to_manifest(bounded) if bounded else None,
-        "files": {f: sha256_file(tmp / f) for f in sorted(files)},
+        "files": {f: hashes[f] if f in hashes else sha256_file(tmp / f) for f in sorted(files)},
     }
 
 

@@ -16,6 +16,9 @@ into a derived tensor (e.g. a pre-transposed matrix) that the other layers would
 with onnx_ir into one graph with the contract-4 inputs and outputs, each stamped copy taking its
 own layer's parameters (named by their state-dict names, tied parameters once). The stitched
 model computes exactly what the GraphModule does; the build's verification checks it.
+
+A fused export (``compiler.export.fuse``) emits its layers, and its embeddings and tail where
+``fuse.ends`` covers them, into the same stitcher; only the pieces left (if any) are exported.
 """
 
 from __future__ import annotations
@@ -269,6 +272,8 @@ def export_staged(module, spec, *, kv_cache: bool, opset: int, dtype: str, shape
     (``blueprint.window_cache``); their past and present have the capacity as length."""
     import onnx_ir as ir
 
+    from compiler.export import fuse
+
     ins, outs = input_names(spec, kv_cache), output_names(spec, kv_cache)
     feeds = make_inputs(spec, shape, kv_cache=kv_cache, rng=np.random.default_rng(0), pad=[0, 2, 0], dtype=dtype)
     args = {n: torch.from_numpy(feeds[n]) for n in ins}
@@ -283,23 +288,23 @@ def export_staged(module, spec, *, kv_cache: bool, opset: int, dtype: str, shape
         block_names += ["past_key", "past_value"]
     groups = [] if fused else layer_groups(spec)
     tail_outs = outs[:1] if spec.is_decoder else outs
-    # (module, example args, input names, number of outputs) per piece: embed, one block per group, tail
-    parts = [(_Embed(module.embed, embed_names), [args[n] for n in embed_names], embed_names, 1)]
+    emitted = fuse.emitted_ends(spec, ins) if fused else set()
+    # (module, example args, input names, number of outputs, names for _dynamic) per exported piece
+    parts = {}
+    if "embed" not in emitted:
+        parts["embed"] = (_Embed(module.embed, embed_names), [args[n] for n in embed_names], embed_names, 1, embed_names)
     for g, group in enumerate(groups):
         first = group[0]
         block_args = [x_example, args["attention_mask"]] + ([args["position_ids"]] if positions else [])
         if kv_cache:
             block_args += [args[f"past_key_values.{first}.key"], args[f"past_key_values.{first}.value"]]
-        parts.append((_Block(getattr(module.layers, str(first)), kv_cache, positions), block_args,
-                      [f"b{g}_{n}" for n in block_names], 3 if kv_cache else 1))
-    parts.append((_Tail(getattr(module, "final_norm", None), module.head, spec.is_decoder),
-                  [x_example, args["attention_mask"]], ["t_x", "t_attention_mask"], len(tail_outs)))
-    combined = _export_piece(_Pieces([p[0] for p in parts], [len(p[1]) for p in parts]).eval(),
-                             # distinct tensors: torch.export aliases one tensor passed twice
-                             tuple(a.clone() for p in parts for a in p[1]), [n for p in parts for n in p[2]],
-                             [f"out_{k}" for k in range(sum(p[3] for p in parts))],
-                             _dynamic(embed_names + block_names * len(groups) + ["x", "attention_mask"]), opset)
-    embed, *blocks, tail = _split(combined, [len(p[1]) for p in parts], [p[3] for p in parts])
+        parts[g] = (_Block(getattr(module.layers, str(first)), kv_cache, positions), block_args,
+                    [f"b{g}_{n}" for n in block_names], 3 if kv_cache else 1, block_names)
+    if "tail" not in emitted:
+        parts["tail"] = (_Tail(getattr(module, "final_norm", None), module.head, spec.is_decoder),
+                         [x_example, args["attention_mask"]], ["t_x", "t_attention_mask"], len(tail_outs),
+                         ["x", "attention_mask"])
+    pieces, header = _export_parts(parts, opset, fused=fused)
 
     graph_inputs = {}
     for n in ins:
@@ -307,14 +312,15 @@ def export_staged(module, spec, *, kv_cache: bool, opset: int, dtype: str, shape
         dims = [names.get(a, d) for a, d in enumerate(args[n].shape)]
         elem = ir.DataType.INT64 if not args[n].is_floating_point() else ir.DataType.from_numpy(feeds[n].dtype)
         graph_inputs[n] = ir.Value(name=n, shape=ir.Shape(dims), type=ir.TensorType(elem))
-    (x,) = stitch.stamp(embed, "embed/", [graph_inputs[n] for n in embed_names], _unprefixed)
+    if "embed" in emitted:
+        x = fuse.emit_embed(stitch, spec, graph_inputs)
+    else:
+        (x,) = stitch.stamp(pieces["embed"], "embed/", [graph_inputs[n] for n in embed_names], _unprefixed)
 
     presents = {}
-    piece_of = {i: blocks[g] for g, group in enumerate(groups) for i in group}
+    piece_of = {i: pieces[g] for g, group in enumerate(groups) for i in group}
     extra_inputs = []
     if fused:
-        from compiler.export import fuse
-
         x, presents = fuse.emit_stack(stitch, spec, x, graph_inputs, bounded)
         keep = fuse.logits_to_keep_input()
         extra_inputs.append(keep)
@@ -330,7 +336,10 @@ def export_staged(module, spec, *, kv_cache: bool, opset: int, dtype: str, shape
         if kv_cache:
             presents[f"present.{i}.key"], presents[f"present.{i}.value"] = results[1], results[2]
 
-    finals = stitch.stamp(tail, "tail/", [x, graph_inputs["attention_mask"]], _unprefixed)
+    if "tail" in emitted:
+        finals = [fuse.emit_tail(stitch, spec, x)]
+    else:
+        finals = stitch.stamp(pieces["tail"], "tail/", [x, graph_inputs["attention_mask"]], _unprefixed)
     named = dict(zip(tail_outs, finals))
     named.update(presents)
 
@@ -348,13 +357,35 @@ def export_staged(module, spec, *, kv_cache: bool, opset: int, dtype: str, shape
             value.shape = ir.Shape([BATCH, "kept_seq", spec.vocab_size])
         value.type = ir.TensorType(_elem(float_dtype))
         graph_outputs.append(value)
-    opsets = dict(combined.opset_imports) | ({"com.microsoft": 1} if fused else {})
     graph = ir.Graph(list(graph_inputs.values()) + extra_inputs, graph_outputs, nodes=stitch.nodes,
-                     initializers=list(stitch.initializers.values()) + extra_inputs, opset_imports=opsets,
-                     name="main_graph")
+                     initializers=list(stitch.initializers.values()) + extra_inputs,
+                     opset_imports=header.pop("opset_imports"), name="main_graph")
     graph.sort()
-    return ir.Model(graph, ir_version=combined.ir_version, producer_name=combined.producer_name,
-                    producer_version=combined.producer_version)
+    return ir.Model(graph, **header)
+
+
+def _export_parts(parts: dict, opset: int, *, fused: bool) -> tuple[dict, dict]:
+    """Export every part in one ``torch.onnx.export`` call and cut the graph back into one
+    piece per part (``_split``); returns ({key: piece}, the Model's header: opset imports, IR
+    version, producer). With no part to export (a fused build whose ends are emitted), the
+    exporter is never imported: the header is blueprint's own, at ``opset``."""
+    contrib = {"com.microsoft": 1} if fused else {}
+    if not parts:
+        import blueprint
+
+        # IR version 10: what the exporter writes at these opsets, and onnxruntime-genai reads
+        return {}, {"opset_imports": {"": opset, **contrib}, "ir_version": 10, "producer_name": "blueprint",
+                    "producer_version": blueprint.__version__}
+    values = list(parts.values())
+    combined = _export_piece(_Pieces([p[0] for p in values], [len(p[1]) for p in values]).eval(),
+                             # distinct tensors: torch.export aliases one tensor passed twice
+                             tuple(a.clone() for p in values for a in p[1]), [n for p in values for n in p[2]],
+                             [f"out_{k}" for k in range(sum(p[3] for p in values))],
+                             _dynamic([n for p in values for n in p[4]]), opset)
+    pieces = _split(combined, [len(p[1]) for p in values], [p[3] for p in values])
+    return dict(zip(parts, pieces)), {"opset_imports": dict(combined.opset_imports) | contrib,
+                                      "ir_version": combined.ir_version, "producer_name": combined.producer_name,
+                                      "producer_version": combined.producer_version}
 
 
 def _elem(dtype):

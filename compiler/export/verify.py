@@ -31,6 +31,8 @@ cross C (an eviction), and ends with a chunk of G tokens that crosses the next o
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -171,44 +173,89 @@ def _fit(steps: tuple[int, ...], room: int) -> tuple[int, ...]:
 
 
 def verify(module, spec, onnx_path, *, kv_cache: bool, dtype: str = "fp32", seed: int = 0,
-           bounded: dict[int, WindowLayer] | None = None) -> VerifyReport:
+           written: Future | None = None, bounded: dict[int, WindowLayer] | None = None) -> VerifyReport:
     """Run every case through float64 torch, ``dtype`` torch and onnxruntime; the report says
     whether each output passed (``report.ok``). ``module`` is the eval-mode graph that was
     exported, in the build's dtype; it is widened to float64 in place for the reference and
     restored exactly afterwards. ``bounded``: the layers whose cache is window-sized in the
-    exported model (``blueprint.window_cache.plan``)."""
+    exported model (``blueprint.window_cache.plan``).
+
+    onnxruntime works on a thread of its own: it loads the model (constant folding, weight
+    prepacking: ~1 s for GPT-2 small, native code that releases the GIL) while torch computes
+    the float64 reference, and runs its trajectories while torch runs the ``dtype`` ones. Each
+    engine still computes every case in full; only the waiting overlaps. ``written``: the
+    future of the thread writing the model's files (``compiler.export.build``), awaited before
+    onnxruntime opens them."""
+    import torch
+
     bounded = bounded or {}
-    session = _session(onnx_path)
     rng = np.random.default_rng(seed)
     cases = verification_cases(spec, kv_cache, bounded)
     firsts = [make_inputs(spec, c.shape, kv_cache=kv_cache, rng=rng, pad=c.pad, dtype=dtype) for c in cases]
     extras = [[rng.integers(0, _token_limit(spec), (c.shape.batch, n - 1)) for n in c.steps] for c in cases]
-
-    with _float64(module):
-        reference, paths = [], []
-        for c, first, extra in zip(cases, firsts, extras):
-            chosen: list[np.ndarray] = []
-            reference.append(_trajectory(_torch_engine(module, spec, kv_cache), spec, first, c.steps,
-                                         _greedy(spec, extra, chosen)))
-            paths.append(chosen)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-onnxruntime")
+    threads = torch.get_num_threads()
+    # torch on one core, onnxruntime beside it. Measured on the 2-core machine (GPT-2 small):
+    # torch's two threads, beside onnxruntime's or other processes', wait for each other at
+    # every small matmul; one thread made the gate 2x faster and halved its CPU time under
+    # load (docs/build-speed.md). Any thread count is fp32 torch: the rule keeps its meaning.
+    torch.set_num_threads(1)
+    stop = threading.Event()  # set on an error or Ctrl-C: the thread starts no more work
+    try:
+        session = pool.submit(_session, onnx_path, written, stop)
+        with _float64(module):
+            reference, paths = [], []
+            for c, first, extra in zip(cases, firsts, extras):
+                chosen: list[np.ndarray] = []
+                reference.append(_trajectory(_torch_engine(module, spec, kv_cache), spec, first, c.steps,
+                                             _greedy(spec, extra, chosen)))
+                paths.append(chosen)
+                if session.done():  # a model onnxruntime cannot load fails now, not after all the torch work
+                    session.result()
+        ort_runs = pool.submit(_ort_trajectories, session, spec, kv_cache, cases, firsts, paths, stop, bounded)
+        native = [_trajectory(_torch_engine(module, spec, kv_cache), spec, first, c.steps, _replay(path))
+                  for c, first, path in zip(cases, firsts, paths)]
+        ort = ort_runs.result()
+    except BaseException:
+        stop.set()
+        raise
+    finally:  # on an error or Ctrl-C the running onnxruntime call is waited for (it cannot be interrupted)
+        pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(threads)
     results = []
     names = output_names(spec, kv_cache)
-    for c, first, path, ref in zip(cases, firsts, paths, reference):
-        replay = lambda step, logits, path=path: path[step]  # noqa: E731 - follow the f64 token path
-        native = _trajectory(_torch_engine(module, spec, kv_cache), spec, first, c.steps, replay)
-        ort = _trajectory(_ort_engine(session, spec, kv_cache, c, bounded), spec, first, c.steps, replay)
+    for c, first, o, t, r in zip(cases, firsts, ort, native, reference):
         result = CaseResult(c.name, c.shape, len(c.steps))
         totals = first["attention_mask"].shape[1] + np.cumsum((0,) + c.steps)  # T after each call
         for n in names:
-            o, t, r = [s[n] for s in ort], [s[n] for s in native], [s[n] for s in ref]
+            o_, t_, r_ = [s[n] for s in o], [s[n] for s in t], [s[n] for s in r]
             layer = bounded.get(int(n.split(".")[1])) if n.startswith("present.") else None
             if layer is not None:  # resident rows against the positions a full cache holds last
-                o = [resident_rows(a, total, layer) for a, total in zip(o, totals)]
-                t = [last_rows(a, total, layer) for a, total in zip(t, totals)]
-                r = [last_rows(a, total, layer) for a, total in zip(r, totals)]
-            result.errors[n] = _compare(n, o, t, r, dtype)
+                o_ = [resident_rows(a, total, layer) for a, total in zip(o_, totals)]
+                t_ = [last_rows(a, total, layer) for a, total in zip(t_, totals)]
+                r_ = [last_rows(a, total, layer) for a, total in zip(r_, totals)]
+            result.errors[n] = _compare(n, o_, t_, r_, dtype)
         results.append(result)
     return VerifyReport(dtype, results)
+
+
+def _replay(path: list[np.ndarray]):
+    """Token choice that follows the float64 reference's path (every engine decodes the same ids)."""
+    return lambda step, logits: path[step]
+
+
+def _ort_trajectories(session, spec, kv_cache: bool, cases: list[Case], firsts: list[Arrays],
+                      paths: list[list[np.ndarray]], stop: threading.Event,
+                      bounded: dict[int, WindowLayer]) -> list[list[Arrays]]:
+    """Every case through onnxruntime (``session``: the future of ``_session``)."""
+    session = session.result()
+    out = []
+    for c, first, path in zip(cases, firsts, paths):
+        if stop.is_set():
+            break
+        out.append(_trajectory(_ort_engine(session, spec, kv_cache, c, bounded), spec, first, c.steps,
+                               _replay(path)))
+    return out
 
 
 def check(report: VerifyReport) -> None:
@@ -230,11 +277,19 @@ def check(report: VerifyReport) -> None:
 Engine = Callable[[Arrays], Arrays]
 
 
-def _session(onnx_path):
+def _session(onnx_path, written: Future | None = None, stop: threading.Event | None = None):
     import onnxruntime as ort
+
+    if written is not None:
+        written.result()  # raises what the writer raised
+    if stop is not None and stop.is_set():
+        return None  # verification was abandoned while the files were written
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    # idle worker threads sleep instead of spinning: torch computes beside this session (a
+    # scheduling choice only; the graph, its optimisations and kernels are a user's session's)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types
@@ -320,34 +375,36 @@ def _greedy(spec, extra: list[np.ndarray], chosen: list[np.ndarray]):
 
 @contextmanager
 def _float64(module) -> Iterator[None]:
-    """Widen every floating parameter and buffer to float64 in place (exact), and restore each
-    to its own dtype afterwards (exact again: the values came from that dtype). In place, so a
-    multi-GB model is not held twice."""
+    """Widen every floating parameter and buffer to float64 in place (exact), and put each
+    original tensor back afterwards (exact by construction, and no conversion back: the
+    originals are held meanwhile, the model's own size beside its float64 copy)."""
     import torch
 
-    saved = []
+    saved, seen = [], set()
     for m in module.modules():
         for table in (m._parameters, m._buffers):
             for key, t in table.items():
-                if t is not None and t.is_floating_point():
-                    saved.append((table, key, t.dtype))
-    try:
-        for table, key, _ in saved:
-            t = table[key]
-            if t.dtype != torch.float64:
-                if isinstance(t, torch.nn.Parameter):
-                    t.data = t.data.double()
+                if t is None or not t.is_floating_point() or t.dtype == torch.float64:
+                    continue
+                if isinstance(t, torch.nn.Parameter):  # widened once, however many modules share it
+                    if id(t) not in seen:
+                        seen.add(id(t))
+                        saved.append((t, t.data))
                 else:
-                    table[key] = t.double()
+                    saved.append(((table, key), t))
+    try:
+        for owner, original in saved:
+            if isinstance(owner, torch.nn.Parameter):
+                owner.data = original.double()
+            else:
+                owner[0][owner[1]] = original.double()
         yield
     finally:
-        for table, key, dtype in saved:
-            t = table[key]
-            if t.dtype != dtype:
-                if isinstance(t, torch.nn.Parameter):
-                    t.data = t.data.to(dtype)
-                else:
-                    table[key] = t.to(dtype)
+        for owner, original in saved:
+            if isinstance(owner, torch.nn.Parameter):
+                owner.data = original
+            else:
+                owner[0][owner[1]] = original
 
 
 def _compare(name: str, ort: list[np.ndarray], native: list[np.ndarray], ref: list[np.ndarray],

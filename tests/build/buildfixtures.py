@@ -19,6 +19,17 @@ DECODERS = [n for n in TINY if blueprint.load_spec(SPECS / f"{n}.yaml").is_decod
 ENCODERS = [n for n in TINY if n not in DECODERS]
 
 
+def vary_norms_and_biases(module, scale: float = 0.3) -> None:
+    """Move every norm weight and bias off its init (ones, zeros), in place: an export that
+    swapped or dropped one would otherwise compute the same numbers."""
+    import torch
+
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.endswith("norm.weight") or name.endswith(".bias"):
+                p.add_(torch.randn_like(p) * scale)
+
+
 def load_tiny(name: str):
     return blueprint.load_spec(SPECS / f"{name}.yaml")
 

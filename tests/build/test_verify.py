@@ -58,3 +58,21 @@ def test_a_difference_only_in_padded_rows_fails(builds, torch_model):
     assert by_case["long sequence"].errors["logits"].ok(report.floor)  # no padding there
     with pytest.raises(Exception, match="padded batch"):
         verify_mod.check(report)
+
+
+def test_a_model_onnxruntime_cannot_load_is_reported_and_restores_the_module(builds, torch_model, tmp_path):
+    """onnxruntime loads on a thread beside the float64 reference: its failure still ends the
+    gate with a clear error, and the module's weights are back in their own dtype."""
+    from blueprint.errors import BlueprintError
+
+    result = builds("gpt2-tiny")
+    module = torch_model(result, kv_cache=True)
+    before = {n: p.detach().clone() for n, p in module.named_parameters()}
+    threads = torch.get_num_threads()
+    broken = tmp_path / "model.onnx"
+    broken.write_bytes(b"not an onnx model")
+    with pytest.raises(BlueprintError, match="onnxruntime cannot load the exported model"):
+        verify_mod.verify(module, load_tiny("gpt2-tiny"), broken, kv_cache=True)
+    after = dict(module.named_parameters())
+    assert all(after[n].dtype == t.dtype and torch.equal(after[n], t) for n, t in before.items())
+    assert torch.get_num_threads() == threads  # torch had one thread during the gate

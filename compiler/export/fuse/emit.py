@@ -141,6 +141,25 @@ def _rope_cache_values(e: _Emitter, max_positions: int, dim: int, base: float):
     return values
 
 
+def emit_norm(e: _Emitter, spec, name: str, x, skip=None):
+    """(normed, new residual): the spec's norm (parameters ``<name>.weight`` / ``.bias``) of x,
+    or of x + skip fused with the add when ``skip`` is given (the new residual is then x + skip)."""
+    w = e.param(name + ".weight")
+    eps = float(spec.norm.norm_eps)
+    if spec.norm.kind == "rmsnorm":
+        # Add + SimplifiedLayerNormalization, not SkipSimplifiedLayerNormalization: the skip
+        # op's fp32 rounding doubled the gate's error on SmolLM2 (decode case 3.9e-5 of 4.9e-5
+        # allowed; 2.0e-5 with these two ops, as the plain export), docs/build-speed.md
+        if skip is not None:
+            x = e.op("Add", [x, skip])
+        return e.op("SimplifiedLayerNormalization", [x, w], axis=-1, epsilon=eps, stash_type=1), x
+    b = [e.param(name + ".bias")] if spec.norm.bias else []
+    if skip is None:
+        return e.op("LayerNormalization", [x, w] + b, axis=-1, epsilon=eps, stash_type=1), x
+    out = e.op("SkipLayerNormalization", [x, skip, w] + b, outputs=4, domain=MS, epsilon=eps)
+    return out[0], out[3]
+
+
 class _Layer:
     def __init__(self, e: _Emitter, spec, i: int):
         self.e, self.spec, self.i = e, spec, i
@@ -166,24 +185,7 @@ class _Layer:
         return y
 
     def norm(self, which: str, x, skip=None):
-        """(normed, new residual): the norm of x (+ skip when given, fused with the add)."""
-        e, spec = self.e, self.spec
-        w = e.param(self.p + which + ".weight")
-        eps = float(spec.norm.norm_eps)
-        if spec.norm.kind == "rmsnorm":
-            # Add + SimplifiedLayerNormalization, not SkipSimplifiedLayerNormalization: the skip
-            # op's fp32 rounding doubled the gate's error on SmolLM2 (decode case 3.9e-5 of 4.9e-5
-            # allowed; 2.0e-5 with these two ops, as the plain export), docs/build-speed.md
-            if skip is not None:
-                x = e.op("Add", [x, skip])
-            return e.op("SimplifiedLayerNormalization", [x, w], axis=-1, epsilon=eps, stash_type=1), x
-        b = e.param(self.p + which + ".bias") if spec.norm.bias else None
-        if skip is None:
-            return e.op("LayerNormalization", [x, w] + ([b] if b is not None else []), axis=-1, epsilon=eps,
-                        stash_type=1), x
-        out = e.op("SkipLayerNormalization", [x, skip, w] + ([b] if b is not None else []), outputs=4,
-                   domain=MS, epsilon=eps)
-        return out[0], out[3]
+        return emit_norm(self.e, self.spec, self.p + which, x, skip)
 
     def attention(self, h, masks: MaskInputs, positions, past_k, past_v, bounded: bool = False):
         e, spec, a = self.e, self.spec, self.block.attention
