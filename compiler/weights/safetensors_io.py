@@ -126,7 +126,14 @@ def write_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[s
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=path.parent)
     os.close(fd)
     try:
-        save_file(ordered, tmp, metadata=metadata)
+        try:
+            save_file(ordered, tmp, metadata=metadata)
+        except Exception as err:  # safetensors' Rust writer reports the OS's refusal as its own type
+            text = str(err)
+            if "os error" not in text:
+                raise
+            code = int(text.rsplit("os error", 1)[1].strip(" )") or 0)  # "... (os error 28)"
+            raise OSError(code, os.strerror(code) if code else text, str(path)) from err
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -271,3 +271,22 @@ def test_leftovers_of_killed_builds_are_swept(builds, tmp_path, monkeypatch):
     monkeypatch.setattr(onnx_export, "export_model", _reuse_export(builds("gpt2-tiny").directory))
     build_mod.build(SPECS / "gpt2-tiny.yaml", tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept + ["out"])
+
+
+def test_disk_full_while_writing_weights_is_the_machines_error_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """safetensors' Rust writer raises its own error type for the OS's ENOSPC; the user sees the
+    machine's refusal (exit 1, no 'internal error'), and no output folder or temp file remains."""
+    from compiler.weights import safetensors_io
+
+    class SafetensorError(Exception):
+        pass
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors_io, "save_file", full)
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["build", str(SPECS / "llama-tiny.yaml"), "-o", "out", "-q"])
+    err = capsys.readouterr().err
+    assert code == 1 and "No space left on device" in err and "internal error" not in err
+    assert list(tmp_path.iterdir()) == []
