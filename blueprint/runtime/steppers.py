@@ -73,4 +73,5 @@ class BoundStepper:
             self._inputs.append(np.ascontiguousarray(positions, dtype=np.int64))
             self.binding.bind_cpu_input("position_ids", self._inputs[2])
         self.session.run_with_iobinding(self.binding)
+        # a view of the bound output buffer: the next step overwrites it (callers use it at once)
         return self.logits.numpy()[:, -1]  # [b, vocab]
