@@ -12,9 +12,7 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,40 +23,8 @@ from blueprint.window_cache import MANIFEST_KEY as WINDOW_KEY, to_manifest
 from compiler.export import onnx_export, verify as verify_mod
 from compiler.export.fuse.window import bounded_layers
 from compiler.export.io import symbolic_dims
+from compiler.export.progress import STAGES, Progress  # noqa: F401 - re-exported: callers import them from here
 from compiler.export.target import check_target, normal_permissions, replace, sweep_leftovers
-
-STAGES = ("validate", "compile", "export", "verify", "write")
-
-
-class Progress:
-    """Prints one line per stage on ``stream`` (stderr): ``[2/5] compile ... done (1.2s)``."""
-
-    def __init__(self, stream=None, enabled: bool = True):
-        self.stream = stream if stream is not None else sys.stderr
-        self.enabled = enabled
-        self._start = 0.0
-
-    def begin(self, stage: str, detail: str = "") -> None:
-        self._start = time.perf_counter()
-        if self.enabled:
-            n = STAGES.index(stage) + 1
-            print(f"[{n}/{len(STAGES)}] {stage:8} {detail}".rstrip() + " ...", end="", file=self.stream, flush=True)
-
-    def fail(self) -> None:
-        """End an unfinished stage line so the error message starts on its own line."""
-        if self.enabled and self._start:
-            print(" failed", file=self.stream, flush=True)
-        self._start = 0.0
-
-    def end(self, note: str = "done") -> None:
-        if self.enabled:
-            print(f" {note} ({time.perf_counter() - self._start:.1f}s)", file=self.stream, flush=True)
-        self._start = 0.0
-
-    def info(self, text: str) -> None:
-        if self.enabled:
-            print(text, file=self.stream, flush=True)
-
 
 @dataclass(frozen=True)
 class BuildResult:
@@ -127,16 +93,12 @@ def load_into(module, spec, path: Path) -> None:
         )
 
 
-def _save_weights(module, path: Path) -> None:
-    from compiler.weights import save_weights
-
-    save_weights(module, path)
-
-
 def _write_model(state: dict, model, tmp: Path, metadata: dict, external_threshold: int) -> list[str]:
     """weights.safetensors, then model.onnx referencing its bytes instead of holding a copy;
     returns the files save_model wrote."""
-    _save_weights(state, tmp / "weights.safetensors")
+    from compiler.weights import save_weights
+
+    save_weights(state, tmp / "weights.safetensors")
     return onnx_export.save_model(model, tmp, metadata=metadata, external_threshold=external_threshold,
                                   weights_file=tmp / "weights.safetensors")
 
