@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from blueprint.errors import BlueprintError
 from blueprint.families import Family
 from blueprint.families.llama import decoder_weights
 from blueprint.families.weightmap import Rule
-from blueprint.hf.common import TO_HF_ACTIVATION, activation, rope, sizes, token_ids
+from blueprint.hf.common import TO_HF_ACTIVATION, activation, full_rope, sizes, token_ids
 from blueprint.hf.fields import ConfigReader
 
 if TYPE_CHECKING:
@@ -20,9 +19,7 @@ if TYPE_CHECKING:
 def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
     d = r.require("hidden_size")
     heads = r.require("num_attention_heads")
-    base, fraction = rope(r)
-    if fraction != 1.0:
-        raise BlueprintError(f"config.json: partial rotary ({fraction}) is not used by arcee")
+    base = full_rope(r, "arcee")
     bias = bool(r.get("attention_bias", False))
     return {
         **sizes(r, d),

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from blueprint.errors import BlueprintError
 from blueprint.families import Family
 from blueprint.families.llama import WEIGHTS as LLAMA_WEIGHTS
-from blueprint.hf.common import rope, sizes, token_ids
+from blueprint.hf.common import full_rope, sizes, token_ids
 from blueprint.hf.fields import ConfigReader
 
 if TYPE_CHECKING:
@@ -25,9 +25,7 @@ def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
              "qk_norm shares one norm across heads")
     d = r.require("hidden_size")
     heads = r.heads("hidden_size", "num_attention_heads")
-    base, fraction = rope(r)
-    if fraction != 1.0:
-        raise BlueprintError(f"config.json: partial rotary ({fraction}) is not used by cohere")
+    base = full_rope(r, "cohere")
     scale = float(r.get("logit_scale", 0.0625))
     if scale <= 0:
         raise BlueprintError(f"config.json: 'logit_scale' = {scale} must be positive")

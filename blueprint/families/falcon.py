@@ -26,7 +26,7 @@ from blueprint.errors import BlueprintError
 from blueprint.families import Family
 from blueprint.families.gpt_neox import neox_layout, parallel_rope_layout, sequential_elsewhere
 from blueprint.families.weightmap import Rule, Unused, WeightMap, buffer
-from blueprint.hf.common import TO_HF_ACTIVATION, activation, rope, sizes, token_ids
+from blueprint.hf.common import TO_HF_ACTIVATION, activation, full_rope, sizes, token_ids
 from blueprint.hf.fields import ConfigReader
 
 if TYPE_CHECKING:
@@ -65,9 +65,7 @@ def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
     d = r.require("hidden_size")
     heads = r.heads("hidden_size", "num_attention_heads")
     residual, kv = _wiring(r)
-    base, fraction = rope(r)
-    if fraction != 1.0:
-        raise BlueprintError(f"config.json: partial rotary ({fraction}) is not used by falcon")
+    base = full_rope(r, "falcon")
     bias = bool(r.get("bias", False))
     return {
         **sizes(r, d),

@@ -11,10 +11,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from blueprint.errors import BlueprintError
 from blueprint.families import Family
 from blueprint.families.llama import WEIGHTS as LLAMA_WEIGHTS
-from blueprint.hf.common import rope, sizes, token_ids
+from blueprint.hf.common import full_rope, sizes, token_ids
 from blueprint.hf.fields import ConfigReader
 
 if TYPE_CHECKING:
@@ -30,9 +29,7 @@ def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
     r.expect("use_bidirectional_attention", (None, False), "a causal LM attends causally")
     d = r.require("hidden_size")
     heads = r.require("num_attention_heads")
-    base, fraction = rope(r)
-    if fraction != 1.0:
-        raise BlueprintError(f"config.json: partial rotary ({fraction}) is not used by gemma")
+    base = full_rope(r, "gemma")
     bias = bool(r.get("attention_bias", False))
     return {
         **sizes(r, d),

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from blueprint.errors import BlueprintError
 from blueprint.families import Family
 from blueprint.families.llama import WEIGHTS as LLAMA_WEIGHTS
-from blueprint.hf.common import rope, sizes, token_ids
+from blueprint.hf.common import full_rope, sizes, token_ids
 from blueprint.hf.fields import ConfigReader
 
 if TYPE_CHECKING:
@@ -22,9 +22,7 @@ def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
     r.expect("hidden_act", ("silu",), "the SwiGLU FFN uses SiLU")
     d = r.require("hidden_size")
     heads = r.heads("hidden_size", "num_attention_heads")
-    base, fraction = rope(r)
-    if fraction != 1.0:
-        raise BlueprintError(f"config.json: partial rotary ({fraction}) is not used by granite")
+    base = full_rope(r, "granite")
     bias = bool(r.get("attention_bias", False))
     positive = {}
     for key in ("embedding_multiplier", "residual_multiplier", "attention_multiplier", "logits_scaling"):

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from blueprint.errors import BlueprintError
 from blueprint.families import Family
 from blueprint.families.llama import decoder_weights
 from blueprint.families.weightmap import Rule
-from blueprint.hf.common import rope, rope_parameters, sizes, token_ids
+from blueprint.hf.common import full_rope, rope_parameters, sizes, token_ids
 from blueprint.hf.fields import ConfigReader
 
 if TYPE_CHECKING:
@@ -26,9 +25,7 @@ def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
              "modelled; blueprint trains without it")
     d = r.require("hidden_size")
     heads = r.require("num_attention_heads")
-    base, fraction = rope(r)
-    if fraction != 1.0:
-        raise BlueprintError(f"config.json: partial rotary ({fraction}) is not used by mixtral")
+    base = full_rope(r, "mixtral")
     attention: dict[str, Any] = {"num_heads": heads, "num_kv_heads": r.get("num_key_value_heads", heads),
                                  "head_dim": r.get("head_dim", d // heads), "causal": True}
     window = r.get("sliding_window")

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from blueprint.errors import BlueprintError
 from blueprint.families import Family
 from blueprint.families.llama import WEIGHTS as LLAMA_WEIGHTS
-from blueprint.hf.common import rope, sizes, token_ids
+from blueprint.hf.common import full_rope, sizes, token_ids
 from blueprint.hf.fields import ConfigReader
 
 if TYPE_CHECKING:
@@ -25,9 +24,7 @@ def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
     r.expect("clip_qkv", (None,), "OLMo 1.7's clamping of q, k and v is not modelled")
     d = r.require("hidden_size")
     heads = r.heads("hidden_size", "num_attention_heads")
-    base, fraction = rope(r)
-    if fraction != 1.0:
-        raise BlueprintError(f"config.json: partial rotary ({fraction}) is not used by olmo")
+    base = full_rope(r, "olmo")
     bias = bool(r.get("attention_bias", False))
     return {
         **sizes(r, d),

@@ -12,7 +12,7 @@ from blueprint.errors import BlueprintError
 from blueprint.families import Family
 from blueprint.families.llama import decoder_weights
 from blueprint.families.weightmap import Rule
-from blueprint.hf.common import rope, rope_parameters, sizes, token_ids
+from blueprint.hf.common import full_rope, rope_parameters, sizes, token_ids
 from blueprint.hf.fields import ConfigReader
 
 if TYPE_CHECKING:
@@ -24,9 +24,7 @@ def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
     r.expect("clip_qkv", (None,), "clamping q/k/v (clip_qkv) is not modelled")
     d = r.require("hidden_size")
     heads = r.require("num_attention_heads")
-    base, fraction = rope(r)
-    if fraction != 1.0:
-        raise BlueprintError(f"config.json: partial rotary ({fraction}) is not used by olmoe")
+    base = full_rope(r, "olmoe")
     bias = bool(r.get("attention_bias", False))
     experts = r.get("num_experts", r.get("num_local_experts"))
     if experts is None:

@@ -15,7 +15,7 @@ from blueprint.errors import BlueprintError
 from blueprint.families import Family
 from blueprint.families.llama import decoder_weights
 from blueprint.families.weightmap import Rule
-from blueprint.hf.common import rope, rope_parameters, sizes, token_ids
+from blueprint.hf.common import full_rope, rope_parameters, sizes, token_ids
 from blueprint.hf.fields import ConfigReader
 
 if TYPE_CHECKING:
@@ -67,9 +67,7 @@ def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
     d = r.require("hidden_size")
     heads = r.require("num_attention_heads")
     layers = r.require("num_hidden_layers")
-    base, fraction = rope(r)
-    if fraction != 1.0:
-        raise BlueprintError(f"config.json: partial rotary ({fraction}) is not used by {family}")
+    base = full_rope(r, family)
     _no_windows(r)
     if family == "qwen2_moe":
         bias = {"qkv_bias": bool(r.get("qkv_bias", True)), "out_bias": False}

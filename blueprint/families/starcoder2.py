@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from blueprint.errors import BlueprintError
 from blueprint.families import Family
 from blueprint.families.llama import decoder_weights
 from blueprint.families.gpt_neox import starcoder2_layout
 from blueprint.families.weightmap import Rule
-from blueprint.hf.common import activation, rope, sizes, token_ids
+from blueprint.hf.common import activation, full_rope, sizes, token_ids
 from blueprint.hf.fields import ConfigReader
 
 if TYPE_CHECKING:
@@ -27,9 +26,7 @@ _TO_HF_ACTIVATION = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh", "relu": "
 def to_spec(r: ConfigReader, head: dict[str, Any] | None) -> dict[str, Any]:
     d = r.require("hidden_size")
     heads = r.heads("hidden_size", "num_attention_heads")
-    base, fraction = rope(r)
-    if fraction != 1.0:
-        raise BlueprintError(f"config.json: partial rotary ({fraction}) is not used by starcoder2")
+    base = full_rope(r, "starcoder2")
     bias = bool(r.get("use_bias", True))
     attention: dict[str, Any] = {
         "num_heads": heads, "num_kv_heads": r.get("num_key_value_heads", heads), "head_dim": d // heads,

@@ -61,6 +61,15 @@ def rope(r: ConfigReader, default_base: float = 10000.0) -> tuple[float, float]:
     return float(base), float(fraction)
 
 
+def full_rope(r: ConfigReader, family: str) -> float:
+    """rope_base of a family that rotates every feature of each head (``rope``'s checks); a
+    partial rotary factor in the config is refused, naming the family."""
+    base, fraction = rope(r)
+    if fraction != 1.0:
+        raise BlueprintError(f"config.json: partial rotary ({fraction}) is not used by {family}")
+    return base
+
+
 def rope_parameters(spec: "ModelSpec") -> dict[str, Any]:
     """The ``rope_parameters`` export-hf writes for a spec with plain (possibly partial) RoPE."""
     return {"rope_theta": spec.positional.rope_base, "rope_type": "default",
