@@ -28,10 +28,7 @@ class Build:
     @property
     def vocab_limit(self) -> int:
         """Ids at or above this are never produced: the tokenizer's real vocabulary."""
-        spec = self.spec
-        limit = spec.vocab_size
-        if spec.tokenizer is not None and spec.tokenizer.vocab_size:
-            limit = min(limit, spec.tokenizer.vocab_size)
+        limit = self.spec.token_limit
         if self.tokenizer is not None:  # also a --tokenizer smaller than the spec's
             limit = min(limit, self.tokenizer.vocab_size)
         return limit

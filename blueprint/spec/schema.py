@@ -316,6 +316,13 @@ class ModelSpec(Strict):
     def is_decoder(self) -> bool:
         return self.head.kind == "causal_lm"
 
+    @property
+    def token_limit(self) -> int:
+        """Token ids below this are real tokens: the tokenizer's vocabulary when the spec names
+        its size (the embedding table may be padded beyond it), else ``vocab_size``."""
+        tok = self.tokenizer
+        return min(self.vocab_size, tok.vocab_size) if tok is not None and tok.vocab_size else self.vocab_size
+
     def layer(self, i: int) -> BlockSpec:
         """The fully resolved block of layer ``i`` (overrides applied, defaults filled)."""
         from blueprint.spec.resolve import resolve_layer

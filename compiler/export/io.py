@@ -68,8 +68,7 @@ def make_inputs(
     b, s, past = shape.batch, shape.seq, shape.past
     total = past + s if spec.is_decoder else s
     pad = pad or [0] * b
-    token_limit = (spec.tokenizer.vocab_size if spec.tokenizer and spec.tokenizer.vocab_size else spec.vocab_size)
-    feeds: dict[str, np.ndarray] = {"input_ids": rng.integers(0, min(token_limit, spec.vocab_size), (b, s), dtype=np.int64)}
+    feeds: dict[str, np.ndarray] = {"input_ids": rng.integers(0, spec.token_limit, (b, s), dtype=np.int64)}
     mask = np.ones((b, total), dtype=np.int64)
     for r, p in enumerate(pad):
         if p:

@@ -206,8 +206,7 @@ def probe_ids(spec, tokenizer_json: Path | None, n: int = PROBE_TOKENS) -> tuple
         from blueprint.runtime.tokenizer import Tokenizer
 
         return Tokenizer(tokenizer_json).encode(text)[:n], f"{n} tokens of inspect.py"
-    limit = min(spec.vocab_size, spec.tokenizer.vocab_size if spec.tokenizer and spec.tokenizer.vocab_size else spec.vocab_size)
-    return [b % limit for b in text.encode()[:n]], f"{n} bytes of inspect.py (no tokenizer)"
+    return [b % spec.token_limit for b in text.encode()[:n]], f"{n} bytes of inspect.py (no tokenizer)"
 
 
 def top1_agreement(reference, quantized, spec, ids: list[int], bounded: dict | None = None) -> float:

@@ -42,8 +42,8 @@ import numpy as np
 from blueprint.errors import BlueprintError
 from blueprint.window_cache import WindowLayer, last_rows, resident_rows
 from compiler.export.io import Shape, make_inputs, max_window, output_names
-from compiler.export.verify_engines import (float64, greedy, open_session, ort_trajectories, replay,
-                                            token_limit, torch_engine, trajectory)
+from compiler.export.verify_engines import (float64, greedy, open_session, ort_trajectories, replay, torch_engine,
+                                            trajectory)
 
 FACTOR = 4.0
 FLOOR = {"fp32": 1e-5, "fp16": 1e-3}
@@ -193,7 +193,7 @@ def verify(module, spec, onnx_path, *, kv_cache: bool, dtype: str = "fp32", seed
     rng = np.random.default_rng(seed)
     cases = verification_cases(spec, kv_cache, bounded)
     firsts = [make_inputs(spec, c.shape, kv_cache=kv_cache, rng=rng, pad=c.pad, dtype=dtype) for c in cases]
-    extras = [[rng.integers(0, token_limit(spec), (c.shape.batch, n - 1)) for n in c.steps] for c in cases]
+    extras = [[rng.integers(0, spec.token_limit, (c.shape.batch, n - 1)) for n in c.steps] for c in cases]
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-onnxruntime")
     threads = torch.get_num_threads()
     # torch on one core, onnxruntime beside it. Measured on the 2-core machine (GPT-2 small):

@@ -121,15 +121,10 @@ def trajectory(engine: Engine, spec, first: Arrays, steps: tuple[int, ...],
     return outputs
 
 
-def token_limit(spec) -> int:
-    tok = spec.tokenizer
-    return min(spec.vocab_size, tok.vocab_size) if tok is not None and tok.vocab_size else spec.vocab_size
-
-
 def greedy(spec, extra: list[np.ndarray], chosen: list[np.ndarray]):
     """Token choice of the reference: the argmax of the last position's logits (inside the
     vocabulary), then a chunk's further tokens from ``extra``; remembered in ``chosen``."""
-    limit = token_limit(spec)
+    limit = spec.token_limit
 
     def choose(step: int, logits: np.ndarray) -> np.ndarray:
         top = np.argmax(logits[:, -1, :limit], axis=-1)[:, None]  # [b, 1]
