@@ -32,18 +32,21 @@ def add_arguments(parser) -> None:
     parser.add_argument("--block-size", type=int, default=32, help="weights per quantization scale (default 32)")
     parser.add_argument("--accuracy-level", type=int, default=4,
                         help="MatMulNBits accuracy level: 4 = int8 activations (default), 0 = onnxruntime decides")
-    parser.add_argument("--quant-method", choices=["rtn", "minmax", "hqq"], default=None,
-                        help="minmax (int4 default): per-block min-max with float offsets (llama.cpp's Q4_1 scheme) "
-                             "run as integer MatMulNBits plus a small exact correction; rtn (int8 default): "
-                             "round-to-nearest; "
+    parser.add_argument("--quant-method", choices=["rtn", "minmax", "minmax-exact", "hqq"], default=None,
+                        help="minmax (int4 default): per-block min-max with float offsets (llama.cpp's Q4_1 scheme), "
+                             "the offsets folded into the integer MatMulNBits; minmax-exact: the offsets as an exact "
+                             "fp32 correction (slower); rtn (int8 default): round-to-nearest; "
                              "hqq: fitted scale and zero point, 4 bits only, much slower to run (float zero points)")
     parser.add_argument("--quant-scheme", choices=["sym", "asym"], default="sym",
                         help="rtn only: sym = signed levels, no zero point (default); asym = integer zero point")
     parser.add_argument("--keep-int8", metavar="SELECTORS", default=None,
-                        help="with --quantize int4: MatMuls kept at 8 bits (default: head; 'none' for none), "
+                        help="with --quantize int4: MatMuls kept at 8 bits (default: none), "
                              "comma-separated: head, first, last, "
                              "layer:N, a projection name (down_proj ...), worst:F (the fraction F with the largest "
                              "4-bit weight error)")
+    parser.add_argument("--head-rescore", type=int, default=None, metavar="K",
+                        help="rescore the quantized LM head's K best candidates in full precision (int4 default 8, "
+                             "int8 default 0 = off): the argmax is the fp32 head's whenever it is among them")
     parser.add_argument("--keep-fp32", metavar="SELECTORS", default="",
                         help="MatMuls left unquantized (same selectors as --keep-int8)")
     parser.add_argument("--min-agreement", type=float, default=0.95,
@@ -88,7 +91,7 @@ def run(args) -> int:
                 min_agreement=args.min_agreement, method=args.quant_method,
                 symmetric=args.quant_scheme == "sym",
                 keep_int8=None if args.keep_int8 is None else _selectors(args.keep_int8),
-                keep_fp32=_selectors(args.keep_fp32)),
+                keep_fp32=_selectors(args.keep_fp32), head_rescore=args.head_rescore),
             progress=Progress(sys.stderr, enabled=not args.quiet),
         )
     finally:

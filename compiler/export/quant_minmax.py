@@ -1,5 +1,5 @@
 """``--quant-method minmax``: block-wise min-max quantization with float offsets, run by
-onnxruntime's fast integer-zero-point MatMulNBits kernel plus a small exact correction.
+onnxruntime's fast integer-zero-point MatMulNBits kernel.
 
 Each block of ``block`` weights along K (one output column n) is stored as
 ``w = d * q + lo`` with ``lo`` the block's minimum, ``d = (max - lo) / (2^bits - 1)`` and integer
@@ -12,12 +12,19 @@ and a per-block remainder ``c = lo + d * z`` that it cannot::
     w = d * (q - z) + c          =>   x @ W = MatMulNBits(x) + (x @ E) @ C
 
 where ``E`` [K, blocks] sums x over each block (0/1) and ``C`` [blocks, N] holds the remainders.
-The correction is two small fp32 MatMuls (1/block of the weight's size); ``x @ E`` is shared by
-the MatMuls reading the same input (q/k/v, gate/up).
+``x @ E`` is shared by the MatMuls reading the same input (q/k/v, gate/up). Two forms:
+
+- ``minmax`` (default, ``fold``): ``C`` becomes extra rows of the same MatMulNBits, which reads
+  ``[x, x @ E]`` (a Concat): one block-sum MatMul and one Concat per input instead of a remainder
+  MatMul and an Add per weight (onnxruntime's per-node cost made those 40% of int4 decode on
+  SmolLM2). The remainders are then rounded on their own 16-level grid (``quantize_folded``).
+- ``minmax-exact``: ``(x @ E) @ C`` as an fp32 MatMul plus an Add: weights on a Q4_1 grid come
+  back exactly. Also used where K is not a multiple of ``block``.
 
 Why it matters here: weights that already lie on such a grid (a model imported from a Q4_1
-GGUF, like SmolLM2 in this repo) are reproduced exactly, while symmetric or integer-offset
-requantization moves every weight to a different grid (docs/build-speed.md has the numbers).
+GGUF, like SmolLM2 in this repo) are reproduced (exactly, or to within a fraction of a level),
+while symmetric or integer-offset requantization moves every weight to a different grid
+(docs/build-speed.md has the numbers).
 """
 
 from __future__ import annotations
@@ -25,9 +32,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def quantize_weight(w: np.ndarray, bits: int, block: int):
-    """``w`` [K, N] -> (packed [N, blocks, block*bits/8] uint8, scales [N*blocks] f32,
-    zero points (uint8, onnxruntime's layout), remainders C [blocks, N] f32)."""
+def _levels(w: np.ndarray, bits: int, block: int):
+    """``w`` [K, N] -> (levels q [N, blocks, block] uint8, steps d [N, blocks] f32, integer zero
+    points z [N, blocks] uint8, remainders c [N, blocks] f32) with ``w = d * (q - z) + c``."""
     k, n = w.shape
     levels = 2 ** bits - 1
     pad = (-k) % block
@@ -40,14 +47,49 @@ def quantize_weight(w: np.ndarray, bits: int, block: int):
     z = np.clip(np.round(-lo / d), 0, levels)  # [N, blocks]
     scales = d.astype(np.float32)
     remainder = (lo + scales.astype(np.float64) * z).astype(np.float32)  # w = d * (q - z) + c
-    z = z.astype(np.uint8)
-    if bits == 4:
-        packed = (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)  # [N, blocks, block/2], low nibble first
-        zp = np.pad(z, ((0, 0), (0, blocks % 2)))  # [N, even blocks]
-        zp = (zp[:, 0::2] | (zp[:, 1::2] << 4)).astype(np.uint8).reshape(-1)  # two blocks per byte, per row
-    else:
-        packed, zp = q, z.reshape(-1)
+    return q, scales, z.astype(np.uint8), remainder
+
+
+def _pack(q: np.ndarray, z: np.ndarray, bits: int):
+    """Levels [N, blocks, block] and zero points [N, blocks] in MatMulNBits' layout: (packed
+    [N, blocks, block*bits/8] uint8, zero points uint8, two 4-bit blocks per byte per row)."""
+    if bits != 4:
+        return q, z.reshape(-1)
+    blocks = q.shape[1]
+    packed = (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)  # [N, blocks, block/2], low nibble first
+    zp = np.pad(z, ((0, 0), (0, blocks % 2)))  # [N, even blocks]
+    return packed, (zp[:, 0::2] | (zp[:, 1::2] << 4)).astype(np.uint8).reshape(-1)
+
+
+def quantize_weight(w: np.ndarray, bits: int, block: int):
+    """``w`` [K, N] -> (packed [N, blocks, block*bits/8] uint8, scales [N*blocks] f32,
+    zero points (uint8, onnxruntime's layout), remainders C [blocks, N] f32)."""
+    q, scales, z, remainder = _levels(w, bits, block)
+    packed, zp = _pack(q, z, bits)
     return packed, scales.reshape(-1), zp, np.ascontiguousarray(remainder.T)  # C: [blocks, N]
+
+
+def quantize_folded(w: np.ndarray, bits: int, block: int):
+    """``w`` [K, N] (K a multiple of ``block``) -> (packed, scales, zero points, K') of one
+    MatMulNBits over ``[x, x @ E]`` (K' = K + blocks inputs): the main levels, then the remainders
+    C [blocks, N] as extra rows, rounded on their own integer-zero-point grid, so the correction
+    costs no node of its own. The rounding moves a weight by at most (max c - min c) / (2 * (2^bits - 1))
+    over its column's group of blocks (0 included); blocks that straddle 0 have |c| <= d / 2, so for
+    them that is at most max(d) / 30 at 4 bits, a fifteenth of a level step's half."""
+    k, n = w.shape
+    q, scales, z, remainder = _levels(w, bits, block)  # remainder [N, blocks]
+    blocks = q.shape[1]
+    extra = -(-blocks // block)
+    c = np.pad(remainder.astype(np.float64), ((0, 0), (0, extra * block - blocks))).reshape(n, extra, block)
+    levels = 2 ** bits - 1
+    lo, hi = np.minimum(c.min(-1), 0.0), np.maximum(c.max(-1), 0.0)  # the grid holds 0 (the padding) exactly
+    d = (hi - lo) / levels
+    d[d == 0] = 1.0
+    zc = np.clip(np.round(-lo / d), 0, levels)  # [N, extra]
+    qc = np.clip(np.round(c / d[..., None]) + zc[..., None], 0, levels).astype(np.uint8)
+    packed, zp = _pack(np.concatenate([q, qc], 1), np.concatenate([z, zc.astype(np.uint8)], 1), bits)
+    all_scales = np.concatenate([scales, d.astype(np.float32)], 1)  # [N, blocks + extra]
+    return packed, all_scales.reshape(-1), zp, k + blocks
 
 
 def quantize_symmetric(w: np.ndarray, bits: int, block: int):
@@ -84,15 +126,18 @@ def dequantize(packed, scales, zp, remainder, k: int, bits: int, block: int) -> 
     return w.reshape(n, -1)[:, :k].T
 
 
-def apply(model, nodes: list[str], *, bits: int, block: int, accuracy_level: int, symmetric: bool = False) -> int:
+def apply(model, nodes: list[str], *, bits: int, block: int, accuracy_level: int, symmetric: bool = False,
+          fold: bool = False) -> int:
     """Replace the named constant-weight MatMuls of the onnx_ir ``model`` (transposes folded) in
     place; returns how many. ``symmetric``: ``quantize_symmetric``'s grid, one MatMulNBits and no
-    remainder correction."""
+    remainder correction. ``fold``: the remainders ride in the MatMulNBits itself
+    (``quantize_folded``, where K is a multiple of ``block``) instead of an exact fp32 correction."""
     import onnx_ir as ir
 
     graph = model.graph
     by_name = {node.name: node for node in graph}
     sums: dict[tuple[str, int], ir.Value] = {}  # (input value, K) -> x @ E
+    widened: dict[tuple[str, int], ir.Value] = {}  # (input value, K) -> [x, x @ E]
     indicators: dict[int, ir.Value] = {}
 
     def constant(name: str, array: np.ndarray) -> ir.Value:
@@ -101,36 +146,54 @@ def apply(model, nodes: list[str], *, bits: int, block: int, accuracy_level: int
         graph.register_initializer(value)
         return value
 
+    def block_sums(x, k: int, name: str, new: list):
+        """x @ E [..., blocks], once per input (q/k/v, gate/up share it)."""
+        if k not in indicators:
+            indicator = f"minmax_block_sum_{k}_{block}"
+            if indicator in graph.initializers:  # an earlier call's, the same 0/1 matrix
+                indicators[k] = graph.initializers[indicator]
+            else:
+                e = np.zeros((k, -(-k // block)), dtype=np.float32)  # [K, blocks]
+                e[np.arange(k), np.arange(k) // block] = 1.0
+                indicators[k] = constant(indicator, e)
+        key = (x.name, k)
+        if key not in sums:
+            sum_node = ir.node("MatMul", [x, indicators[k]], name=f"{name}_block_sums")  # [..., blocks]
+            sums[key] = sum_node.outputs[0]
+            new.append(sum_node)
+        return sums[key]
+
     for name in nodes:
         node = by_name[name]
         x, weight = node.inputs
         w = weight.const_value.numpy()  # [K, N]
         k, n = w.shape
-        if symmetric:
-            packed, scales, zp = quantize_symmetric(w, bits, block)
-        else:
-            packed, scales, zp, remainder = quantize_weight(w, bits, block)
         base = weight.name
-        inputs = [x, constant(f"{base}_Q{bits}", packed), constant(f"{base}_scales", scales),
-                  constant(f"{base}_zero_points", zp)]
         attrs = {"K": k, "N": n, "bits": bits, "block_size": block}
         if accuracy_level:
             attrs["accuracy_level"] = accuracy_level
-        main = ir.node("MatMulNBits", inputs, attrs, domain="com.microsoft", name=f"{name}_Q{bits}")
+        new: list = []
         if symmetric:
-            _replace(graph, node, weight, [main], main)
+            packed, scales, zp = quantize_symmetric(w, bits, block)
+        elif fold and k % block == 0:
+            packed, scales, zp, attrs["K"] = quantize_folded(w, bits, block)
+            key = (x.name, k)
+            if key not in widened:
+                concat = ir.node("Concat", [x, block_sums(x, k, name, new)], {"axis": -1},
+                                 name=f"{name}_widened")  # [..., K + blocks]
+                widened[key] = concat.outputs[0]
+                new.append(concat)
+            x = widened[key]
+        else:
+            packed, scales, zp, remainder = quantize_weight(w, bits, block)
+        inputs = [x, constant(f"{base}_Q{bits}", packed), constant(f"{base}_scales", scales),
+                  constant(f"{base}_zero_points", zp)]
+        main = ir.node("MatMulNBits", inputs, attrs, domain="com.microsoft", name=f"{name}_Q{bits}")
+        new.append(main)
+        if symmetric or attrs["K"] != k:
+            _replace(graph, node, weight, new, main)
             continue
-        if k not in indicators:
-            e = np.zeros((k, remainder.shape[0]), dtype=np.float32)  # [K, blocks]
-            e[np.arange(k), np.arange(k) // block] = 1.0
-            indicators[k] = constant(f"minmax_block_sum_{k}_{block}", e)
-        key = (x.name, k)
-        new = [main]
-        if key not in sums:
-            sum_node = ir.node("MatMul", [x, indicators[k]], name=f"{name}_block_sums")  # [..., blocks]
-            sums[key] = sum_node.outputs[0]
-            new.append(sum_node)
-        corr = ir.node("MatMul", [sums[key], constant(f"{base}_remainders", remainder)],
+        corr = ir.node("MatMul", [block_sums(x, k, name, new), constant(f"{base}_remainders", remainder)],
                        name=f"{name}_remainder")  # [..., N]
         add = ir.node("Add", [main.outputs[0], corr.outputs[0]], name=f"{name}_minmax")
         new += [corr, add]

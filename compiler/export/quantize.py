@@ -2,10 +2,12 @@
 
 The fp32 model is exported and verified against torch first; then every MatMul with a constant
 weight is replaced by onnxruntime's ``MatMulNBits``: ``minmax`` (quant_minmax: per-block minimum
-and step, the int4 default), or onnxruntime's own quantizer (``matmul_nbits_quantizer``: RTN
+and step, the int4 default, its float offsets folded into the MatMulNBits; ``minmax-exact`` keeps
+them as an exact fp32 correction), or onnxruntime's own quantizer (``matmul_nbits_quantizer``: RTN
 symmetric/asymmetric, HQQ); ``keep_int8`` / ``keep_fp32`` selectors (quant_select) keep some
-MatMuls at higher precision (by default the LM head at 8 bits for int4). ``accuracy_level`` 4 =
-int8 activations on CPU. Quantization changes the numbers by design, so instead of a tolerance
+MatMuls at higher precision. ``head_rescore`` K (int4 default 8, head_rescore.py) rescores the
+quantized LM head's K best candidates in full precision. ``accuracy_level`` 4 = int8 activations
+on CPU. Quantization changes the numbers by design, so instead of a tolerance
 the build measures what matters for generation: teacher-forced top-1 agreement of the quantized
 model with the verified fp32 model on real text (``probe_ids``), and fails below the user's
 threshold. Weights that stay in float (embeddings, norms) keep pointing into weights.safetensors,
@@ -23,10 +25,13 @@ import numpy as np
 from blueprint.errors import BlueprintError
 
 BITS = {"int4": 4, "int8": 8}
-METHODS = ("rtn", "minmax", "hqq")
-# Chosen by measurement on SmolLM2-135M (docs/build-speed.md): int4 minmax with the LM head at 8 bits
-# agreed with fp32 on 97.0% of next tokens (symmetric RTN everywhere: 70.8%); int8 RTN 96.1%.
-DEFAULTS = {"int4": {"method": "minmax", "keep_int8": ("head",)}, "int8": {"method": "rtn", "keep_int8": ()}}
+METHODS = ("rtn", "minmax", "minmax-exact", "hqq")
+# Chosen by measurement on SmolLM2-135M (docs/build-speed.md, "int4 default"): int4 minmax with folded
+# offsets and the 4-bit head's 8 best candidates rescored agreed with fp32 on 96.4% of next tokens and
+# decoded 1.22x faster than minmax-exact with an 8-bit head (97.3%); symmetric RTN everywhere: 70.8%.
+# int8 RTN 96.1%.
+DEFAULTS = {"int4": {"method": "minmax", "keep_int8": (), "head_rescore": 8},
+            "int8": {"method": "rtn", "keep_int8": (), "head_rescore": 0}}
 PROBE_TOKENS = 512
 
 
@@ -36,20 +41,21 @@ class QuantizeOptions:
     block_size: int = 32
     accuracy_level: int = 4
     min_agreement: float = 0.95
-    # "rtn" (round-to-nearest), "minmax" (float block offsets, quant_minmax) or "hqq" (4 bits; float zero
+    # "rtn" (round-to-nearest), "minmax" (float block offsets, quant_minmax, folded into the MatMulNBits),
+    # "minmax-exact" (the offsets as an exact fp32 correction: slower) or "hqq" (4 bits; float zero
     # points miss onnxruntime's fast kernel: 6.7 tok/s against ~200 measured, docs/build-speed.md).
     # None: minmax for int4, rtn for int8 (DEFAULTS)
     method: str | None = None
     symmetric: bool = True  # rtn only: signed levels, no zero point
     keep_int8: tuple[str, ...] | None = None  # quant_select selectors kept at 8 bits; None: DEFAULTS
     keep_fp32: tuple[str, ...] = ()  # quant_select selectors left as fp32 MatMuls
+    head_rescore: int | None = None  # K best candidates of the quantized head rescored exactly; None: DEFAULTS
 
     def __post_init__(self):
         default = DEFAULTS.get(self.kind, DEFAULTS["int8"])
-        if self.method is None:
-            object.__setattr__(self, "method", default["method"])
-        if self.keep_int8 is None:
-            object.__setattr__(self, "keep_int8", default["keep_int8"])
+        for name in ("method", "keep_int8", "head_rescore"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default[name])
 
     def describe(self) -> str:
         """One line for the progress display."""
@@ -59,6 +65,8 @@ class QuantizeOptions:
             parts.append("int8: " + ",".join(self.keep_int8))
         if self.keep_fp32:
             parts.append("fp32: " + ",".join(self.keep_fp32))
+        if self.head_rescore:
+            parts.append(f"head rescored: {self.head_rescore} best")
         return ", ".join(parts)
 
     def check(self) -> None:
@@ -73,6 +81,9 @@ class QuantizeOptions:
                                  hint="4 computes with int8 activations (fastest on CPU), 0 leaves it to onnxruntime")
         if self.method not in METHODS:
             raise BlueprintError(f"--quant-method must be one of {', '.join(METHODS)}, got '{self.method}'")
+        if not isinstance(self.head_rescore, int) or self.head_rescore < 0:
+            raise BlueprintError(f"--head-rescore must be a whole number >= 0, got {self.head_rescore}",
+                                 hint="0 turns rescoring off; 8 rescores the head's 8 best candidates")
         if self.kind == "int8" and self.method == "hqq":
             raise BlueprintError("--quant-method hqq quantizes to 4 bits only", hint="use --quant-method rtn with int8")
         if self.method != "rtn" and not self.symmetric:
@@ -149,7 +160,7 @@ def _run_quantizer(proto, bits: int, options: QuantizeOptions, exclude: list[str
 def _scheme(options: QuantizeOptions) -> str:
     if options.method == "rtn":
         return "sym" if options.symmetric else "asym"
-    return "minmax" if options.method == "minmax" else "asym"
+    return "minmax" if options.method.startswith("minmax") else "asym"
 
 
 def quantize_model(model, options: QuantizeOptions, num_layers: int | None = None):
@@ -157,7 +168,8 @@ def quantize_model(model, options: QuantizeOptions, num_layers: int | None = Non
     ``model`` itself, changed in place; for rtn/hqq a new model from onnxruntime's quantizer (and
     ``model`` has its weights loaded and transposes folded). MatMuls selected by ``keep_int8``
     become 8-bit symmetric MatMulNBits (llama.cpp's Q8_0 grid with minmax, onnxruntime's RTN
-    otherwise), those selected by ``keep_fp32`` stay MatMul."""
+    otherwise), those selected by ``keep_fp32`` stay MatMul. With ``head_rescore`` the quantized
+    LM head's best candidates are rescored (head_rescore.py)."""
     import onnx_ir as ir
 
     from compiler.export import quant_minmax, quant_select
@@ -173,10 +185,12 @@ def quantize_model(model, options: QuantizeOptions, num_layers: int | None = Non
     chosen = quant_select.precisions(weights, kind=options.kind, keep_int8=options.keep_int8,
                                      keep_fp32=options.keep_fp32, num_layers=max(num_layers, 1),
                                      block=options.block_size, scheme=_scheme(options))
+    head = _head(model, weights, chosen) if options.head_rescore else None
     eight = {n for n, p in chosen.items() if p == "int8"}
-    if options.method == "minmax":  # all in onnx_ir: no protobuf copy of the model, no onnxruntime quantizer
+    if options.method.startswith("minmax"):  # all in onnx_ir: no protobuf copy, no onnxruntime quantizer
         quant_minmax.apply(model, [n for n, p in chosen.items() if p == options.kind], bits=BITS[options.kind],
-                           block=options.block_size, accuracy_level=options.accuracy_level)
+                           block=options.block_size, accuracy_level=options.accuracy_level,
+                           fold=options.method == "minmax")
         if eight and options.kind != "int8":  # --keep-int8: Q8_0's symmetric grid, exact for weights on it
             quant_minmax.apply(model, sorted(eight), bits=8, block=options.block_size,
                                accuracy_level=options.accuracy_level, symmetric=True)
@@ -189,10 +203,47 @@ def quantize_model(model, options: QuantizeOptions, num_layers: int | None = Non
             others = [n.name for n in proto.graph.node if n.op_type == "MatMul" and n.name not in eight]
             proto = _run_quantizer(proto, 8, options, others, False)  # not fp32 keeps
         quantized = ir.serde.deserialize_model(proto)
+    if head is not None:
+        _rescore_head(quantized, head, options.head_rescore)
     for name, value in list(quantized.graph.initializers.items()):  # the replaced fp32 weights
         if not value.uses() and value not in quantized.graph.inputs and value not in quantized.graph.outputs:
             quantized.graph.initializers.pop(name)
     return quantized
+
+
+def _head(model, weights: dict, chosen: dict) -> tuple[str, str, str, np.ndarray] | None:
+    """(input value, output value, rows initializer name, rows [V, H]) of the LM head MatMul, if it
+    is the one MatMul outside the layers and gets quantized; names survive the quantizers."""
+    from compiler.export import quant_select
+
+    heads = [n for n, (w, _) in weights.items() if quant_select.layer_of(quant_select.param_of(w)) is None]
+    if len(heads) != 1 or chosen[heads[0]] == "fp32":
+        return None
+    node = next(n for n in model.graph if n.name == heads[0])
+    weight_name, w = weights[heads[0]]  # [H, V]
+    param = quant_select.param_of(weight_name)
+    source = model.graph.initializers.get(param)
+    if source is not None and source.const_value is not None and tuple(source.const_value.shape) == w.shape[::-1]:
+        rows = source.const_value.numpy()  # [V, H]: the parameter itself (a tied head: the token embedding)
+    else:
+        param, rows = f"{weight_name}_rows", np.ascontiguousarray(w.T)
+    return node.inputs[0].name, node.outputs[0].name, param, rows
+
+
+def _rescore_head(quantized, head: tuple[str, str, str, np.ndarray], k: int) -> None:
+    import onnx_ir as ir
+
+    from compiler.export import head_rescore
+
+    graph = quantized.graph
+    h_name, out_name, rows_name, rows = head
+    values = {v.name: v for node in graph for v in node.outputs}
+    rows_value = graph.initializers.get(rows_name)
+    if rows_value is None:
+        rows_value = ir.Value(name=rows_name, shape=ir.Shape(rows.shape), type=ir.TensorType(ir.DataType.FLOAT),
+                              const_value=ir.Tensor(rows, name=rows_name))
+        graph.register_initializer(rows_value)
+    head_rescore.apply(graph, values[out_name], values[h_name], rows_value, min(k, rows.shape[0]))
 
 
 def probe_ids(spec, tokenizer_json: Path | None, n: int = PROBE_TOKENS) -> tuple[list[int], str]:
@@ -244,6 +295,7 @@ def quantize_build(model, tmp: Path, spec, options: QuantizeOptions, *, tokenize
     reference = ort.InferenceSession(str(tmp / "model.onnx"), options_, providers=["CPUExecutionProvider"])
     quantized_model = quantize_model(model, options)
     counts = sum(1 for n in quantized_model.graph if n.op_type == "MatMulNBits")
+    rescored = options.head_rescore if any(n.name.endswith("_rescore_topk") for n in quantized_model.graph) else 0
     for stale in ("model.onnx", onnx_export.DATA_FILE):
         (tmp / stale).unlink(missing_ok=True)
     files = onnx_export.save_model(quantized_model, tmp, metadata=metadata, external_threshold=external_threshold,
@@ -255,6 +307,7 @@ def quantize_build(model, tmp: Path, spec, options: QuantizeOptions, *, tokenize
               "symmetric": options.symmetric if options.method == "rtn" else None,
               "block_size": options.block_size, "accuracy_level": options.accuracy_level,
               "keep_int8": list(options.keep_int8), "keep_fp32": list(options.keep_fp32), "matmuls": counts,
+              "head_rescore": rescored,
               "probe": what, "top1_agreement_vs_fp32": agreement, "min_agreement": options.min_agreement}
     progress.info(f"  {options.describe()}: {counts} MatMuls as MatMulNBits; teacher-forced top-1 agreement "
                   f"with fp32 on {what}: {agreement:.1%} (minimum {options.min_agreement:.0%})")

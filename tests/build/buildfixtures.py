@@ -77,3 +77,28 @@ def torch_model():
         return cache[key]
 
     return get
+
+
+def quantizer_input(proto):
+    """The fp32 model (an onnx ModelProto) as ``quantize.quantize_model`` sees it: weights in
+    memory, weight transposes folded."""
+    import onnx_ir as ir
+
+    from compiler.export import quantize
+
+    model = ir.serde.deserialize_model(proto)
+    for value in model.graph.initializers.values():
+        value.const_value = ir.Tensor(value.const_value.numpy(), name=value.name)
+    quantize.fold_weight_transposes(model)
+    return model
+
+
+def saved_session(model, folder):
+    """Save the onnx_ir ``model`` into the new ``folder`` and open it in onnxruntime."""
+    import onnxruntime as ort
+
+    from compiler.export import onnx_export
+
+    folder.mkdir()
+    onnx_export.save_model(model, folder, metadata={})
+    return ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])

@@ -1,4 +1,4 @@
-"""``--quant-method minmax`` and mixed precision (``--keep-int8``, ``--keep-fp32``): structure
+"""``--quant-method minmax-exact`` and mixed precision (``--keep-int8``, ``--keep-fp32``): structure
 (which MatMuls become what) and numbers (onnxruntime's kernels against the fp32 graph running
 the weights the quantized graph stores, unpacked independently of the packing code).
 
@@ -10,14 +10,13 @@ padded last block is exercised.
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import onnx_ir as ir
 import onnxruntime as ort
 import pytest
 import torch
-from buildfixtures import SPECS, load_tiny
+from buildfixtures import SPECS, load_tiny, quantizer_input, saved_session
 
 from blueprint.errors import BlueprintError
 from compiler.export import build as build_mod
@@ -39,21 +38,6 @@ def _copy(proto):
     return ir.serde.deserialize_model(proto)
 
 
-def _plain(proto):
-    """The fp32 model with weights in memory and transposes folded: the quantizer's input."""
-    model = _copy(proto)
-    for value in model.graph.initializers.values():
-        value.const_value = ir.Tensor(value.const_value.numpy(), name=value.name)
-    quantize.fold_weight_transposes(model)
-    return model
-
-
-def _session(model, folder: Path):
-    folder.mkdir()
-    onnx_export.save_model(model, folder, metadata={})
-    return ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
-
-
 def _unpack4(packed: np.ndarray, n: int, blocks: int, block: int) -> np.ndarray:
     """[N, blocks, block/2] bytes -> [N, blocks, block] levels, written here without quant_minmax."""
     levels = np.empty((n, blocks, block), dtype=np.int64)
@@ -63,7 +47,7 @@ def _unpack4(packed: np.ndarray, n: int, blocks: int, block: int) -> np.ndarray:
 
 
 def _compare(spec, quantized, reference, tmp_path):
-    a, b = _session(quantized, tmp_path / "q"), _session(reference, tmp_path / "r")
+    a, b = saved_session(quantized, tmp_path / "q"), saved_session(reference, tmp_path / "r")
     rng = np.random.default_rng(0)
     for shape, pad in [(Shape(3, 9, 0), [0, 4, 1]), (Shape(2, 1, 11), [0, 3])]:
         feeds = make_inputs(spec, shape, kv_cache=True, rng=rng, pad=pad)
@@ -72,13 +56,13 @@ def _compare(spec, quantized, reference, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["int4", "int8"])
-def test_minmax_structure_and_kernel_against_dequantized_fp32(tiny, tmp_path, kind):
+def test_minmax_exact_structure_and_kernel_against_dequantized_fp32(tiny, tmp_path, kind):
     spec, proto = tiny
     bits = 4 if kind == "int4" else 8
-    plain = _plain(proto)
+    plain = quantizer_input(proto)
     weights = quantize.weight_matmuls(plain)
-    q = quantize.quantize_model(_copy(proto), quantize.QuantizeOptions(kind, method="minmax", accuracy_level=0,
-                                                                          keep_int8=()))
+    q = quantize.quantize_model(_copy(proto), quantize.QuantizeOptions(kind, method="minmax-exact", accuracy_level=0,
+                                                                          keep_int8=(), head_rescore=0))
     ops = Counter(n.op_type for n in q.graph)
     nbits = [n for n in q.graph if n.op_type == "MatMulNBits"]
     assert len(nbits) == len(weights) == 7 * spec.num_layers + 1
@@ -91,7 +75,7 @@ def test_minmax_structure_and_kernel_against_dequantized_fp32(tiny, tmp_path, ki
     assert not any(v.name in {w for w, _ in weights.values()} for v in q.graph.initializers.values())
 
     # unpack what each MatMulNBits + remainder computes and run it as a plain fp32 MatMul
-    reference = _plain(proto)
+    reference = quantizer_input(proto)
     by_name = {n.name: n for n in reference.graph}
     initializers = q.graph.initializers
     worst = 0.0
@@ -143,7 +127,7 @@ def test_mixed_precision_keeps_what_the_selectors_name(tiny, tmp_path):
                                        keep_fp32=("down_proj",))
     q = quantize.quantize_model(_copy(proto), options)
     bits = {n.name.rsplit("_Q", 1)[0]: n.attributes["bits"].value for n in q.graph if n.op_type == "MatMulNBits"}
-    weights = quantize.weight_matmuls(_plain(proto))
+    weights = quantize.weight_matmuls(quantizer_input(proto))
     params = {node: quant_select.param_of(w) for node, (w, _) in weights.items()}
     kept = {node for node in weights if node not in bits}
     assert {params[node] for node in kept} == {f"layers.{i}.ffn.down_proj.weight" for i in range(spec.num_layers)}
@@ -157,21 +141,21 @@ def test_mixed_precision_keeps_what_the_selectors_name(tiny, tmp_path):
 
 def test_minmax_with_int8_keeps_and_fp32_keeps(tiny, tmp_path):
     spec, proto = tiny
-    options = quantize.QuantizeOptions("int4", method="minmax", accuracy_level=0, keep_int8=("head",),
+    options = quantize.QuantizeOptions("int4", method="minmax-exact", accuracy_level=0, keep_int8=("head",),
                                        keep_fp32=("layer:-1",))
     q = quantize.quantize_model(_copy(proto), options)
     nbits = [n for n in q.graph if n.op_type == "MatMulNBits"]
     assert Counter(n.attributes["bits"].value for n in nbits) == {4: 7 * (spec.num_layers - 1), 8: 1}
     assert sum(n.name.endswith("_remainder") for n in q.graph) == 7 * (spec.num_layers - 1)
     # runs, and stays close to fp32 (the tiny random model's logits are O(1))
-    a, b = _session(q, tmp_path / "q"), _session(_plain(proto), tmp_path / "f")
+    a, b = saved_session(q, tmp_path / "q"), saved_session(quantizer_input(proto), tmp_path / "f")
     feeds = make_inputs(spec, Shape(2, 5, 0), kv_cache=True, rng=np.random.default_rng(0))
     assert np.abs(a.run(["logits"], feeds)[0] - b.run(["logits"], feeds)[0]).max() < 0.5
 
 
 def test_worst_selector_ranks_by_measured_weight_error(tiny):
     spec, proto = tiny
-    weights = quantize.weight_matmuls(_plain(proto))
+    weights = quantize.weight_matmuls(quantizer_input(proto))
     chosen = quant_select.precisions(weights, kind="int4", keep_int8=("worst:0.2",), keep_fp32=(),
                                      num_layers=spec.num_layers, block=32, scheme="sym")
     count = round(0.2 * len(weights))
@@ -200,7 +184,8 @@ def test_top1_agreement_counts_matching_argmax_positions():
 
 
 @pytest.mark.parametrize("options, message", [
-    (quantize.QuantizeOptions("int4", method="gptq"), "must be one of rtn, minmax, hqq"),
+    (quantize.QuantizeOptions("int4", method="gptq"), "must be one of rtn, minmax, minmax-exact, hqq"),
+    (quantize.QuantizeOptions("int4", head_rescore=-1), "--head-rescore must be a whole number"),
     (quantize.QuantizeOptions("int4", method="minmax", symmetric=False), "applies to --quant-method rtn"),
     (quantize.QuantizeOptions("int8", keep_int8=("head",)), "only makes sense with --quantize int4"),
     (quantize.QuantizeOptions("int4", keep_int8=("worst:0",)), "fraction after 'worst:'"),
@@ -227,7 +212,8 @@ def test_cli_quantize_defaults_and_bad_selector(tmp_path, capsys):
     # llama-tiny, 2 layers: the fused export packs q/k/v and gate/up (4 MatMuls a layer, + the head),
     # the plain export has 7 a layer
     assert manifest["export"] == "fused"
-    assert entry["method"] == "minmax" and entry["keep_int8"] == ["head"] and entry["matmuls"] == 2 * 4 + 1
+    assert entry["method"] == "minmax" and entry["keep_int8"] == [] and entry["matmuls"] == 2 * 4 + 1
+    assert entry["head_rescore"] == 8
     rc = cli.main(["build", str(SPECS / "llama-tiny.yaml"), "-o", str(tmp_path / "bad"), "--quantize", "int4",
                    "--keep-fp32", "head,down proj"])
     err = capsys.readouterr().err

@@ -1,0 +1,175 @@
+"""The int4 default: minmax with its float offsets folded into the MatMulNBits, and the LM head's
+best candidates rescored in full precision (``--head-rescore``).
+
+Structure (which nodes appear) and numbers: the folded weights are unpacked here independently of
+the packing code and run as a plain fp32 MatMul against onnxruntime's kernel (accuracy level 0
+computes in fp32: 1e-4, observed ~1e-6); rescored logits are checked against the same quantized
+body with an fp32 head (1e-5 at the candidates, bit-equal elsewhere).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import onnx_ir as ir
+import pytest
+import torch
+from buildfixtures import load_tiny, quantizer_input, saved_session
+
+from compiler.export import onnx_export, quant_minmax, quantize
+from compiler.export.build import default_compile
+from compiler.export.io import Shape, make_inputs
+
+
+def _export(name: str):
+    spec = load_tiny(name)
+    torch.manual_seed(0)
+    module = default_compile(spec, kv_cache=True).eval()
+    return spec, ir.serde.serialize_model(onnx_export.export_model(module, spec, kv_cache=True))
+
+
+@pytest.fixture(scope="module")
+def llama():
+    return _export("llama-tiny")  # untied head; down_proj K = 176 is not a multiple of 32
+
+
+@pytest.fixture(scope="module")
+def gpt2():
+    return _export("gpt2-tiny")  # tied head: the token embedding is the rows rescoring reads
+
+
+def _arrays(node):
+    """(packed levels, scales, zero points, K) that a MatMulNBits node stores."""
+    return (*(node.inputs[i].const_value.numpy() for i in (1, 2, 3)), node.attributes["K"].value)
+
+
+def _levels(packed, scales, zp, n: int, blocks: int, block: int):
+    """4-bit levels [N, blocks, block], zero points [N, blocks] and scales [N, blocks]."""
+    packed = packed.reshape(n, blocks, block // 2)
+    levels = np.empty((n, blocks, block), dtype=np.int64)
+    levels[..., 0::2], levels[..., 1::2] = packed & 0x0F, packed >> 4
+    zp = zp.reshape(n, -1)
+    zero = np.stack([zp & 0x0F, zp >> 4], -1).reshape(n, -1)[:, :blocks].astype(np.int64)
+    return levels, zero, scales.reshape(n, blocks)
+
+
+def _folded_weight(packed, scales, zp, k_wide: int, k: int, n: int, block: int):
+    """The [K, N] weight a folded MatMulNBits over [x, x @ E] computes with, and its steps [K, N]."""
+    blocks, wide = k // block, -(-k_wide // block)
+    levels, zero, scale = _levels(packed, scales, zp, n, wide, block)
+    deq = ((levels - zero[..., None]) * scale[..., None]).reshape(n, -1)  # [N, wide * block]
+    main, remainders = deq[:, :k], deq[:, k:k + blocks]  # one remainder per block of x
+    weight = main + np.repeat(remainders, block, axis=1)  # x @ E broadcasts each block's remainder
+    return weight.T.astype(np.float32), np.repeat(scale[:, :blocks], block, axis=1).T
+
+
+def test_folded_minmax_structure_and_kernel_against_unpacked_weights(llama, tmp_path):
+    spec, proto = llama
+    weights = quantize.weight_matmuls(quantizer_input(proto))
+    q = quantize.quantize_model(ir.serde.deserialize_model(proto),
+                                quantize.QuantizeOptions("int4", accuracy_level=0, head_rescore=0))
+    nbits = {n.name.removesuffix("_Q4"): n for n in q.graph if n.op_type == "MatMulNBits"}
+    assert set(nbits) == set(weights)
+    folded = {name for name, (_, w) in weights.items() if w.shape[0] % 32 == 0}
+    # per layer q, k, v, o, gate, up read 64 inputs; down_proj (K = 176) keeps the exact correction; the head
+    assert len(folded) == 6 * spec.num_layers + 1
+    widened = [n for n in q.graph if n.name.endswith("_widened")]
+    assert len(widened) == 3 * spec.num_layers + 1 and all(n.op_type == "Concat" for n in widened)
+    assert sum(n.name.endswith("_remainder") for n in q.graph) == spec.num_layers  # the down_projs
+    reference = quantizer_input(proto)
+    by_name = {n.name: n for n in reference.graph}
+    for name in folded:
+        node, (_, w) = nbits[name], weights[name]
+        k, n = w.shape
+        assert node.attributes["K"].value == k + k // 32 and node.inputs[0].producer().op_type == "Concat"
+        weight, step = _folded_weight(*_arrays(node), k, n, 32)
+        # half a level of the block's own step, plus the remainder's rounding on its 16-level grid
+        bound = 0.5 * step + step.max(axis=0, keepdims=True) / 30 + 1e-6
+        assert (np.abs(weight - w) <= bound).all()
+        target = by_name[name]
+        target.inputs[1].const_value = ir.Tensor(weight, name=target.inputs[1].name)
+    for name in set(weights) - folded:  # the exact path, as test_quantize_mixed unpacks it
+        node, (wname, w) = nbits[name], weights[name]
+        k, n = w.shape
+        blocks = -(-k // 32)
+        levels, zero, scale = _levels(*_arrays(node)[:3], n, blocks, 32)
+        remainder = q.graph.initializers[f"{wname}_remainders"].const_value.numpy()  # [blocks, N]
+        deq = ((levels - zero[..., None]) * scale[..., None] + remainder.T[..., None]).reshape(n, -1)[:, :k]
+        target = by_name[name]
+        target.inputs[1].const_value = ir.Tensor(deq.T.astype(np.float32), name=target.inputs[1].name)
+    a, b = saved_session(q, tmp_path / "q"), saved_session(reference, tmp_path / "r")
+    rng = np.random.default_rng(0)
+    for shape, pad in [(Shape(3, 9, 0), [0, 4, 1]), (Shape(2, 1, 11), [0, 3])]:
+        feeds = make_inputs(spec, shape, kv_cache=True, rng=rng, pad=pad)
+        (la,), (lb,) = a.run(["logits"], feeds), b.run(["logits"], feeds)
+        assert np.abs(la - lb).max() <= 1e-4
+
+
+@pytest.mark.parametrize("straddle", [True, False])
+def test_folding_loses_only_the_remainders_rounding_on_a_q4_1_grid(straddle):
+    """Weights on a Q4_1 grid (a GGUF import): the levels come back exactly; what moves is each
+    block's offset remainder c, rounded on a 16-level grid per column and group of 32 blocks: at
+    most (max c - min c) / 30, 0 included. Blocks that straddle 0 (trained weights' usual case)
+    have |c| <= d / 2, so that is at most max(d) / 30; one-signed blocks can have larger c."""
+    rng = np.random.default_rng(1)
+    k, n = 128, 24
+    d = rng.uniform(1e-3, 1e-1, (k // 32, n))
+    m = -d * rng.uniform(0, 15, d.shape) if straddle else -rng.uniform(0, 1, d.shape)
+    q = rng.integers(0, 16, (k // 32, 32, n))
+    q[:, 0], q[:, 1] = 0, 15
+    w = (q * d[:, None] + m[:, None]).reshape(k, n).astype(np.float32)
+    packed, scales, zp, k_wide = quant_minmax.quantize_folded(w, 4, 32)
+    assert k_wide == k + k // 32 and packed.shape == (n, k // 32 + 1, 16)
+    weight, _ = _folded_weight(packed, scales, zp, k_wide, k, n, 32)
+    error = np.abs(weight - w).max(axis=0)  # [N]
+    c = quant_minmax.quantize_weight(w, 4, 32)[3]  # the exact remainders [blocks, N]
+    spread = np.maximum(c.max(axis=0), 0) - np.minimum(c.min(axis=0), 0)
+    assert (error <= spread / 30 + 1e-6).all()
+    if straddle:
+        assert (np.abs(c) <= d / 2 + 1e-6).all() and error.max() <= d.max() / 30 + 1e-6
+    exact = quant_minmax.dequantize(*quant_minmax.quantize_weight(w, 4, 32), k, 4, 32)
+    assert np.abs(exact - w).max() < 1e-6  # minmax-exact has no such error
+
+
+@pytest.mark.parametrize("model", ["llama", "gpt2"])
+def test_rescored_head_is_the_fp32_head_on_its_candidates(model, request, tmp_path):
+    spec, proto = request.getfixturevalue(model)
+    k = 5
+
+    def quantized(**options):
+        return quantize.quantize_model(ir.serde.deserialize_model(proto),
+                                       quantize.QuantizeOptions("int4", accuracy_level=0, **options))
+
+    rescored = quantized(head_rescore=k)
+    ops = Counter(n.op_type for n in rescored.graph)
+    assert ops["TopK"] == 1 and ops["ScatterElements"] == 1
+    topk = next(n for n in rescored.graph if n.op_type == "TopK")
+    rows = next(n for n in rescored.graph if n.name.endswith("_rescore_rows")).inputs[0]
+    # tied: the rows are the embedding the input Gather reads (no second copy); untied: the head's own
+    tied = model == "gpt2"
+    gathers = [n for n in rescored.graph if n.op_type == "Gather" and n.inputs[0] is rows]
+    assert len(gathers) == (2 if tied else 1)
+    assert rows.const_value.shape == (spec.vocab_size, spec.embed_dim)
+    assert topk.inputs[1].const_value.numpy().tolist() == [k]
+
+    sessions = {name: saved_session(m, tmp_path / name) for name, m in [
+        ("rescored", rescored), ("approx", quantized(head_rescore=0)),
+        ("exact", quantized(head_rescore=0, keep_fp32=("head",)))]}
+    rng = np.random.default_rng(0)
+    for shape, pad in [(Shape(3, 9, 0), [0, 4, 1]), (Shape(2, 1, 11), [0, 3])]:
+        feeds = make_inputs(spec, shape, kv_cache=True, rng=rng, pad=pad)
+        got = {name: s.run(["logits"], feeds)[0] for name, s in sessions.items()}
+        top = np.argpartition(-got["approx"], k - 1, axis=-1)[..., :k]  # the 4-bit head's k best
+        chosen = np.zeros(got["approx"].shape, dtype=bool)
+        np.put_along_axis(chosen, top, True, axis=-1)
+        assert np.abs(got["rescored"] - got["exact"])[chosen].max() <= 1e-5
+        assert np.array_equal(got["rescored"][~chosen], got["approx"][~chosen])
+        assert not np.allclose(got["approx"], got["exact"], atol=1e-3)  # the 4-bit head does differ
+
+
+def test_rescoring_is_off_for_a_head_left_in_fp32(llama):
+    spec, proto = llama
+    q = quantize.quantize_model(ir.serde.deserialize_model(proto),
+                                quantize.QuantizeOptions("int4", keep_fp32=("head",)))
+    assert not any(n.op_type == "TopK" for n in q.graph)
