@@ -56,7 +56,10 @@ class BoundStepper:
             self.binding.bind_ortvalue_input(name, cache)
             self.binding.bind_ortvalue_output(name.replace("past_key_values.", "present.", 1), cache)
         vocab = decoder.spec.vocab_size
-        self.logits = ort.OrtValue.ortvalue_from_numpy(np.zeros((batch, 1, vocab), dtype=dtype))  # [b, 1, V]
+        # the OrtValue wraps this array's memory: the step reads the logits through it, where
+        # OrtValue.numpy() would copy them into a fresh allocation every token
+        self.logits_array = np.zeros((batch, 1, vocab), dtype=dtype)  # [b, 1, V]
+        self.logits = ort.OrtValue.ortvalue_from_numpy(self.logits_array)
         self.binding.bind_ortvalue_output("logits", self.logits)
         # an initializer-backed input: bind_cpu_input does not find it, an OrtValue binds
         self.keep = ort.OrtValue.ortvalue_from_numpy(np.array(1, dtype=np.int64))
@@ -74,4 +77,4 @@ class BoundStepper:
             self.binding.bind_cpu_input("position_ids", self._inputs[2])
         self.session.run_with_iobinding(self.binding)
         # a view of the bound output buffer: the next step overwrites it (callers use it at once)
-        return self.logits.numpy()[:, -1]  # [b, vocab]
+        return self.logits_array[:, -1]  # [b, vocab]
