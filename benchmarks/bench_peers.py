@@ -223,6 +223,10 @@ def build_commands(args, spec: Path) -> dict[str, tuple[list[str], Path]]:
         elif variant.startswith("rtn-"):  # the genai builder's own scheme: symmetric RTN on every MatMul,
             # the head included; its agreement is reported, not gated (about 70% on SmolLM2)
             cmd += ["--quantize", precision, "--quant-method", "rtn", "--keep-int8", "none", "--min-agreement", "0"]
+        elif variant.startswith("exact-"):  # the int4 default before 2026-12-01 afternoon: exact fp32 offset
+            # correction, LM head at 8 bits, no rescoring (docs/build-speed.md, "int4 default")
+            cmd += ["--quantize", precision, "--quant-method", "minmax-exact", "--keep-int8", "head",
+                    "--head-rescore", "0", "--min-agreement", str(args.min_agreement)]
         elif precision != "fp32":
             cmd += ["--quantize", precision, "--min-agreement", str(args.min_agreement)]
         cmds[f"blueprint-{variant}"] = (cmd + args.blueprint_args, out)
@@ -381,7 +385,8 @@ def main(argv=None) -> int:
     parser.add_argument("--blueprint", nargs="*", default=["fp32", "int8", "int4"],
                         help="blueprint precisions to build: fp32, fp16 (--dtype), int8, int4 (--quantize); "
                              "portable-fp32 etc.: the plain ONNX export (--portable); rtn-int4: the genai "
-                             "builder's scheme (--quant-method rtn --keep-int8 none)")
+                             "builder's scheme (--quant-method rtn --keep-int8 none); exact-int4: minmax-exact "
+                             "with the head at 8 bits (the earlier default)")
     parser.add_argument("--min-agreement", type=float, default=0.95,
                         help="--min-agreement for quantized blueprint builds (the build's default)")
     parser.add_argument("--blueprint-args", nargs=argparse.REMAINDER, default=[],
