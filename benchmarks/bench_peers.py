@@ -222,7 +222,8 @@ def build_commands(args, spec: Path) -> dict[str, tuple[list[str], Path]]:
             cmd += ["--dtype", "fp16"]
         elif variant.startswith("rtn-"):  # the genai builder's own scheme: symmetric RTN on every MatMul,
             # the head included; its agreement is reported, not gated (about 70% on SmolLM2)
-            cmd += ["--quantize", precision, "--quant-method", "rtn", "--keep-int8", "none", "--min-agreement", "0"]
+            cmd += ["--quantize", precision, "--quant-method", "rtn", "--keep-int8", "none", "--head-rescore", "0",
+                    "--min-agreement", "0"]
         elif variant.startswith("exact-"):  # the int4 default before 2026-12-01 afternoon: exact fp32 offset
             # correction, LM head at 8 bits, no rescoring (docs/build-speed.md, "int4 default")
             cmd += ["--quantize", precision, "--quant-method", "minmax-exact", "--keep-int8", "head",

@@ -14,7 +14,7 @@ precision where generation looks:
 graph already holds for its input Gather, so rescoring adds no weights; an untied head keeps its
 fp32 rows beside the 4-bit copy (read K rows per token, not the whole matrix). Whenever the exact
 best token is among the approximate K best, the argmax of ``logits`` is the fp32 head's; the
-logits outside the K are the 4-bit head's own.
+logits outside the K are the 4-bit head's own (docs/architecture.md, "Quantized builds").
 """
 
 from __future__ import annotations
