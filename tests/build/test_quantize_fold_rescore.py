@@ -15,7 +15,7 @@ import numpy as np
 import onnx_ir as ir
 import pytest
 import torch
-from buildfixtures import load_tiny, quantizer_input, saved_session
+from buildfixtures import SPECS, load_tiny, quantizer_input, saved_session
 
 from compiler.export import onnx_export, quant_minmax, quantize
 from compiler.export.build import default_compile
@@ -32,6 +32,23 @@ def _export(name: str):
 @pytest.fixture(scope="module")
 def llama():
     return _export("llama-tiny")  # untied head; down_proj K = 176 is not a multiple of 32
+
+
+@pytest.fixture(scope="module")
+def llama_fused(tmp_path_factory):
+    """llama-tiny's fused export (GroupQueryAttention, packed q/k/v and gate/up) as a build
+    quantizes it: packed weights materialised."""
+    from compiler.export import build as build_mod
+    from compiler.export.fuse import fold_packed_weights
+
+    out = tmp_path_factory.mktemp("fused") / "b"
+    torch.manual_seed(0)
+    build_mod.build(SPECS / "llama-tiny.yaml", out, verify=False)
+    model = ir.load(str(out / "model.onnx"))
+    for value in model.graph.initializers.values():
+        value.const_value = ir.Tensor(value.const_value.numpy(), name=value.name)
+    assert fold_packed_weights(model) > 0
+    return load_tiny("llama-tiny"), ir.serde.serialize_model(model)
 
 
 @pytest.fixture(scope="module")
@@ -64,19 +81,27 @@ def _folded_weight(packed, scales, zp, k_wide: int, k: int, n: int, block: int):
     return weight.T.astype(np.float32), np.repeat(scale[:, :blocks], block, axis=1).T
 
 
-def test_folded_minmax_structure_and_kernel_against_unpacked_weights(llama, tmp_path):
-    spec, proto = llama
+@pytest.mark.parametrize("export", ["llama", "llama_fused"])
+def test_folded_minmax_structure_and_kernel_against_unpacked_weights(export, request, tmp_path):
+    spec, proto = request.getfixturevalue(export)
+    fused = export == "llama_fused"
     weights = quantize.weight_matmuls(quantizer_input(proto))
     q = quantize.quantize_model(ir.serde.deserialize_model(proto),
                                 quantize.QuantizeOptions("int4", accuracy_level=0, head_rescore=0))
     nbits = {n.name.removesuffix("_Q4"): n for n in q.graph if n.op_type == "MatMulNBits"}
     assert set(nbits) == set(weights)
     folded = {name for name, (_, w) in weights.items() if w.shape[0] % 32 == 0}
-    # per layer q, k, v, o, gate, up read 64 inputs; down_proj (K = 176) keeps the exact correction; the head
-    assert len(folded) == 6 * spec.num_layers + 1
+    # per layer q, k, v (packed when fused), o, gate, up (packed) read 64 inputs; down_proj (K = 176)
+    # keeps the exact correction; and the head
+    assert len(folded) == (3 if fused else 6) * spec.num_layers + 1
     widened = [n for n in q.graph if n.name.endswith("_widened")]
     assert len(widened) == 3 * spec.num_layers + 1 and all(n.op_type == "Concat" for n in widened)
     assert sum(n.name.endswith("_remainder") for n in q.graph) == spec.num_layers  # the down_projs
+    sums = Counter(n.op_type for n in q.graph if n.name.endswith("_block_sums"))
+    assert sum(sums.values()) == len(widened) + spec.num_layers
+    if fused:  # every rank follows from the fused graph (quant_minmax.value_ranks): Reshape + ReduceSum;
+        # the down_projs' partial last block keeps the 0/1 MatMul
+        assert sums == {"ReduceSum": len(widened), "MatMul": spec.num_layers}
     reference = quantizer_input(proto)
     by_name = {n.name: n for n in reference.graph}
     for name in folded:
