@@ -29,15 +29,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--quantize", choices=["int4", "int8"],
                         help="weight-only block-wise quantization of the MatMul weights (onnxruntime MatMulNBits); "
                              "the build reports top-1 agreement with fp32 on real text and fails below --min-agreement")
-    parser.add_argument("--block-size", type=int, default=32, help="weights per quantization scale (default 32)")
-    parser.add_argument("--accuracy-level", type=int, default=4,
+    parser.add_argument("--block-size", type=int, default=None, help="weights per quantization scale (default 32)")
+    parser.add_argument("--accuracy-level", type=int, default=None,
                         help="MatMulNBits accuracy level: 4 = int8 activations (default), 0 = onnxruntime decides")
     parser.add_argument("--quant-method", choices=["rtn", "minmax", "minmax-exact", "hqq"], default=None,
                         help="minmax (int4 default): per-block min-max with float offsets (llama.cpp's Q4_1 scheme), "
                              "the offsets folded into the integer MatMulNBits; minmax-exact: the offsets as an exact "
                              "fp32 correction (slower); rtn (int8 default): round-to-nearest; "
                              "hqq: fitted scale and zero point, 4 bits only, much slower to run (float zero points)")
-    parser.add_argument("--quant-scheme", choices=["sym", "asym"], default="sym",
+    parser.add_argument("--quant-scheme", choices=["sym", "asym"], default=None,
                         help="rtn only: sym = signed levels, no zero point (default); asym = integer zero point")
     parser.add_argument("--keep-int8", metavar="SELECTORS", default=None,
                         help="with --quantize int4: MatMuls kept at 8 bits (default: none), "
@@ -47,11 +47,37 @@ def add_arguments(parser) -> None:
     parser.add_argument("--head-rescore", type=int, default=None, metavar="K",
                         help="rescore the quantized LM head's K best candidates in full precision (int4 default 8, "
                              "int8 default 0 = off): the argmax is the fp32 head's whenever it is among them")
-    parser.add_argument("--keep-fp32", metavar="SELECTORS", default="",
+    parser.add_argument("--keep-fp32", metavar="SELECTORS", default=None,
                         help="MatMuls left unquantized (same selectors as --keep-int8)")
-    parser.add_argument("--min-agreement", type=float, default=0.95,
+    parser.add_argument("--min-agreement", type=float, default=None,
                         help="least teacher-forced top-1 agreement with fp32 a quantized build must reach (default 0.95)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+
+
+# the options that only mean something with --quantize (default None: "not given")
+_QUANTIZE_ONLY = ("block_size", "accuracy_level", "quant_method", "quant_scheme", "keep_int8", "keep_fp32",
+                  "head_rescore", "min_agreement")
+
+
+def _quantize_options(args):
+    """QuantizeOptions from the command line, or None without --quantize (where a quantization
+    option is an error, not silently ignored)."""
+    from blueprint.errors import BlueprintError
+    from compiler.export.quantize import QuantizeOptions
+
+    given = ["--" + name.replace("_", "-") for name in _QUANTIZE_ONLY if getattr(args, name) is not None]
+    if args.quantize is None:
+        if given:
+            raise BlueprintError(f"{', '.join(given)} only apply with --quantize int4|int8",
+                                 hint="add --quantize int4 (or int8), or remove " + ", ".join(given))
+        return None
+    optional = {"block_size": args.block_size, "accuracy_level": args.accuracy_level,
+                "min_agreement": args.min_agreement}
+    return QuantizeOptions(
+        args.quantize, method=args.quant_method, symmetric=args.quant_scheme != "asym",
+        keep_int8=None if args.keep_int8 is None else _selectors(args.keep_int8),
+        keep_fp32=_selectors(args.keep_fp32 or ""), head_rescore=args.head_rescore,
+        **{name: value for name, value in optional.items() if value is not None})
 
 
 def _selectors(text: str) -> tuple[str, ...]:
@@ -71,7 +97,6 @@ def run(args) -> int:
 
     from compiler.export.build import Progress, build
     from compiler.export.onnx_export import DEFAULT_OPSET
-    from compiler.export.quantize import QuantizeOptions
 
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
@@ -86,12 +111,7 @@ def run(args) -> int:
             staged=args.export == "staged",
             portable=args.portable,
             window_cache=args.window_cache,
-            quantize=None if args.quantize is None else QuantizeOptions(
-                args.quantize, block_size=args.block_size, accuracy_level=args.accuracy_level,
-                min_agreement=args.min_agreement, method=args.quant_method,
-                symmetric=args.quant_scheme == "sym",
-                keep_int8=None if args.keep_int8 is None else _selectors(args.keep_int8),
-                keep_fp32=_selectors(args.keep_fp32), head_rescore=args.head_rescore),
+            quantize=_quantize_options(args),
             progress=Progress(sys.stderr, enabled=not args.quiet),
         )
     finally:

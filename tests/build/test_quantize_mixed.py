@@ -260,3 +260,17 @@ def test_symmetric_int8_levels_run_in_matmulnbits_as_unpacked(tmp_path):
     deq = ((packed.astype(np.float64) - 128) * scales.reshape(n, blocks)[..., None]).reshape(n, -1)[:, :k].T  # [K, N]
     assert np.abs(y - x.astype(np.float64) @ deq).max() <= 1e-4
     assert np.abs(deq - w).max() <= scales.max() / 2 + 1e-7  # round to nearest level
+
+
+@pytest.mark.parametrize("flags", [["--keep-int8", "head"], ["--head-rescore", "4"], ["--block-size", "32"],
+                                   ["--quant-method", "rtn", "--min-agreement", "0.9"]])
+def test_cli_quantization_options_without_quantize_are_refused(tmp_path, capsys, flags):
+    """A quantization option without --quantize would build fp32 and silently drop it."""
+    from blueprint import cli
+
+    rc = cli.main(["build", str(SPECS / "llama-tiny.yaml"), "-o", str(tmp_path / "out"), "-q"] + flags)
+    err = capsys.readouterr().err
+    named = [f for f in flags if f.startswith("--")]
+    assert rc == 1 and "Traceback" not in err
+    assert f"{', '.join(named)} only apply with --quantize int4|int8" in err
+    assert not (tmp_path / "out").exists()
