@@ -45,8 +45,8 @@ def add_arguments(parser) -> None:
                              "layer:N, a projection name (down_proj ...), worst:F (the fraction F with the largest "
                              "4-bit weight error)")
     parser.add_argument("--head-rescore", type=int, default=None, metavar="K",
-                        help="rescore the quantized LM head's K best candidates in full precision (int4 default 8, "
-                             "int8 default 0 = off): the argmax is the fp32 head's whenever it is among them")
+                        help="rescore the quantized LM head's K best candidates in full precision (default 8; "
+                             "0 = off): the argmax is the fp32 head's whenever it is among them")
     parser.add_argument("--keep-fp32", metavar="SELECTORS", default=None,
                         help="MatMuls left unquantized (same selectors as --keep-int8)")
     parser.add_argument("--min-agreement", type=float, default=None,

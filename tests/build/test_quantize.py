@@ -56,7 +56,7 @@ def test_int8_structure_and_kernel_against_dequantized_fp32(tmp_path):
     before = Counter(n.op_type for n in plain.graph)
     weights_before = {n.name: n.inputs[1].const_value.numpy() for n in plain.graph
                       if n.op_type == "MatMul" and n.inputs[1].is_initializer()}
-    options = quantize.QuantizeOptions("int8", block_size=32, accuracy_level=0)
+    options = quantize.QuantizeOptions("int8", block_size=32, accuracy_level=0, head_rescore=0)
     q = quantize.quantize_model(_fp32_model(spec), options)
     after = Counter(n.op_type for n in q.graph)
     # per layer: q, k, v, o, gate, up, down; plus the LM head
