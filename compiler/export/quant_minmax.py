@@ -136,8 +136,8 @@ def apply(model, nodes: list[str], *, bits: int, block: int, accuracy_level: int
 
     graph = model.graph
     by_name = {node.name: node for node in graph}
-    sums: dict[tuple[str, int], ir.Value] = {}  # (input value, K) -> x @ E
-    widened: dict[tuple[str, int], ir.Value] = {}  # (input value, K) -> [x, x @ E]
+    sums: dict[tuple[ir.Value, int], ir.Value] = {}  # (input value, K) -> x @ E
+    widened: dict[tuple[ir.Value, int], ir.Value] = {}  # (input value, K) -> [x, x @ E]
     indicators: dict[int, ir.Value] = {}
     ranks = value_ranks(graph)
 
@@ -152,7 +152,7 @@ def apply(model, nodes: list[str], *, bits: int, block: int, accuracy_level: int
         and x's rank is known, as Reshape [..., blocks, block] + ReduceSum: measured 7.17 -> 6.62
         ms/token on SmolLM2's int4 default against the fp32 MatMul with E, which onnxruntime
         runs through its threaded GEMM (docs/build-speed.md, "int4 default")."""
-        key = (x.name, k)
+        key = (x, k)
         if key in sums:
             return sums[key]
         rank = ranks.get(x)
@@ -192,7 +192,7 @@ def apply(model, nodes: list[str], *, bits: int, block: int, accuracy_level: int
             packed, scales, zp = quantize_symmetric(w, bits, block)
         elif fold and k % block == 0:
             packed, scales, zp, attrs["K"] = quantize_folded(w, bits, block)
-            key = (x.name, k)
+            key = (x, k)
             if key not in widened:
                 concat = ir.node("Concat", [x, block_sums(x, k, name, new)], {"axis": -1},
                                  name=f"{name}_widened")  # [..., K + blocks]

@@ -238,7 +238,7 @@ def _rescore_head(quantized, head: tuple[str, str, str, np.ndarray], k: int) -> 
 
     graph = quantized.graph
     h_name, out_name, rows_name, rows = head
-    values = {v.name: v for node in graph for v in node.outputs}
+    values = {v.name: v for v in graph.inputs} | {v.name: v for node in graph for v in node.outputs}
     rows_value = graph.initializers.get(rows_name)
     if rows_value is None:
         rows_value = ir.Value(name=rows_name, shape=ir.Shape(rows.shape), type=ir.TensorType(ir.DataType.FLOAT),
