@@ -74,8 +74,8 @@ def quantize_folded(w: np.ndarray, bits: int, block: int):
     MatMulNBits over ``[x, x @ E]`` (K' = K + blocks inputs): the main levels, then the remainders
     C [blocks, N] as extra rows, rounded on their own integer-zero-point grid, so the correction
     costs no node of its own. The rounding moves a weight by at most (max c - min c) / (2 * (2^bits - 1))
-    over its column's group of blocks (0 included); blocks that straddle 0 have |c| <= d / 2, so for
-    them that is at most max(d) / 30 at 4 bits, a fifteenth of a level step's half."""
+    over its column's group of up to ``block`` blocks (0 included); where every block of the group
+    straddles 0 (|c| <= d / 2) that is at most the group's largest d / 30 at 4 bits."""
     k, n = w.shape
     q, scales, z, remainder = _levels(w, bits, block)  # remainder [N, blocks]
     blocks = q.shape[1]

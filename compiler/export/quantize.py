@@ -58,8 +58,8 @@ class QuantizeOptions:
             if getattr(self, name) is None:
                 object.__setattr__(self, name, default[name])
 
-    def describe(self) -> str:
-        """One line for the progress display."""
+    def describe(self, rescored: bool = True) -> str:
+        """One line for the progress display; ``rescored``: whether the head rescoring applied."""
         method = f"rtn {'sym' if self.symmetric else 'asym'}" if self.method == "rtn" else self.method
         parts = [f"{self.kind} {method}", f"block {self.block_size}", f"accuracy level {self.accuracy_level}"]
         if self.keep_int8:
@@ -67,7 +67,8 @@ class QuantizeOptions:
         if self.keep_fp32:
             parts.append("fp32: " + ",".join(self.keep_fp32))
         if self.head_rescore:
-            parts.append(f"head rescored: {self.head_rescore} best")
+            parts.append(f"head rescored: {self.head_rescore} best" if rescored
+                         else "head not rescored (kept in fp32, or no single LM head MatMul)")
         return ", ".join(parts)
 
     def check(self) -> None:
@@ -141,7 +142,10 @@ def weight_matmuls(model) -> dict[str, tuple[str, np.ndarray]]:
 
 
 def _run_quantizer(proto, bits: int, options: QuantizeOptions, exclude: list[str], hqq: bool):
-    from onnxruntime.quantization.matmul_nbits_quantizer import HQQWeightOnlyQuantConfig, MatMulNBitsQuantizer
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        HQQWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
 
     algo = HQQWeightOnlyQuantConfig(block_size=options.block_size, bits=bits) if hqq else None
     quantizer = MatMulNBitsQuantizer(proto, bits=bits, block_size=options.block_size,
@@ -212,9 +216,10 @@ def quantize_model(model, options: QuantizeOptions, num_layers: int | None = Non
     return quantized
 
 
-def _head(model, weights: dict, chosen: dict) -> tuple[str, str, str, np.ndarray] | None:
-    """(input value, output value, rows initializer name, rows [V, H]) of the LM head MatMul, if it
-    is the one MatMul outside the layers and gets quantized; names survive the quantizers."""
+def _head(model, weights: dict, chosen: dict) -> tuple | None:
+    """(input value, output value, rows initializer name, rows [V, H], bias initializer name or
+    None) of the LM head, if it is the one MatMul outside the layers and gets quantized; the
+    output is the bias Add's where one follows. Names survive the quantizers."""
     from compiler.export import quant_select
 
     heads = [n for n, (w, _) in weights.items() if quant_select.layer_of(quant_select.param_of(w)) is None]
@@ -224,27 +229,37 @@ def _head(model, weights: dict, chosen: dict) -> tuple[str, str, str, np.ndarray
     weight_name, w = weights[heads[0]]  # [H, V]
     param = quant_select.param_of(weight_name)
     source = model.graph.initializers.get(param)
-    if source is not None and source.const_value is not None and tuple(source.const_value.shape) == w.shape[::-1]:
+    if param != weight_name and source is not None and source.const_value is not None \
+            and tuple(source.const_value.shape) == w.shape[::-1]:
         rows = source.const_value.numpy()  # [V, H]: the parameter itself (a tied head: the token embedding)
     else:
         param, rows = f"{weight_name}_rows", np.ascontiguousarray(w.T)
-    return node.inputs[0].name, node.outputs[0].name, param, rows
+    out, bias = node.outputs[0], None
+    users = list(out.uses())
+    if len(users) == 1 and users[0][0].op_type == "Add" and out not in model.graph.outputs:
+        add = users[0][0]
+        other = add.inputs[1 - users[0][1]]
+        if other is not None and other.is_initializer() and other.const_value is not None \
+                and tuple(other.const_value.shape) == (w.shape[1],):
+            out, bias = add.outputs[0], other.name  # [V]: the head bias
+    return node.inputs[0].name, out.name, param, rows, bias
 
 
-def _rescore_head(quantized, head: tuple[str, str, str, np.ndarray], k: int) -> None:
+def _rescore_head(quantized, head: tuple, k: int) -> None:
     import onnx_ir as ir
 
     from compiler.export import head_rescore
 
     graph = quantized.graph
-    h_name, out_name, rows_name, rows = head
+    h_name, out_name, rows_name, rows, bias = head
     values = {v.name: v for v in graph.inputs} | {v.name: v for node in graph for v in node.outputs}
     rows_value = graph.initializers.get(rows_name)
     if rows_value is None:
         rows_value = ir.Value(name=rows_name, shape=ir.Shape(rows.shape), type=ir.TensorType(ir.DataType.FLOAT),
                               const_value=ir.Tensor(rows, name=rows_name))
         graph.register_initializer(rows_value)
-    head_rescore.apply(graph, values[out_name], values[h_name], rows_value, min(k, rows.shape[0]))
+    head_rescore.apply(graph, values[out_name], values[h_name], rows_value, min(k, rows.shape[0]),
+                       bias=None if bias is None else graph.initializers[bias])
 
 
 def probe_ids(spec, tokenizer_json: Path | None, n: int = PROBE_TOKENS) -> tuple[list[int], str]:
@@ -310,7 +325,7 @@ def quantize_build(model, tmp: Path, spec, options: QuantizeOptions, *, tokenize
               "keep_int8": list(options.keep_int8), "keep_fp32": list(options.keep_fp32), "matmuls": counts,
               "head_rescore": rescored,
               "probe": what, "top1_agreement_vs_fp32": agreement, "min_agreement": options.min_agreement}
-    progress.info(f"  {options.describe()}: {counts} MatMuls as MatMulNBits; teacher-forced top-1 agreement "
+    progress.info(f"  {options.describe(rescored > 0)}: {counts} MatMuls as MatMulNBits; teacher-forced top-1 agreement "
                   f"with fp32 on {what}: {agreement:.1%} (minimum {options.min_agreement:.0%})")
     if agreement < options.min_agreement:
         raise BlueprintError(

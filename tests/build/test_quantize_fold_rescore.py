@@ -17,6 +17,7 @@ import pytest
 import torch
 from buildfixtures import SPECS, load_tiny, quantizer_input, saved_session
 
+import blueprint
 from compiler.export import onnx_export, quant_minmax, quantize
 from compiler.export.build import default_compile
 from compiler.export.io import Shape, make_inputs
@@ -157,10 +158,26 @@ def test_folding_loses_only_the_remainders_rounding_on_a_q4_1_grid(straddle):
     assert np.abs(exact - w).max() < 1e-6  # minmax-exact has no such error
 
 
-@pytest.mark.parametrize("model", ["llama", "gpt2"])
-def test_rescored_head_is_the_fp32_head_on_its_candidates(model, request, tmp_path):
+@pytest.fixture(scope="module")
+def llama_biased(tmp_path_factory):
+    """llama-tiny with a head bias (as Phi's), set to random values: rescoring must score it too."""
+    spec_file = tmp_path_factory.mktemp("biased") / "llama-biased.yaml"
+    text = (SPECS / "llama-tiny.yaml").read_text()
+    spec_file.write_text(text.replace("head: {kind: causal_lm}", "head: {kind: causal_lm, bias: true}"))
+    spec = blueprint.load_spec(spec_file)
+    assert spec.head.bias
+    torch.manual_seed(0)
+    module = default_compile(spec, kv_cache=True).eval()
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            if name.endswith("head.proj.bias"):
+                param.normal_(0.0, 0.3)
+    return spec, ir.serde.serialize_model(onnx_export.export_model(module, spec, kv_cache=True))
+
+
+@pytest.mark.parametrize("model, k", [("llama", 5), ("gpt2", 5), ("llama", 1), ("gpt2", 2), ("llama_biased", 5)])
+def test_rescored_head_is_the_fp32_head_on_its_candidates(model, k, request, tmp_path):
     spec, proto = request.getfixturevalue(model)
-    k = 5
 
     def quantized(**options):
         return quantize.quantize_model(ir.serde.deserialize_model(proto),
@@ -172,11 +189,13 @@ def test_rescored_head_is_the_fp32_head_on_its_candidates(model, request, tmp_pa
     topk = next(n for n in rescored.graph if n.op_type == "TopK")
     rows = next(n for n in rescored.graph if n.name.endswith("_rescore_rows")).inputs[0]
     # tied: the rows are the embedding the input Gather reads (no second copy); untied: the head's own
-    tied = model == "gpt2"
     gathers = [n for n in rescored.graph if n.op_type == "Gather" and n.inputs[0] is rows]
-    assert len(gathers) == (2 if tied else 1)
+    assert len(gathers) == (2 if model == "gpt2" else 1)
     assert rows.const_value.shape == (spec.vocab_size, spec.embed_dim)
     assert topk.inputs[1].const_value.numpy().tolist() == [k]
+    if model == "llama_biased":  # the candidates are chosen and rescored after the bias
+        assert topk.inputs[0].producer().op_type == "Add"
+        assert any(n.name.endswith("_rescore_bias") for n in rescored.graph)
 
     sessions = {name: saved_session(m, tmp_path / name) for name, m in [
         ("rescored", rescored), ("approx", quantized(head_rescore=0)),
@@ -189,7 +208,16 @@ def test_rescored_head_is_the_fp32_head_on_its_candidates(model, request, tmp_pa
         chosen = np.zeros(got["approx"].shape, dtype=bool)
         np.put_along_axis(chosen, top, True, axis=-1)
         assert np.abs(got["rescored"] - got["exact"])[chosen].max() <= 1e-5
-        assert np.array_equal(got["rescored"][~chosen], got["approx"][~chosen])
+        # outside the k: the 4-bit logits, capped at the lowest rescored candidate
+        floor = np.where(chosen, got["rescored"], np.inf).min(-1, keepdims=True)
+        capped = np.minimum(got["approx"], floor)
+        assert np.array_equal(got["rescored"][~chosen], capped[~chosen])
+        # so the argmax is a candidate, and the fp32 head's argmax wherever that is a candidate
+        best = got["rescored"].argmax(-1)
+        assert np.take_along_axis(chosen, best[..., None], -1).all()
+        fp32_best = got["exact"].argmax(-1)
+        inside = np.take_along_axis(chosen, fp32_best[..., None], -1)[..., 0]
+        assert inside.any() and (best[inside] == fp32_best[inside]).all()
         assert not np.allclose(got["approx"], got["exact"], atol=1e-3)  # the 4-bit head does differ
 
 
