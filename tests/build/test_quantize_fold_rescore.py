@@ -175,13 +175,16 @@ def llama_biased(tmp_path_factory):
     return spec, ir.serde.serialize_model(onnx_export.export_model(module, spec, kv_cache=True))
 
 
-@pytest.mark.parametrize("model, k", [("llama", 5), ("gpt2", 5), ("llama", 1), ("gpt2", 2), ("llama_biased", 5)])
-def test_rescored_head_is_the_fp32_head_on_its_candidates(model, k, request, tmp_path):
+@pytest.mark.parametrize("model, k, kind", [("llama", 5, "int4"), ("gpt2", 5, "int4"), ("llama", 1, "int4"),
+                                           ("gpt2", 2, "int4"), ("llama_biased", 5, "int4"),
+                                           ("gpt2", 5, "int8"), ("llama_biased", 3, "int8")])
+def test_rescored_head_is_the_fp32_head_on_its_candidates(model, k, kind, request, tmp_path):
+    """int4: blueprint's minmax; int8: onnxruntime's RTN quantizer (names must survive it)."""
     spec, proto = request.getfixturevalue(model)
 
     def quantized(**options):
         return quantize.quantize_model(ir.serde.deserialize_model(proto),
-                                       quantize.QuantizeOptions("int4", accuracy_level=0, **options))
+                                       quantize.QuantizeOptions(kind, accuracy_level=0, **options))
 
     rescored = quantized(head_rescore=k)
     ops = Counter(n.op_type for n in rescored.graph)
