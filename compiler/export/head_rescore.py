@@ -38,9 +38,7 @@ def apply(graph, out, h, rows, k: int, bias=None) -> None:
     out.name = f"{name}_approx"
 
     def const(suffix: str, array: np.ndarray) -> ir.Value:
-        value = ir.Value(name=f"{node_name}_rescore_{suffix}", shape=ir.Shape(array.shape),
-                         type=ir.TensorType(ir.DataType.from_numpy(array.dtype)),
-                         const_value=ir.Tensor(array, name=f"{node_name}_rescore_{suffix}"))
+        value = ir.val(f"{node_name}_rescore_{suffix}", const_value=ir.tensor(array, name=f"{node_name}_rescore_{suffix}"))
         graph.register_initializer(value)
         return value
 

@@ -142,8 +142,7 @@ def apply(model, nodes: list[str], *, bits: int, block: int, accuracy_level: int
     ranks = value_ranks(graph)
 
     def constant(name: str, array: np.ndarray) -> ir.Value:
-        value = ir.Value(name=name, shape=ir.Shape(array.shape), type=ir.TensorType(ir.DataType.from_numpy(array.dtype)),
-                         const_value=ir.Tensor(array, name=name))
+        value = ir.val(name, const_value=ir.tensor(array, name=name))  # shape and type from the array
         graph.register_initializer(value)
         return value
 

@@ -255,8 +255,7 @@ def _rescore_head(quantized, head: tuple, k: int) -> None:
     values = {v.name: v for v in graph.inputs} | {v.name: v for node in graph for v in node.outputs}
     rows_value = graph.initializers.get(rows_name)
     if rows_value is None:
-        rows_value = ir.Value(name=rows_name, shape=ir.Shape(rows.shape), type=ir.TensorType(ir.DataType.FLOAT),
-                              const_value=ir.Tensor(rows, name=rows_name))
+        rows_value = ir.val(rows_name, const_value=ir.tensor(rows, name=rows_name))
         graph.register_initializer(rows_value)
     head_rescore.apply(graph, values[out_name], values[h_name], rows_value, min(k, rows.shape[0]),
                        bias=None if bias is None else graph.initializers[bias])
