@@ -15,8 +15,8 @@ where ``E`` [K, blocks] sums x over each block (0/1) and ``C`` [blocks, N] holds
 ``x @ E`` is shared by the MatMuls reading the same input (q/k/v, gate/up). Two forms:
 
 - ``minmax`` (default, ``fold``): ``C`` becomes extra rows of the same MatMulNBits, which reads
-  ``[x, x @ E]`` (a Concat): one block-sum MatMul and one Concat per input instead of a remainder
-  MatMul and an Add per weight (onnxruntime's per-node cost made those 40% of int4 decode on
+  ``[x, x @ E]`` (a Concat): one block sum (Reshape + ReduceSum where x's rank is known, else the
+  0/1 MatMul) and one Concat per input instead of a remainder MatMul and an Add per weight (onnxruntime's per-node cost made those 40% of int4 decode on
   SmolLM2). The remainders are then rounded on their own 16-level grid (``quantize_folded``).
 - ``minmax-exact``: ``(x @ E) @ C`` as an fp32 MatMul plus an Add: weights on a Q4_1 grid come
   back exactly. Also used where K is not a multiple of ``block``.

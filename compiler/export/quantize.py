@@ -310,7 +310,9 @@ def quantize_build(model, tmp: Path, spec, options: QuantizeOptions, *, tokenize
     reference = ort.InferenceSession(str(tmp / "model.onnx"), options_, providers=["CPUExecutionProvider"])
     quantized_model = quantize_model(model, options)
     counts = sum(1 for n in quantized_model.graph if n.op_type == "MatMulNBits")
-    rescored = options.head_rescore if any(n.name.endswith("_rescore_topk") for n in quantized_model.graph) else 0
+    # the K the graph uses (min(K, vocabulary)), 0 where no head was rescored
+    rescored = next((int(n.inputs[1].const_value.numpy()[0]) for n in quantized_model.graph
+                     if n.name.endswith("_rescore_topk")), 0)
     for stale in ("model.onnx", onnx_export.DATA_FILE):
         (tmp / stale).unlink(missing_ok=True)
     files = onnx_export.save_model(quantized_model, tmp, metadata=metadata, external_threshold=external_threshold,

@@ -229,3 +229,16 @@ def test_rescoring_is_off_for_a_head_left_in_fp32(llama):
     q = quantize.quantize_model(ir.serde.deserialize_model(proto),
                                 quantize.QuantizeOptions("int4", keep_fp32=("head",)))
     assert not any(n.op_type == "TopK" for n in q.graph)
+
+
+def test_manifest_records_the_k_the_graph_uses(tmp_path):
+    """K above the vocabulary rescores every id: the manifest says how many, not what was asked."""
+    import json
+
+    from compiler.export import build as build_mod
+
+    spec = load_tiny("llama-tiny")
+    result = build_mod.build(SPECS / "llama-tiny.yaml", tmp_path / "b", verify=False,
+                             quantize=quantize.QuantizeOptions("int4", head_rescore=1000, min_agreement=0.0))
+    entry = json.loads((result.directory / "manifest.json").read_text())["quantization"]
+    assert entry["head_rescore"] == spec.vocab_size == 256
