@@ -102,3 +102,37 @@ def saved_session(model, folder):
     folder.mkdir()
     onnx_export.save_model(model, folder, metadata={})
     return ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+
+
+def decoder_feeds(spec):
+    """The quantization tests' inputs: a padded prefill of 3 rows and a decode step of 2 rows
+    after 11 cached positions (one padded), from a fixed seed."""
+    import numpy as np
+
+    from compiler.export.io import Shape, make_inputs
+
+    rng = np.random.default_rng(0)
+    for shape, pad in [(Shape(3, 9, 0), [0, 4, 1]), (Shape(2, 1, 11), [0, 3])]:
+        yield make_inputs(spec, shape, kv_cache=True, rng=rng, pad=pad)
+
+
+def assert_same_logits(spec, quantized, reference, tmp_path) -> None:
+    """onnxruntime's kernels in ``quantized`` against ``reference`` (fp32 MatMuls holding the
+    weights the quantized graph stores, unpacked by the test): 1e-4 at accuracy level 0."""
+    import numpy as np
+
+    a, b = saved_session(quantized, tmp_path / "q"), saved_session(reference, tmp_path / "r")
+    for feeds in decoder_feeds(spec):
+        (la,), (lb,) = a.run(["logits"], feeds), b.run(["logits"], feeds)
+        assert np.abs(la - lb).max() <= 1e-4
+
+
+def unpack4(packed, n: int, blocks: int, block: int):
+    """[N, blocks, block/2] bytes -> [N, blocks, block] levels, low nibble first (written here,
+    not with quant_minmax's packing)."""
+    import numpy as np
+
+    levels = np.empty((n, blocks, block), dtype=np.int64)
+    levels[..., 0::2] = packed.reshape(n, blocks, block // 2) & 0x0F
+    levels[..., 1::2] = packed.reshape(n, blocks, block // 2) >> 4
+    return levels

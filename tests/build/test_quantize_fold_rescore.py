@@ -15,12 +15,19 @@ import numpy as np
 import onnx_ir as ir
 import pytest
 import torch
-from buildfixtures import SPECS, load_tiny, quantizer_input, saved_session
+from buildfixtures import (
+    SPECS,
+    assert_same_logits,
+    decoder_feeds,
+    load_tiny,
+    quantizer_input,
+    saved_session,
+    unpack4,
+)
 
 import blueprint
 from compiler.export import onnx_export, quant_minmax, quantize
 from compiler.export.build import default_compile
-from compiler.export.io import Shape, make_inputs
 
 
 def _export(name: str):
@@ -64,9 +71,7 @@ def _arrays(node):
 
 def _levels(packed, scales, zp, n: int, blocks: int, block: int):
     """4-bit levels [N, blocks, block], zero points [N, blocks] and scales [N, blocks]."""
-    packed = packed.reshape(n, blocks, block // 2)
-    levels = np.empty((n, blocks, block), dtype=np.int64)
-    levels[..., 0::2], levels[..., 1::2] = packed & 0x0F, packed >> 4
+    levels = unpack4(packed, n, blocks, block)
     zp = zp.reshape(n, -1)
     zero = np.stack([zp & 0x0F, zp >> 4], -1).reshape(n, -1)[:, :blocks].astype(np.int64)
     return levels, zero, scales.reshape(n, blocks)
@@ -124,12 +129,7 @@ def test_folded_minmax_structure_and_kernel_against_unpacked_weights(export, req
         deq = ((levels - zero[..., None]) * scale[..., None] + remainder.T[..., None]).reshape(n, -1)[:, :k]
         target = by_name[name]
         target.inputs[1].const_value = ir.Tensor(deq.T.astype(np.float32), name=target.inputs[1].name)
-    a, b = saved_session(q, tmp_path / "q"), saved_session(reference, tmp_path / "r")
-    rng = np.random.default_rng(0)
-    for shape, pad in [(Shape(3, 9, 0), [0, 4, 1]), (Shape(2, 1, 11), [0, 3])]:
-        feeds = make_inputs(spec, shape, kv_cache=True, rng=rng, pad=pad)
-        (la,), (lb,) = a.run(["logits"], feeds), b.run(["logits"], feeds)
-        assert np.abs(la - lb).max() <= 1e-4
+    assert_same_logits(spec, q, reference, tmp_path)
 
 
 @pytest.mark.parametrize("straddle", [True, False])
@@ -203,9 +203,7 @@ def test_rescored_head_is_the_fp32_head_on_its_candidates(model, k, kind, reques
     sessions = {name: saved_session(m, tmp_path / name) for name, m in [
         ("rescored", rescored), ("approx", quantized(head_rescore=0)),
         ("exact", quantized(head_rescore=0, keep_fp32=("head",)))]}
-    rng = np.random.default_rng(0)
-    for shape, pad in [(Shape(3, 9, 0), [0, 4, 1]), (Shape(2, 1, 11), [0, 3])]:
-        feeds = make_inputs(spec, shape, kv_cache=True, rng=rng, pad=pad)
+    for feeds in decoder_feeds(spec):
         got = {name: s.run(["logits"], feeds)[0] for name, s in sessions.items()}
         top = np.argpartition(-got["approx"], k - 1, axis=-1)[..., :k]  # the 4-bit head's k best
         chosen = np.zeros(got["approx"].shape, dtype=bool)

@@ -16,7 +16,14 @@ import onnx_ir as ir
 import onnxruntime as ort
 import pytest
 import torch
-from buildfixtures import SPECS, load_tiny, quantizer_input, saved_session
+from buildfixtures import (
+    SPECS,
+    assert_same_logits,
+    load_tiny,
+    quantizer_input,
+    saved_session,
+    unpack4,
+)
 
 from blueprint.errors import BlueprintError
 from compiler.export import build as build_mod
@@ -36,23 +43,6 @@ def tiny():
 
 def _copy(proto):
     return ir.serde.deserialize_model(proto)
-
-
-def _unpack4(packed: np.ndarray, n: int, blocks: int, block: int) -> np.ndarray:
-    """[N, blocks, block/2] bytes -> [N, blocks, block] levels, written here without quant_minmax."""
-    levels = np.empty((n, blocks, block), dtype=np.int64)
-    levels[..., 0::2] = packed & 0x0F
-    levels[..., 1::2] = packed >> 4
-    return levels
-
-
-def _compare(spec, quantized, reference, tmp_path):
-    a, b = saved_session(quantized, tmp_path / "q"), saved_session(reference, tmp_path / "r")
-    rng = np.random.default_rng(0)
-    for shape, pad in [(Shape(3, 9, 0), [0, 4, 1]), (Shape(2, 1, 11), [0, 3])]:
-        feeds = make_inputs(spec, shape, kv_cache=True, rng=rng, pad=pad)
-        (la,), (lb,) = a.run(["logits"], feeds), b.run(["logits"], feeds)
-        assert np.abs(la - lb).max() <= 1e-4
 
 
 @pytest.mark.parametrize("kind", ["int4", "int8"])
@@ -88,7 +78,7 @@ def test_minmax_exact_structure_and_kernel_against_dequantized_fp32(tiny, tmp_pa
         assert node.attributes["bits"].value == bits
         zp = node.inputs[3].const_value.numpy().reshape(n, -1)
         if bits == 4:
-            levels = _unpack4(node.inputs[1].const_value.numpy(), n, blocks, block)
+            levels = unpack4(node.inputs[1].const_value.numpy(), n, blocks, block)
             zero = np.stack([zp & 0x0F, zp >> 4], -1).reshape(n, -1)[:, :blocks]  # [N, blocks]
         else:
             levels, zero = node.inputs[1].const_value.numpy().astype(np.int64), zp.astype(np.int64)
@@ -102,7 +92,7 @@ def test_minmax_exact_structure_and_kernel_against_dequantized_fp32(tiny, tmp_pa
         target = by_name[original]
         target.inputs[1].const_value = ir.Tensor(deq, name=target.inputs[1].name)
     assert 0.25 < worst <= 0.5 + 1e-3
-    _compare(spec, q, reference, tmp_path)
+    assert_same_logits(spec, q, reference, tmp_path)
 
 
 def test_minmax_reproduces_weights_on_a_q4_1_grid_exactly():
