@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-THREADS = 2
+sys.path.insert(0, str(REPO / "benchmarks"))
+from peer_engines import ENGINES, THREADS  # noqa: E402  (bench_peers' engines, the same thread count)
 
 
 def raw_loop(path: str, prompt: int, new: int, rounds: int) -> list[float]:
@@ -80,43 +81,21 @@ def raw_loop(path: str, prompt: int, new: int, rounds: int) -> list[float]:
     return times[1:]
 
 
-def decoder_loop(path: str, prompt: int, new: int, rounds: int) -> list[float]:
-    sys.path.insert(0, str(REPO))
-    from blueprint.runtime.decoder import Decoder
-    from blueprint.runtime.session import open_build
-
-    decoder = Decoder(open_build(path, threads=THREADS))
-    ids = list(range(1, prompt + 1))
-    times = []
-    for _ in range(rounds + 1):
-        stamps = []
-        decoder.generate(ids, max_new_tokens=new + 1, stop_ids=[], on_token=lambda t: stamps.append(time.perf_counter()))
-        times.append((stamps[-1] - stamps[0]) / new * 1e3)
-    return times[1:]
-
-
-def genai_loop(path: str, prompt: int, new: int, rounds: int) -> list[float]:
-    import onnxruntime_genai as og
-
-    config = og.Config(path)
-    config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": THREADS}}}}))
-    model = og.Model(config)
-    ids = list(range(1, prompt + 1))
-    times = []
-    for _ in range(rounds + 1):
-        params = og.GeneratorParams(model)
-        params.set_search_options(max_length=prompt + new + 1, do_sample=False)
-        generator = og.Generator(model, params)
-        generator.append_tokens(ids)
-        stamps = []
-        for _ in range(new + 1):
-            generator.generate_next_token()
-            stamps.append(time.perf_counter())
-        times.append((stamps[-1] - stamps[0]) / new * 1e3)
-    return times[1:]
+def engine_loop(kind: str):
+    """A loop over one of bench_peers' engines (peer_engines.py): Decoder or onnxruntime-genai."""
+    def run(path: str, prompt: int, new: int, rounds: int) -> list[float]:
+        engine = ENGINES[kind](path)
+        ids = list(range(1, prompt + 1))
+        times = []
+        for _ in range(rounds + 1):  # the first is a warm-up
+            stamps = []
+            engine.generate(ids, new + 1, lambda token: stamps.append(time.perf_counter()))
+            times.append((stamps[-1] - stamps[0]) / new * 1e3)
+        return times[1:]
+    return run
 
 
-LOOPS = {"raw": raw_loop, "decoder": decoder_loop, "genai": genai_loop}
+LOOPS = {"raw": raw_loop, "decoder": engine_loop("blueprint"), "genai": engine_loop("genai")}
 
 
 def main(argv=None) -> int:
