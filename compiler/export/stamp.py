@@ -10,7 +10,7 @@ weights. So the model is exported in pieces (docs/build-speed.md has the measure
 - ``tail``: final norm and head: x, attention_mask -> the contract outputs.
 
 All pieces go through one ``torch.onnx.export`` call side by side (``_Pieces``) and the graph is
-cut back into pieces by output cone (``_split``). The export keeps parameters lifted to graph
+cut back into pieces by output cone (``stitch.split_pieces``). The export keeps parameters lifted to graph
 inputs while onnxscript's optimizer runs, so constant folding can never bake one layer's weights
 into a derived tensor (e.g. a pre-transposed matrix) that the other layers would then share. The pieces are then stitched
 with onnx_ir into one graph with the contract-4 inputs and outputs, each stamped copy taking its
@@ -18,13 +18,12 @@ own layer's parameters (named by their state-dict names, tied parameters once). 
 model computes exactly what the GraphModule does; the build's verification checks it.
 
 A fused export (``compiler.export.fuse``) emits its layers, and its embeddings and tail where
-``fuse.ends`` covers them, into the same stitcher; only the pieces left (if any) are exported.
+``fuse.ends`` covers them, into the same stitcher (``compiler.export.stitch``); only the pieces left (if any) are exported.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import warnings
 
 import numpy as np
@@ -32,6 +31,7 @@ import torch
 from torch import nn
 
 from compiler.export.io import BATCH, PAST, SEQ, TOTAL, WINDOW, Shape, input_names, make_inputs, output_names, symbolic_dims
+from compiler.export.stitch import Stitcher, split_pieces, unprefixed
 
 
 class _Embed(nn.Module):
@@ -74,7 +74,7 @@ class _Tail(nn.Module):
 class _Pieces(nn.Module):
     """Every piece side by side: one export call for all of them (each ``torch.onnx.export`` call
     pays ~0.7 s to rebuild the exporter's registry, plus tracing set-up). The pieces share no
-    computation; ``_split`` cuts the exported graph back into one graph per piece."""
+    computation; ``stitch.split_pieces`` cuts the exported graph back into one graph per piece."""
 
     def __init__(self, parts: list[nn.Module], arity: list[int]):
         super().__init__()
@@ -146,107 +146,6 @@ def _export_piece(module: nn.Module, args: tuple, names: list[str], outs: list[s
     return model
 
 
-class _Stitcher:
-    """Builds the whole-model graph from piece graphs (onnx_ir)."""
-
-    def __init__(self, module: nn.Module):
-        import onnx_ir as ir
-
-        self.ir = ir
-        self.nodes: list = []
-        self.inputs: dict[str, object] = {}
-        self.initializers: dict[str, object] = {}
-        # tied parameters: every name of one tensor maps to the first name
-        self.canonical: dict[str, str] = {}
-        by_tensor: dict[tuple, str] = {}
-        tensors = dict(module.named_parameters(remove_duplicate=False))
-        tensors.update(dict(module.named_buffers(remove_duplicate=False)))
-        for name, t in tensors.items():
-            key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
-            self.canonical[name] = by_tensor.setdefault(key, name)
-        self.tensors = tensors
-
-    def initializer(self, name: str, like):
-        ir = self.ir
-        name = self.canonical.get(name, name)
-        if name not in self.initializers:
-            if name in self.tensors:
-                tensor = ir.Tensor(self.tensors[name].detach().contiguous().numpy(), name=name)
-            else:  # an exporter constant (shape, axes, scalars): the piece's own value
-                tensor = like.const_value
-            value = ir.Value(name=name, shape=tensor.shape, type=ir.TensorType(tensor.dtype), const_value=tensor)
-            self.initializers[name] = value
-        return self.initializers[name]
-
-    def stamp(self, piece, prefix: str, feeds: list, weight_name=lambda name: name) -> list:
-        """Copy ``piece``'s nodes into the model; its inputs read ``feeds`` (in order; the
-        exporter may rename an input that is also an output), its
-        parameter ``name`` is the model's ``weight_name(name)``; its other initializers (the
-        exporter's constants) are its own, under ``prefix``. Returns its output values."""
-        graph = piece.graph.clone()
-        if len(graph.inputs) != len(feeds):
-            raise AssertionError(f"piece {prefix} takes {len(graph.inputs)} inputs, given {len(feeds)}")
-        for value, feed in zip(list(graph.inputs), feeds):
-            value.replace_all_uses_with(feed)
-        for name, value in list(graph.initializers.items()):
-            full = weight_name(name)
-            value.replace_all_uses_with(self.initializer(full if full in self.tensors else prefix + name, value))
-        outputs = list(graph.outputs)
-        graph.outputs.clear()
-        nodes = list(graph)
-        graph.remove(nodes)
-        for node in nodes:
-            node.name = f"{prefix}{node.name}"
-            for value in node.outputs:
-                value.name = f"{prefix}{value.name}"
-                value.shape = None  # symbolic names differ between pieces; onnxruntime infers
-        self.nodes.extend(nodes)
-        return outputs
-
-
-def _unprefixed(name: str) -> str:
-    """A combined export's parameter name without its ``parts.<k>.`` (tied parameters are
-    named after the first part that holds them)."""
-    return re.sub(r"^parts\.\d+\.", "", name)
-
-
-class _Piece:
-    def __init__(self, graph):
-        self.graph = graph
-
-
-def _split(model, in_arity: list[int], out_arity: list[int]) -> list[_Piece]:
-    """One graph per piece from the combined export: piece k's inputs and outputs, and the nodes
-    its outputs depend on (each piece's own copy of the exporter's shared constants)."""
-    pieces, i0, o0 = [], 0, 0
-    for n_in, n_out in zip(in_arity, out_arity):
-        graph = model.graph.clone()
-        inputs = list(graph.inputs)[i0:i0 + n_in]
-        outputs = list(graph.outputs)[o0:o0 + n_out]
-        keep, stack = set(), [v.producer() for v in outputs if v.producer() is not None]
-        while stack:
-            node = stack.pop()
-            if node in keep:
-                continue
-            keep.add(node)
-            stack.extend(v.producer() for v in node.inputs if v is not None and v.producer() is not None)
-        read = {v for node in keep for v in node.inputs if v is not None} | set(outputs)
-        foreign = [v.name for v in graph.inputs if v not in inputs and v in read]
-        if foreign:
-            raise AssertionError(f"a staged piece reads another piece's inputs: {foreign}")
-        graph.outputs.clear()
-        graph.outputs.extend(outputs)
-        graph.remove([node for node in graph if node not in keep], safe=False)
-        graph.inputs.clear()
-        graph.inputs.extend(inputs)
-        for name, value in list(graph.initializers.items()):
-            if value not in read:
-                graph.initializers.pop(name)
-        pieces.append(_Piece(graph))
-        i0, o0 = i0 + n_in, o0 + n_out
-    return pieces
-
-
 def _dynamic(names: list[str]) -> tuple:
     from torch.export import Dim
 
@@ -279,7 +178,7 @@ def export_staged(module, spec, *, kv_cache: bool, opset: int, dtype: str, shape
     args = {n: torch.from_numpy(feeds[n]) for n in ins}
     float_dtype = next(module.parameters()).dtype
     positions = "position_ids" in ins
-    stitch = _Stitcher(module)
+    stitch = Stitcher(module)
 
     embed_names = [n for n in ins if n in ("input_ids", "position_ids", "token_type_ids")]
     x_example = torch.randn(shape.batch, shape.seq, spec.embed_dim, generator=torch.Generator().manual_seed(0)).to(float_dtype)
@@ -315,7 +214,7 @@ def export_staged(module, spec, *, kv_cache: bool, opset: int, dtype: str, shape
     if "embed" in emitted:
         x = fuse.emit_embed(stitch, spec, graph_inputs)
     else:
-        (x,) = stitch.stamp(pieces["embed"], "embed/", [graph_inputs[n] for n in embed_names], _unprefixed)
+        (x,) = stitch.stamp(pieces["embed"], "embed/", [graph_inputs[n] for n in embed_names], unprefixed)
 
     presents = {}
     piece_of = {i: pieces[g] for g, group in enumerate(groups) for i in group}
@@ -331,7 +230,7 @@ def export_staged(module, spec, *, kv_cache: bool, opset: int, dtype: str, shape
             feeds_i += [graph_inputs[f"past_key_values.{i}.key"], graph_inputs[f"past_key_values.{i}.value"]]
         # the piece's parameters are named parts.<g>.block.<name>; layer i's are layers.<i>.<name>
         results = stitch.stamp(piece_of[i], f"layers.{i}/", feeds_i,
-                               lambda name, i=i: f"layers.{i}." + _unprefixed(name).removeprefix("block."))
+                               lambda name, i=i: f"layers.{i}." + unprefixed(name).removeprefix("block."))
         x = results[0]
         if kv_cache:
             presents[f"present.{i}.key"], presents[f"present.{i}.value"] = results[1], results[2]
@@ -339,7 +238,7 @@ def export_staged(module, spec, *, kv_cache: bool, opset: int, dtype: str, shape
     if "tail" in emitted:
         finals = [fuse.emit_tail(stitch, spec, x)]
     else:
-        finals = stitch.stamp(pieces["tail"], "tail/", [x, graph_inputs["attention_mask"]], _unprefixed)
+        finals = stitch.stamp(pieces["tail"], "tail/", [x, graph_inputs["attention_mask"]], unprefixed)
     named = dict(zip(tail_outs, finals))
     named.update(presents)
 
@@ -366,7 +265,7 @@ def export_staged(module, spec, *, kv_cache: bool, opset: int, dtype: str, shape
 
 def _export_parts(parts: dict, opset: int, *, fused: bool) -> tuple[dict, dict]:
     """Export every part in one ``torch.onnx.export`` call and cut the graph back into one
-    piece per part (``_split``); returns ({key: piece}, the Model's header: opset imports, IR
+    piece per part (``stitch.split_pieces``); returns ({key: piece}, the Model's header: opset imports, IR
     version, producer). With no part to export (a fused build whose ends are emitted), the
     exporter is never imported: the header is blueprint's own, at ``opset``."""
     contrib = {"com.microsoft": 1} if fused else {}
@@ -382,7 +281,7 @@ def _export_parts(parts: dict, opset: int, *, fused: bool) -> tuple[dict, dict]:
                              tuple(a.clone() for p in values for a in p[1]), [n for p in values for n in p[2]],
                              [f"out_{k}" for k in range(sum(p[3] for p in values))],
                              _dynamic([n for p in values for n in p[4]]), opset)
-    pieces = _split(combined, [len(p[1]) for p in values], [p[3] for p in values])
+    pieces = split_pieces(combined, [len(p[1]) for p in values], [p[3] for p in values])
     return dict(zip(parts, pieces)), {"opset_imports": dict(combined.opset_imports) | contrib,
                                       "ir_version": combined.ir_version, "producer_name": combined.producer_name,
                                       "producer_version": combined.producer_version}

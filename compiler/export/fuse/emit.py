@@ -44,7 +44,7 @@ MS = "com.microsoft"
 
 
 class _Emitter:
-    """Appends nodes to the stitched model (``compiler.export.stamp._Stitcher``)."""
+    """Appends nodes to the stitched model (``compiler.export.stitch.Stitcher``)."""
 
     def __init__(self, stitch, prefix: str):
         import onnx_ir as ir
