@@ -130,3 +130,15 @@ def tampered(directory: Path, name: str) -> BlueprintError:
     return BlueprintError(f"{directory / name} does not match the hash in {directory / MANIFEST}: "
                           "the file changed after the build (edited, truncated or replaced)",
                           hint=_REBUILD)
+
+
+def no_checkpoint(directory: Path) -> BlueprintError | None:
+    """The error for a build folder that holds no fp32 checkpoint (weights.safetensors): a
+    quantized build keeps one only with --keep-checkpoint. None when ``directory`` has one or is
+    not a build."""
+    if (directory / "weights.safetensors").is_file() or not all((directory / f).is_file() for f in (MANIFEST, "spec.lock.yaml")):
+        return None
+    return BlueprintError(
+        f"{directory} is a quantized build without its fp32 weights (weights.safetensors): it holds only what "
+        "the quantized model runs",
+        hint="use the fp32 build folder or the original weights, or rebuild with --quantize ... --keep-checkpoint")

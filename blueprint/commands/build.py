@@ -49,6 +49,9 @@ def add_arguments(parser) -> None:
                              "0 = off): the argmax is the fp32 head's whenever it is among them")
     parser.add_argument("--keep-fp32", metavar="SELECTORS", default=None,
                         help="MatMuls left unquantized (same selectors as --keep-int8)")
+    parser.add_argument("--keep-checkpoint", action="store_const", const=True, default=None,
+                        help="also keep the fp32 weights.safetensors in a quantized build (what export-hf, inspect "
+                             "and build --weights read); by default the folder holds only what the quantized model runs")
     parser.add_argument("--min-agreement", type=float, default=None,
                         help="least teacher-forced top-1 agreement with fp32 a quantized build must reach (default 0.95)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress display")
@@ -56,7 +59,7 @@ def add_arguments(parser) -> None:
 
 # the options that only mean something with --quantize (default None: "not given")
 _QUANTIZE_ONLY = ("block_size", "accuracy_level", "quant_method", "quant_scheme", "keep_int8", "keep_fp32",
-                  "head_rescore", "min_agreement")
+                  "head_rescore", "min_agreement", "keep_checkpoint")
 
 
 def _quantize_options(args):
@@ -68,11 +71,11 @@ def _quantize_options(args):
     given = ["--" + name.replace("_", "-") for name in _QUANTIZE_ONLY if getattr(args, name) is not None]
     if args.quantize is None:
         if given:
-            raise BlueprintError(f"{', '.join(given)} only apply with --quantize int4|int8",
+            raise BlueprintError(f"{', '.join(given)} only appl{'y' if len(given) > 1 else 'ies'} with --quantize int4|int8",
                                  hint="add --quantize int4 (or int8), or remove " + ", ".join(given))
         return None
     optional = {"block_size": args.block_size, "accuracy_level": args.accuracy_level,
-                "min_agreement": args.min_agreement}
+                "min_agreement": args.min_agreement, "keep_checkpoint": args.keep_checkpoint}
     return QuantizeOptions(
         args.quantize, method=args.quant_method, symmetric=args.quant_scheme != "asym",
         keep_int8=None if args.keep_int8 is None else _selectors(args.keep_int8),

@@ -119,7 +119,11 @@ def export(build_dir: Path, output: Path, *, force: bool = False) -> Path:
                              hint="run `blueprint build SPEC` first and pass its output folder")
     _check_output(build_dir, output, force)
     if (build_dir / "manifest.json").exists():  # a real build: export what was verified, nothing else
-        from blueprint.buildinfo import check_file, read_manifest
+        from blueprint.buildinfo import check_file, no_checkpoint, read_manifest
+
+        quantized = no_checkpoint(build_dir)
+        if quantized is not None:
+            raise quantized
 
         manifest = read_manifest(build_dir)
         for name in ("spec.lock.yaml", "weights.safetensors", "tokenizer.json"):

@@ -267,7 +267,8 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
         # 500 MB is the kernel's work, not Python's. The weights are taken now, before
         # verification widens the module to float64.
         written = writer.submit(_write_model, module.state_dict(), model, tmp, metadata, external_threshold)
-        hashes = {"weights.safetensors": writer.submit(sha256_file, tmp / "weights.safetensors")}
+        checkpoint = quantize is None or quantize.keep_checkpoint  # weights.safetensors stays in the folder
+        hashes = {"weights.safetensors": writer.submit(sha256_file, tmp / "weights.safetensors")} if checkpoint else {}
         if not verify:
             written.result()
         progress.end()
@@ -298,7 +299,7 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
 
         progress.begin("write", str(target))
         (tmp / "spec.lock.yaml").write_text(lock)
-        files += ["weights.safetensors", "spec.lock.yaml"]
+        files += ["spec.lock.yaml"] + (["weights.safetensors"] if quantize is None else [])  # quantize_build lists its own
         files += _write_genai_config(spec, tmp, fused, bounded) if kv_cache else []
         if tokenizer is not None:
             shutil.copyfile(tokenizer, tmp / "tokenizer.json")

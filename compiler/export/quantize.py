@@ -10,8 +10,12 @@ quantized LM head's K best candidates in full precision. ``accuracy_level`` 4 = 
 on CPU. Quantization changes the numbers by design, so instead of a tolerance
 the build measures what matters for generation: teacher-forced top-1 agreement of the quantized
 model with the verified fp32 model on real text (``probe_ids``), and fails below the user's
-threshold. Weights that stay in float (embeddings, norms) keep pointing into weights.safetensors,
-which stays the full-precision checkpoint that ``export-hf`` and ``build --weights`` read.
+threshold. The quantized build folder holds what the quantized model runs: model.onnx (and
+model.onnx.data past the inline threshold), with the weights that stay in float (embeddings,
+norms) copied in beside the quantized ones, and tables already on Q8_0's grid as their 8-bit
+levels (quant_gather). The fp32 checkpoint (weights.safetensors, which ``export-hf``, ``inspect`` and
+``build --weights`` read) is left out unless ``keep_checkpoint`` (``--keep-checkpoint``): it is
+the unquantized model again: 538 MB beside SmolLM2-135M's 121 MB int4 folder.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class QuantizeOptions:
     keep_int8: tuple[str, ...] | None = None  # quant_select selectors kept at 8 bits; None: DEFAULTS
     keep_fp32: tuple[str, ...] = ()  # quant_select selectors left as fp32 MatMuls
     head_rescore: int | None = None  # K best candidates of the quantized head rescored exactly; None: DEFAULTS
+    keep_checkpoint: bool = False  # also keep the fp32 weights.safetensors in the build folder
 
     def __post_init__(self):
         default = DEFAULTS.get(self.kind, DEFAULTS["int8"])
@@ -177,7 +182,7 @@ def quantize_model(model, options: QuantizeOptions, num_layers: int | None = Non
     LM head's best candidates are rescored (head_rescore.py)."""
     import onnx_ir as ir
 
-    from compiler.export import quant_minmax, quant_select
+    from compiler.export import quant_gather, quant_minmax, quant_select
 
     for value in model.graph.initializers.values():  # the quantizer needs the bytes in memory
         if isinstance(value.const_value, ir.ExternalTensor):
@@ -210,6 +215,7 @@ def quantize_model(model, options: QuantizeOptions, num_layers: int | None = Non
         quantized = ir.serde.deserialize_model(proto)
     if head is not None:
         _rescore_head(quantized, head, options.head_rescore)
+    quant_gather.compact_tables(quantized)  # row tables already on Q8_0's grid: same values, 1/4 of the bytes
     for name, value in list(quantized.graph.initializers.items()):  # the replaced fp32 weights
         if not value.uses() and value not in quantized.graph.inputs and value not in quantized.graph.outputs:
             quantized.graph.initializers.pop(name)
@@ -290,6 +296,16 @@ def top1_agreement(reference, quantized, spec, ids: list[int], bounded: dict | N
     return float((a.argmax(-1) == b.argmax(-1)).mean())
 
 
+def _materialise(model, checkpoint: Path) -> None:
+    """Read into memory every initializer of ``model`` still stored in ``checkpoint``."""
+    import onnx_ir as ir
+
+    for value in model.graph.initializers.values():
+        tensor = value.const_value
+        if isinstance(tensor, ir.ExternalTensor) and Path(tensor.path).resolve() == checkpoint.resolve():
+            value.const_value = ir.Tensor(tensor.numpy().copy(), name=value.name)
+
+
 def quantize_build(model, tmp: Path, spec, options: QuantizeOptions, *, tokenizer: Path | None, metadata: dict,
                    external_threshold: int, progress, bounded: dict | None = None) -> tuple[list[str], dict]:
     """Quantize the verified fp32 ``model`` saved in ``tmp``, probe it, overwrite model.onnx.
@@ -313,10 +329,19 @@ def quantize_build(model, tmp: Path, spec, options: QuantizeOptions, *, tokenize
     # the K the graph uses (min(K, vocabulary)), 0 where no head was rescored
     rescored = next((int(n.inputs[1].const_value.numpy()[0]) for n in quantized_model.graph
                      if n.name.endswith("_rescore_topk")), 0)
+    tables = sorted({n.inputs[0].name.removesuffix("_Q8") for n in quantized_model.graph
+                     if n.op_type == "GatherBlockQuantized"})
+    checkpoint = tmp / "weights.safetensors"
+    if not options.keep_checkpoint:  # the float weights the graph still reads move into model.onnx.data
+        _materialise(quantized_model, checkpoint)
     for stale in ("model.onnx", onnx_export.DATA_FILE):
         (tmp / stale).unlink(missing_ok=True)
     files = onnx_export.save_model(quantized_model, tmp, metadata=metadata, external_threshold=external_threshold,
-                                   weights_file=tmp / "weights.safetensors")
+                                   weights_file=checkpoint if options.keep_checkpoint else None)
+    if options.keep_checkpoint:
+        files.append(checkpoint.name)
+    else:
+        checkpoint.unlink()
     session = ort.InferenceSession(str(tmp / "model.onnx"), options_, providers=["CPUExecutionProvider"])
     ids, what = probe_ids(spec, tokenizer)
     agreement = top1_agreement(reference, session, spec, ids, bounded)
@@ -324,10 +349,12 @@ def quantize_build(model, tmp: Path, spec, options: QuantizeOptions, *, tokenize
               "symmetric": options.symmetric if options.method == "rtn" else None,
               "block_size": options.block_size, "accuracy_level": options.accuracy_level,
               "keep_int8": list(options.keep_int8), "keep_fp32": list(options.keep_fp32), "matmuls": counts,
-              "head_rescore": rescored,
+              "head_rescore": rescored, "int8_tables": tables, "keep_checkpoint": options.keep_checkpoint,
               "probe": what, "top1_agreement_vs_fp32": agreement, "min_agreement": options.min_agreement}
     progress.info(f"  {options.describe(rescored > 0)}: {counts} MatMuls as MatMulNBits; teacher-forced top-1 agreement "
                   f"with fp32 on {what}: {agreement:.1%} (minimum {options.min_agreement:.0%})")
+    if tables:
+        progress.info(f"  stored at 8 bits without loss (already on Q8_0's grid): {', '.join(tables)}")
     if agreement < options.min_agreement:
         raise BlueprintError(
             f"quantized model agrees with fp32 on {agreement:.1%} of next-token predictions ({what}); "

@@ -89,6 +89,11 @@ def _folder_tensors(folder: Path) -> tuple[dict[str, torch.Tensor], str]:
             hint="convert to safetensors in a trusted environment "
             "(transformers: `model.save_pretrained(out, safe_serialization=True)`)",
         )
+    from blueprint.buildinfo import no_checkpoint
+
+    quantized = no_checkpoint(folder)
+    if quantized is not None:
+        raise quantized
     raise BlueprintError(
         f"{folder}: no weights found",
         hint=f"expected {INDEX_NAME}, model.safetensors or weights.safetensors in the folder",

@@ -253,7 +253,7 @@ def test_symmetric_int8_levels_run_in_matmulnbits_as_unpacked(tmp_path):
 
 
 @pytest.mark.parametrize("flags", [["--keep-int8", "head"], ["--head-rescore", "4"], ["--block-size", "32"],
-                                   ["--quant-method", "rtn", "--min-agreement", "0.9"]])
+                                   ["--quant-method", "rtn", "--min-agreement", "0.9"], ["--keep-checkpoint"]])
 def test_cli_quantization_options_without_quantize_are_refused(tmp_path, capsys, flags):
     """A quantization option without --quantize would build fp32 and silently drop it."""
     from blueprint import cli
@@ -262,5 +262,5 @@ def test_cli_quantization_options_without_quantize_are_refused(tmp_path, capsys,
     err = capsys.readouterr().err
     named = [f for f in flags if f.startswith("--")]
     assert rc == 1 and "Traceback" not in err
-    assert f"{', '.join(named)} only apply with --quantize int4|int8" in err
+    assert f"{', '.join(named)} only {'apply' if len(named) > 1 else 'applies'} with --quantize int4|int8" in err
     assert not (tmp_path / "out").exists()

@@ -1,0 +1,80 @@
+"""Lossless 8-bit tables: a float table read only by row Gathers, whose values already lie on an
+8-bit block grid, becomes onnxruntime's ``GatherBlockQuantized`` over the same values at a
+quarter of the bytes.
+
+A model imported from a GGUF often stores its token embedding as llama.cpp's Q8_0 (blocks of
+32 along the row, ``d * q`` with ``|q| <= 127`` and ``d`` an fp16 step): SmolLM2-135M's 113 MiB
+fp32 embedding is such a table. ``quant_minmax.quantize_symmetric`` reproduces that grid, so the
+table is replaced only where dequantizing its levels in float32, as the kernel does, gives back
+every value bit for bit: the model computes the same numbers, and a table that is not on the
+grid (any trained fp32 checkpoint) keeps its float Gather. In a quantized build the rows read are
+the token embedding and, for a tied head, the head rescoring's candidate rows
+(``head_rescore``). docs/architecture.md, "Quantized builds".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compiler.export.quant_minmax import quantize_symmetric
+
+BITS = 8
+BLOCK = 32  # Q8_0's block, whatever --block-size the MatMuls use
+ZERO = 2 ** (BITS - 1)  # GatherBlockQuantized's default zero point for uint8 levels
+
+
+def _row_gathers(value) -> list | None:
+    """The nodes reading ``value``, when every one is an ONNX Gather of rows (axis 0) from it."""
+    nodes = []
+    for use in value.uses():
+        node = use.node
+        axis = node.attributes.get("axis")
+        if node.op_type != "Gather" or node.domain not in ("", "ai.onnx") or use.idx != 0 or (axis and axis.value != 0):
+            return None
+        nodes.append(node)
+    return nodes or None
+
+
+def on_grid(table: np.ndarray, block: int):
+    """(levels [V, D] uint8, steps [V, D / block] f32) of ``table`` [V, D] on the symmetric
+    8-bit grid, or None when dequantizing them does not give back every value exactly."""
+    if table.ndim != 2 or table.dtype != np.float32 or table.shape[1] % block:
+        return None
+    rows, width = table.shape
+    levels, steps, _ = quantize_symmetric(table.T, BITS, block)  # blocks along the row: K = D, N = V
+    levels = levels.reshape(rows, width)
+    steps = steps.reshape(rows, width // block)
+    back = (levels.astype(np.float32) - np.float32(ZERO)) * np.repeat(steps, block, axis=1)
+    return (levels, steps) if np.array_equal(back, table) else None
+
+
+def compact_tables(model, block: int = BLOCK) -> list[str]:
+    """Replace, in the onnx_ir ``model``, every float table read only by row Gathers and lying on
+    the 8-bit grid; returns the tables replaced."""
+    import onnx_ir as ir
+
+    graph = model.graph
+    done = []
+    for name, value in list(graph.initializers.items()):
+        gathers = _row_gathers(value)
+        if gathers is None or value in graph.inputs or value.const_value is None:
+            continue
+        grid = on_grid(value.const_value.numpy(), block)
+        if grid is None:
+            continue
+        stored = []
+        for suffix, array in zip(("Q8", "steps"), grid):
+            stored.append(ir.val(f"{name}_{suffix}", const_value=ir.tensor(array, name=f"{name}_{suffix}")))
+            graph.register_initializer(stored[-1])
+        for node in gathers:
+            rows = ir.node("GatherBlockQuantized", [stored[0], node.inputs[1], stored[1]],
+                           {"bits": BITS, "block_size": block, "gather_axis": 0, "quantize_axis": 1},
+                           domain="com.microsoft", name=f"{node.name}_Q8")
+            graph.insert_before(node, rows)
+            out, kept_name = node.outputs[0], node.outputs[0].name
+            out.replace_all_uses_with(rows.outputs[0], replace_graph_outputs=True)
+            graph.remove(node, safe=True)
+            rows.outputs[0].name = kept_name
+        graph.initializers.pop(name)
+        done.append(name)
+    return done
