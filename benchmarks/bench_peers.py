@@ -187,21 +187,22 @@ def agreements(args, cmds) -> dict[str, float]:
     return out
 
 
-def model_mb(folder: Path) -> float:
-    """MiB of initializers the engine's graph reads. Not the folder's size: a quantized blueprint
-    build keeps the full-precision weights.safetensors beside it (for export-hf and --weights)."""
+def model_mb(folder: Path) -> tuple[float, float]:
+    """(MiB of initializers the engine's graph reads, MiB of the whole folder as shipped: model,
+    weights, tokenizer, configs, and a --keep-checkpoint build's fp32 weights.safetensors)."""
     import onnx_ir as ir
 
     sys.path.insert(0, str(REPO / "benchmarks"))
     import quant_sweep
 
-    return quant_sweep.weight_bytes(ir.load(str(folder / "model.onnx"))) / 2**20
+    folder_bytes = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+    return quant_sweep.weight_bytes(ir.load(str(folder / "model.onnx"))) / 2**20, folder_bytes / 2**20
 
 
 def table(results: dict, builds: dict, args, agree: dict | None = None, sizes: dict | None = None) -> str:
     names = list(results)
     agree, sizes = agree or {}, sizes or {}
-    lines = [f"| engine | build s | build peak MB | weights MB | TTFT ms ({args.prompt} tok) | decode tok/s | run peak MB "
+    lines = [f"| engine | build s | build peak MB | weights / folder MB | TTFT ms ({args.prompt} tok) | decode tok/s | run peak MB "
              f"| TTFT ratio | decode ratio (range) | vs | greedy ids = transformers | top-1 agreement |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in names:
@@ -224,7 +225,7 @@ def table(results: dict, builds: dict, args, agree: dict | None = None, sizes: d
             a, b_ = rounds[0]["ids"], results["transformers"][0]["ids"]
             n = next((i for i, (x, y) in enumerate(zip(a, b_)) if x != y), len(a))
             same = f"{n}/{len(a)}"
-        files = f"{sizes[name]:.0f}" if name in sizes else "—"
+        files = "{:.0f} / {:.0f}".format(*sizes[name]) if name in sizes else "—"
         agreement = f"{agree[name]:.1%}" if name in agree else "—"
         lines.append(f"| {name} | {build_s} | {build_mb} | {files} | {ttft:.0f} | {tps:.1f} | {rss:.0f} | {ratios} "
                      f"| {same} | {agreement} |")

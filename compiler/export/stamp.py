@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from compiler.export.io import BATCH, PAST, SEQ, TOTAL, WINDOW, Shape, input_names, make_inputs, output_names, symbolic_dims
+from compiler.export.io import BATCH, SEQ, TOTAL, WINDOW, Shape, input_names, make_inputs, output_names, symbolic_dims
 from compiler.export.stitch import Stitcher, split_pieces, unprefixed
 
 
