@@ -41,6 +41,12 @@ def test_default_int4_agrees_with_transformers_fp32(smollm2_spec, smollm2_gguf, 
     bits = Counter(n.attributes["bits"].value for n in model.graph if n.op_type == "MatMulNBits")
     assert bits == {4: 4 * 30 + 1}  # the fused export packs q/k/v and gate/up: 4 MatMuls a layer, + the head
     assert sum(n.op_type == "TopK" for n in model.graph) == 1
+    # the GGUF's Q8_0 embedding is read as its 8-bit levels (the token rows and the rescored
+    # candidates' rows); the folder holds only what the quantized model runs, no fp32 checkpoint
+    assert entry["int8_tables"] == ["embed.tokens.weight"]
+    assert sum(n.op_type == "GatherBlockQuantized" for n in model.graph) == 2
+    assert not (result.directory / "weights.safetensors").exists()
+    assert sum(p.stat().st_size for p in result.directory.iterdir()) < 130e6  # 121 MB measured; fp32 is 538 MB
 
     hf, tokenizer = smollm2_transformers
     ids = tokenizer(_docstrings(Path(textwrap_module.__file__)))["input_ids"][:512]
