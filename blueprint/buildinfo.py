@@ -133,10 +133,16 @@ def tampered(directory: Path, name: str) -> BlueprintError:
 
 
 def no_checkpoint(directory: Path) -> BlueprintError | None:
-    """The error for a build folder that holds no fp32 checkpoint (weights.safetensors): a
-    quantized build keeps one only with --keep-checkpoint. None when ``directory`` has one or is
-    not a build."""
+    """The error for a quantized build folder written without its fp32 checkpoint
+    (weights.safetensors; kept only with --keep-checkpoint). None for anything else, a damaged
+    build missing a file it lists included: that is the caller's "missing file" error."""
     if (directory / "weights.safetensors").is_file() or not all((directory / f).is_file() for f in (MANIFEST, "spec.lock.yaml")):
+        return None
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return None
+    if not isinstance(manifest, dict) or "quantization" not in manifest or "weights.safetensors" in manifest.get("files", {}):
         return None
     return BlueprintError(
         f"{directory} is a quantized build without its fp32 weights (weights.safetensors): it holds only what "

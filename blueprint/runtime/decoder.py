@@ -78,6 +78,11 @@ class Decoder:
         rows [0, L(T)) are the last L(T) positions (``blueprint.window_cache.resident``);
         other layers return every position [b, KV, T, hd]."""
         b = input_ids.shape[0]
+        if input_ids.size and (input_ids.min() < 0 or input_ids.max() >= self.spec.vocab_size):
+            # onnxruntime's Gather raises, a quantized build's GatherBlockQuantized would read zeros
+            bad = input_ids[(input_ids < 0) | (input_ids >= self.spec.vocab_size)]
+            raise BlueprintError(f"input ids {bad[:5].tolist()} are outside the model's vocabulary "
+                                 f"[0, {self.spec.vocab_size})")
         feeds = {"input_ids": input_ids.astype(np.int64), "attention_mask": attention_mask.astype(np.int64)}
         if self._has_positions:
             if position_ids is None:

@@ -7,9 +7,14 @@ A model imported from a GGUF often stores its token embedding as llama.cpp's Q8_
 fp32 embedding is such a table. ``quant_minmax.quantize_symmetric`` reproduces that grid, so the
 table is replaced only where dequantizing its levels in float32, as the kernel does, gives back
 every value bit for bit: the model computes the same numbers, and a table that is not on the
-grid (any trained fp32 checkpoint) keeps its float Gather. In a quantized build the rows read are
-the token embedding and, for a tied head, the head rescoring's candidate rows
-(``head_rescore``). docs/architecture.md, "Quantized builds".
+grid (any trained fp32 checkpoint) keeps its float Gather. In a quantized build such tables are
+the token embedding, a learned position table, and the head rescoring's candidate rows
+(``head_rescore``: the embedding for a tied head, the head's own rows otherwise).
+
+One difference from ONNX Gather: an index outside the table gives a row of zeros instead of an
+error (GatherBlockQuantized does not check; onnxruntime-genai's int4 embedding behaves the same).
+blueprint's runtime refuses such ids before they reach the model (``Decoder.check_prompt``, ``Decoder.forward``).
+docs/architecture.md, "Quantized builds".
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ BLOCK = 32  # Q8_0's block, whatever --block-size the MatMuls use
 ZERO = 2 ** (BITS - 1)  # GatherBlockQuantized's default zero point for uint8 levels
 
 
-def _row_gathers(value) -> list | None:
-    """The nodes reading ``value``, when every one is an ONNX Gather of rows (axis 0) from it."""
+def _row_gathers(value, rank: int) -> list | None:
+    """The nodes reading ``value``, when every one is an ONNX Gather of rows (axis 0, or -rank) from it."""
     nodes = []
     for use in value.uses():
         node = use.node
         axis = node.attributes.get("axis")
-        if node.op_type != "Gather" or node.domain not in ("", "ai.onnx") or use.idx != 0 or (axis and axis.value != 0):
+        axis = 0 if axis is None else axis.value % rank
+        if node.op_type != "Gather" or node.domain not in ("", "ai.onnx") or use.idx != 0 or axis != 0:
             return None
         nodes.append(node)
     return nodes or None
@@ -45,7 +51,8 @@ def on_grid(table: np.ndarray, block: int):
     levels = levels.reshape(rows, width)
     steps = steps.reshape(rows, width // block)
     back = (levels.astype(np.float32) - np.float32(ZERO)) * np.repeat(steps, block, axis=1)
-    return (levels, steps) if np.array_equal(back, table) else None
+    same = np.array_equal(back.view(np.uint32), table.view(np.uint32))  # bit for bit: -0.0 is not 0.0
+    return (levels, steps) if same else None
 
 
 def compact_tables(model, block: int = BLOCK) -> list[str]:
@@ -56,10 +63,13 @@ def compact_tables(model, block: int = BLOCK) -> list[str]:
     graph = model.graph
     done = []
     for name, value in list(graph.initializers.items()):
-        gathers = _row_gathers(value)
-        if gathers is None or value in graph.inputs or value.const_value is None:
+        tensor = value.const_value
+        if tensor is None or len(tensor.shape) != 2 or value in graph.inputs or value in graph.outputs:
             continue
-        grid = on_grid(value.const_value.numpy(), block)
+        gathers = _row_gathers(value, 2)
+        if gathers is None:
+            continue
+        grid = on_grid(tensor.numpy(), block)
         if grid is None:
             continue
         stored = []

@@ -296,16 +296,6 @@ def top1_agreement(reference, quantized, spec, ids: list[int], bounded: dict | N
     return float((a.argmax(-1) == b.argmax(-1)).mean())
 
 
-def _materialise(model, checkpoint: Path) -> None:
-    """Read into memory every initializer of ``model`` still stored in ``checkpoint``."""
-    import onnx_ir as ir
-
-    for value in model.graph.initializers.values():
-        tensor = value.const_value
-        if isinstance(tensor, ir.ExternalTensor) and Path(tensor.path).resolve() == checkpoint.resolve():
-            value.const_value = ir.Tensor(tensor.numpy().copy(), name=value.name)
-
-
 def quantize_build(model, tmp: Path, spec, options: QuantizeOptions, *, tokenizer: Path | None, metadata: dict,
                    external_threshold: int, progress, bounded: dict | None = None) -> tuple[list[str], dict]:
     """Quantize the verified fp32 ``model`` saved in ``tmp``, probe it, overwrite model.onnx.
@@ -331,9 +321,9 @@ def quantize_build(model, tmp: Path, spec, options: QuantizeOptions, *, tokenize
                      if n.name.endswith("_rescore_topk")), 0)
     tables = sorted({n.inputs[0].name.removesuffix("_Q8") for n in quantized_model.graph
                      if n.op_type == "GatherBlockQuantized"})
+    # quantize_model read every weight into memory: without a checkpoint to point into, the float
+    # weights the graph still reads are saved beside the quantized ones
     checkpoint = tmp / "weights.safetensors"
-    if not options.keep_checkpoint:  # the float weights the graph still reads move into model.onnx.data
-        _materialise(quantized_model, checkpoint)
     for stale in ("model.onnx", onnx_export.DATA_FILE):
         (tmp / stale).unlink(missing_ok=True)
     files = onnx_export.save_model(quantized_model, tmp, metadata=metadata, external_threshold=external_threshold,

@@ -24,8 +24,8 @@ def _q8_0(table: np.ndarray) -> np.ndarray:
     rows, width = table.shape
     blocks = table.reshape(rows, width // 32, 32).astype(np.float32)
     d = (np.abs(blocks).max(-1, keepdims=True) / 127).astype(np.float16).astype(np.float32)
-    levels = np.clip(np.round(blocks / np.where(d == 0, 1, d)), -127, 127)
-    return (levels * d).reshape(rows, width).astype(np.float32)
+    levels = np.clip(np.round(blocks / np.where(d == 0, 1, d)), -127, 127).astype(np.int8)  # integers: no -0.0
+    return (levels.astype(np.float32) * d).reshape(rows, width)
 
 
 def test_on_grid_accepts_q8_0_and_nothing_else():
@@ -37,6 +37,9 @@ def test_on_grid_accepts_q8_0_and_nothing_else():
     off = table.copy()
     off[7, 5] = np.nextafter(off[7, 5], np.float32(np.inf))  # one ulp off the grid
     assert quant_gather.on_grid(off, 32) is None
+    signed = table.copy()
+    signed[3, 0] = -0.0  # equal to 0.0, but not the same bits: the kernel would give +0.0
+    assert quant_gather.on_grid(signed, 32) is None
     assert quant_gather.on_grid(rng.standard_normal((50, 64)).astype(np.float32), 32) is None  # a trained table
     assert quant_gather.on_grid(_q8_0(rng.standard_normal((50, 64)).astype(np.float32))[:, :48], 32) is None
 
@@ -72,3 +75,35 @@ def test_q8_0_embedding_becomes_gather_block_quantized_with_the_same_logits(tmp_
     for feeds in decoder_feeds(load_tiny(name)):
         (la,), (lb,) = a.run(["logits"], feeds), b.run(["logits"], feeds)
         assert np.array_equal(la, lb)
+
+
+def _table_graph(table: np.ndarray, consumers: list[tuple[str, dict]], output_table: bool = False):
+    """A graph reading ``table`` through the given (op, attributes) nodes, each with its own input."""
+    t = ir.val("T", const_value=ir.tensor(table, name="T"))
+    inputs, nodes = [], []
+    for i, (op, attrs) in enumerate(consumers):
+        if op == "Gather":
+            x = ir.val(f"ids{i}", ir.DataType.INT64, ir.Shape([3]))
+        else:
+            x = ir.val(f"x{i}", ir.DataType.FLOAT, ir.Shape([2, table.shape[0]]))
+        inputs.append(x)
+        nodes.append(ir.node(op, [t, x] if op == "Gather" else [x, t], attrs, name=f"n{i}"))
+    outputs = [n.outputs[0] for n in nodes] + ([t] if output_table else [])
+    graph = ir.Graph(inputs, outputs, nodes=nodes, initializers=[t], opset_imports={"": 21})
+    return ir.Model(graph, ir_version=10)
+
+
+@pytest.mark.parametrize("consumers, output_table, replaced", [
+    ([("Gather", {})], False, True),  # axis absent: 0
+    ([("Gather", {"axis": -2})], False, True),  # -2 of a 2-D table is axis 0
+    ([("Gather", {"axis": 1})], False, False),  # columns: not the blocks' rows
+    ([("Gather", {}), ("MatMul", {})], False, False),  # also read whole: the float table stays
+    ([("Gather", {})], True, False),  # also a graph output
+])
+def test_only_tables_read_as_rows_alone_are_replaced(consumers, output_table, replaced):
+    table = _q8_0(np.random.default_rng(1).standard_normal((40, 64)).astype(np.float32))
+    model = _table_graph(table, consumers, output_table)
+    assert quant_gather.compact_tables(model) == (["T"] if replaced else [])
+    ops = Counter(n.op_type for n in model.graph)
+    assert ops["GatherBlockQuantized"] == (1 if replaced else 0)
+    assert ("T" in model.graph.initializers) is not replaced

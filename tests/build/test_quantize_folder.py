@@ -16,16 +16,19 @@ import pytest
 from buildfixtures import SPECS, decoder_feeds, load_tiny
 
 from blueprint import cli, runtime
+from blueprint.buildinfo import sha256_file
 from compiler.export import build as build_mod
 from compiler.export import quantize
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
+    """Lean and kept int4 folders, with the tensors inline and (``_external``) in model.onnx.data."""
     root = tmp_path_factory.mktemp("qfolders")
     out = {}
-    for name, keep in (("lean", False), ("kept", True)):
-        out[name] = build_mod.build(SPECS / "llama-tiny.yaml", root / name, verify=False,
+    for name, keep, threshold in (("lean", False, None), ("kept", True, None),
+                                  ("lean_external", False, 1000), ("kept_external", True, 1000)):
+        out[name] = build_mod.build(SPECS / "llama-tiny.yaml", root / name, verify=False, external_threshold=threshold,
                                     quantize=quantize.QuantizeOptions("int4", min_agreement=0.0,
                                                                       keep_checkpoint=keep)).directory
     return out
@@ -36,16 +39,17 @@ def _locations(directory) -> set[str]:
     return {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
 
 
-def test_lean_folder_holds_only_what_the_quantized_model_reads(folders):
-    lean, kept = folders["lean"], folders["kept"]
-    manifest = json.loads((lean / "manifest.json").read_text())
-    assert not (lean / "weights.safetensors").exists() and "weights.safetensors" not in manifest["files"]
-    assert manifest["quantization"]["keep_checkpoint"] is False
-    assert _locations(lean) <= {"model.onnx.data"}  # the float embedding and norms moved in beside the 4-bit ones
-    assert set(manifest["files"]) == {p.name for p in lean.iterdir()} - {"manifest.json"}
-    kept_manifest = json.loads((kept / "manifest.json").read_text())
-    assert "weights.safetensors" in kept_manifest["files"] and "weights.safetensors" in _locations(kept)
-    assert kept_manifest["quantization"]["keep_checkpoint"] is True
+@pytest.mark.parametrize("suffix, data", [("", set()), ("_external", {"model.onnx.data"})])
+def test_lean_folder_holds_only_what_the_quantized_model_reads(folders, suffix, data):
+    lean, kept = folders["lean" + suffix], folders["kept" + suffix]
+    for folder, keep in ((lean, False), (kept, True)):
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest["quantization"]["keep_checkpoint"] is keep
+        assert set(manifest["files"]) == {p.name for p in folder.iterdir()} - {"manifest.json"}
+        assert all(sha256_file(folder / name) == digest for name, digest in manifest["files"].items())
+    assert not (lean / "weights.safetensors").exists()
+    assert _locations(lean) == data  # the float embedding and norms are stored beside the 4-bit ones
+    assert _locations(kept) == data | {"weights.safetensors"}  # ... or point into the kept checkpoint
     spec = load_tiny("llama-tiny")
     a, b = runtime.open_build(lean).session, runtime.open_build(kept).session
     for feeds in decoder_feeds(spec):
@@ -63,3 +67,15 @@ def test_commands_needing_fp32_weights_name_the_flag(folders, tmp_path, capsys, 
     assert "quantized build without its fp32 weights" in err and "--keep-checkpoint" in err
     assert "Traceback" not in err
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_a_damaged_fp32_build_is_not_called_quantized(builds, tmp_path, capsys):
+    """An fp32 build that lost its weights.safetensors is incomplete, not a lean quantized build."""
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(builds("llama-tiny").directory, damaged)
+    (damaged / "weights.safetensors").unlink()
+    assert cli.main(["export-hf", str(damaged), "-o", str(tmp_path / "hf")]) == 1
+    err = capsys.readouterr().err
+    assert "weights.safetensors" in err and "quantized" not in err and "Traceback" not in err

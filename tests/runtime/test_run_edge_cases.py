@@ -137,3 +137,15 @@ def test_a_model_changed_after_the_build_is_refused(builds, capsys, tmp_path):
         (d / name).write_bytes(bytes(data))
         rc, out, err = _run(capsys, d, "--ids", "1 2")
         assert rc == 1 and out == "" and f"{name} does not match the hash in" in err and "rebuild" in err, err
+
+
+@pytest.mark.parametrize("bad", [-1, 10**6])
+def test_decoder_forward_refuses_ids_outside_the_vocabulary(builds, bad):
+    """onnxruntime's Gather would raise its own error; a quantized build's GatherBlockQuantized
+    would read a row of zeros (compiler/export/quant_gather.py): both are refused first."""
+    from blueprint.errors import BlueprintError
+
+    decoder = Decoder(runtime.open_build(builds("gpt2-tiny").directory))
+    ids = np.array([[1, bad, 2]])
+    with pytest.raises(BlueprintError, match=r"input ids \[-?\d+\] are outside the model's vocabulary"):
+        decoder.forward(ids, np.ones_like(ids))
