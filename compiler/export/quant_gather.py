@@ -4,24 +4,24 @@ quarter of the bytes.
 
 A model imported from a GGUF often stores its token embedding as llama.cpp's Q8_0 (blocks of
 32 along the row, ``d * q`` with ``|q| <= 127`` and ``d`` an fp16 step): SmolLM2-135M's 113 MiB
-fp32 embedding is such a table. ``quant_minmax.quantize_symmetric`` reproduces that grid, so the
-table is replaced only where dequantizing its levels in float32, as the kernel does, gives back
-every value bit for bit: the model computes the same numbers, and a table that is not on the
-grid (any trained fp32 checkpoint) keeps its float Gather. In a quantized build such tables are
+fp32 embedding is such a table. ``on_grid`` finds that grid (the one
+``quant_minmax.quantize_symmetric`` packs for --keep-int8), and the table is replaced only where
+dequantizing its levels in float32, as the kernel does, gives back every value bit for bit: the
+model computes the same numbers, and a table that is not on the grid (any trained fp32
+checkpoint) keeps its float Gather. In a quantized build such tables are
 the token embedding, a learned position table, and the head rescoring's candidate rows
 (``head_rescore``: the embedding for a tied head, the head's own rows otherwise).
 
 One difference from ONNX Gather: an index outside the table gives a row of zeros instead of an
 error (GatherBlockQuantized does not check; onnxruntime-genai's int4 embedding behaves the same).
-blueprint's runtime refuses such ids before they reach the model (``Decoder.check_prompt``, ``Decoder.forward``).
+blueprint's runtime refuses such ids before they reach the model (``Decoder.check_prompt``,
+``Decoder.forward``).
 docs/architecture.md, "Quantized builds".
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-from compiler.export.quant_minmax import quantize_symmetric
 
 BITS = 8
 BLOCK = 32  # Q8_0's block, whatever --block-size the MatMuls use
@@ -43,16 +43,26 @@ def _row_gathers(value, rank: int) -> list | None:
 
 def on_grid(table: np.ndarray, block: int):
     """(levels [V, D] uint8, steps [V, D / block] f32) of ``table`` [V, D] on the symmetric
-    8-bit grid, or None when dequantizing them does not give back every value exactly."""
+    8-bit grid (per block of a row: step ``max|x| / 127``, levels within +-127), or None unless
+    ``(level - 128) * step`` in float32, the kernel's arithmetic, gives back every value's bits.
+    Computed along the rows in float32 (no transposed or float64 copy of a 113 MiB table): how
+    the levels are found does not matter, the bitwise check decides."""
     if table.ndim != 2 or table.dtype != np.float32 or table.shape[1] % block:
         return None
+    if table.shape[0] > 256 and on_grid(table[:256], block) is None:  # a trained table fails at once
+        return None
     rows, width = table.shape
-    levels, steps, _ = quantize_symmetric(table.T, BITS, block)  # blocks along the row: K = D, N = V
-    levels = levels.reshape(rows, width)
-    steps = steps.reshape(rows, width // block)
-    back = (levels.astype(np.float32) - np.float32(ZERO)) * np.repeat(steps, block, axis=1)
-    same = np.array_equal(back.view(np.uint32), table.view(np.uint32))  # bit for bit: -0.0 is not 0.0
-    return (levels, steps) if same else None
+    x = table.reshape(rows, width // block, block)
+    steps = np.abs(x).max(-1)
+    steps = (steps.astype(np.float64) / (ZERO - 1)).astype(np.float32)  # [V, blocks]
+    steps[steps == 0] = 1.0  # an all-zero block: every level 0
+    levels = np.divide(x, steps[..., None])  # [V, blocks, block] f32
+    np.clip(np.rint(levels, out=levels), 1 - ZERO, ZERO - 1, out=levels)
+    levels += ZERO  # the stored uint8 levels, as exact floats
+    back = (levels - ZERO) * steps[..., None]  # the kernel's (q - zero point) * step: a level 0 is +0.0
+    if not np.array_equal(back.view(np.uint32), x.view(np.uint32)):  # bit for bit: -0.0 is not 0.0
+        return None
+    return levels.astype(np.uint8).reshape(rows, width), steps
 
 
 def compact_tables(model, block: int = BLOCK) -> list[str]:
