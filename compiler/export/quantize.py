@@ -21,6 +21,7 @@ the unquantized model again: 538 MB beside SmolLM2-135M's 121 MB int4 folder.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -281,19 +282,22 @@ def probe_ids(spec, tokenizer_json: Path | None, n: int = PROBE_TOKENS) -> tuple
     return [b % spec.token_limit for b in text.encode()[:n]], f"{n} bytes of inspect.py (no tokenizer)"
 
 
-def top1_agreement(reference, quantized, spec, ids: list[int], bounded: dict | None = None) -> float:
-    """Teacher-forced: one forward of the same ids through both sessions; the share of positions
-    whose argmax token is the same. ``bounded``: layers with a window-sized cache
-    (``blueprint.window_cache``), whose empty past is a zeroed buffer of its capacity."""
+def probe_tokens(session, spec, ids: list[int], bounded: dict | None = None) -> np.ndarray:
+    """Teacher-forced: the argmax token at every position of one forward of ``ids``.
+    ``bounded``: layers with a window-sized cache (``blueprint.window_cache``), whose empty past
+    is a zeroed buffer of its capacity."""
     from blueprint.window_cache import bounded_feeds
     from compiler.export.io import Shape, make_inputs
 
     feeds = make_inputs(spec, Shape(1, len(ids), 0), kv_cache=spec.is_decoder, rng=np.random.default_rng(0))
     feeds = bounded_feeds(feeds, bounded or {})
     feeds["input_ids"] = np.array([ids], dtype=np.int64)
-    a = reference.run(["logits"], feeds)[0]  # [1, s, vocab]
-    b = quantized.run(["logits"], feeds)[0]
-    return float((a.argmax(-1) == b.argmax(-1)).mean())
+    return session.run(["logits"], feeds)[0].argmax(-1)  # [1, s]
+
+
+def top1_agreement(reference, quantized, spec, ids: list[int], bounded: dict | None = None) -> float:
+    """The share of positions whose argmax token is the same in both sessions (``probe_tokens``)."""
+    return float((probe_tokens(reference, spec, ids, bounded) == probe_tokens(quantized, spec, ids, bounded)).mean())
 
 
 def quantize_build(model, tmp: Path, spec, options: QuantizeOptions, *, tokenizer: Path | None, metadata: dict,
@@ -313,8 +317,18 @@ def quantize_build(model, tmp: Path, spec, options: QuantizeOptions, *, tokenize
         raise BlueprintError("--quantize is for decoders (the probe compares next-token predictions)")
     options_ = ort.SessionOptions()
     options_.log_severity_level = 3
-    reference = ort.InferenceSession(str(tmp / "model.onnx"), options_, providers=["CPUExecutionProvider"])
-    quantized_model = quantize_model(model, options)
+    ids, what = probe_ids(spec, tokenizer)
+
+    def reference_tokens():
+        reference = ort.InferenceSession(str(tmp / "model.onnx"), options_, providers=["CPUExecutionProvider"])
+        return probe_tokens(reference, spec, ids, bounded)
+
+    # the fp32 model's probe (session load ~1 s, a 512-token forward ~1 s for SmolLM2: native code
+    # that releases the GIL) runs on a thread while numpy quantizes; both finish before any file changes
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quantize-reference") as pool:
+        expected = pool.submit(reference_tokens)
+        quantized_model = quantize_model(model, options)
+        expected = expected.result()
     counts = sum(1 for n in quantized_model.graph if n.op_type == "MatMulNBits")
     # the K the graph uses (min(K, vocabulary)), 0 where no head was rescored
     rescored = next((int(n.inputs[1].const_value.numpy()[0]) for n in quantized_model.graph
@@ -333,8 +347,7 @@ def quantize_build(model, tmp: Path, spec, options: QuantizeOptions, *, tokenize
     else:
         checkpoint.unlink()
     session = ort.InferenceSession(str(tmp / "model.onnx"), options_, providers=["CPUExecutionProvider"])
-    ids, what = probe_ids(spec, tokenizer)
-    agreement = top1_agreement(reference, session, spec, ids, bounded)
+    agreement = float((expected == probe_tokens(session, spec, ids, bounded)).mean())
     report = {"kind": options.kind, "method": options.method,
               "symmetric": options.symmetric if options.method == "rtn" else None,
               "block_size": options.block_size, "accuracy_level": options.accuracy_level,
