@@ -294,7 +294,7 @@ def _build(spec_path: Path, out_dir, *, weights, opset, dtype, verify, progress,
 
             files, quantization = quantize_build(model, tmp, spec, quantize, tokenizer=tokenizer,
                                                  metadata={**metadata, "blueprint.quantize": quantize.kind},
-                                                 external_threshold=external_threshold, progress=progress,
+                                                 progress=progress,
                                                  bounded=bounded)
 
         progress.begin("write", str(target))

@@ -10,9 +10,9 @@ quantized LM head's K best candidates in full precision. ``accuracy_level`` 4 = 
 on CPU. Quantization changes the numbers by design, so instead of a tolerance
 the build measures what matters for generation: teacher-forced top-1 agreement of the quantized
 model with the verified fp32 model on real text (``probe_ids``), and fails below the user's
-threshold. The quantized build folder holds what the quantized model runs: model.onnx (and
-model.onnx.data past the inline threshold), with the weights that stay in float (embeddings,
-norms) copied in beside the quantized ones, and tables already on Q8_0's grid as their 8-bit
+threshold. The quantized build folder holds what the quantized model runs: model.onnx and its
+tensors in model.onnx.data, the weights that stay in float (embeddings, norms) copied in beside
+the quantized ones, and tables already on Q8_0's grid as their 8-bit
 levels (quant_gather). The fp32 checkpoint (weights.safetensors, which ``export-hf``, ``inspect`` and
 ``build --weights`` read) is left out unless ``keep_checkpoint`` (``--keep-checkpoint``): it is
 the unquantized model again: 538 MB beside SmolLM2-135M's 121 MB int4 folder.
@@ -301,7 +301,7 @@ def top1_agreement(reference, quantized, spec, ids: list[int], bounded: dict | N
 
 
 def quantize_build(model, tmp: Path, spec, options: QuantizeOptions, *, tokenizer: Path | None, metadata: dict,
-                   external_threshold: int, progress, bounded: dict | None = None) -> tuple[list[str], dict]:
+                   progress, bounded: dict | None = None) -> tuple[list[str], dict]:
     """Quantize the verified fp32 ``model`` saved in ``tmp``, probe it, overwrite model.onnx.
 
     Returns (files written, the manifest's ``quantization`` entry).
@@ -340,7 +340,10 @@ def quantize_build(model, tmp: Path, spec, options: QuantizeOptions, *, tokenize
     checkpoint = tmp / "weights.safetensors"
     for stale in ("model.onnx", onnx_export.DATA_FILE):
         (tmp / stale).unlink(missing_ok=True)
-    files = onnx_export.save_model(quantized_model, tmp, metadata=metadata, external_threshold=external_threshold,
+    # every tensor in model.onnx.data, whatever its size: onnxruntime reads the file itself, so a
+    # runtime never holds model.onnx's bytes (SmolLM2 int4: peak RSS 259 MB instead of 424, load
+    # 0.44 s instead of 0.65)
+    files = onnx_export.save_model(quantized_model, tmp, metadata=metadata, external_threshold=0,
                                    weights_file=checkpoint if options.keep_checkpoint else None)
     if options.keep_checkpoint:
         files.append(checkpoint.name)
