@@ -12,10 +12,10 @@ the build measures what matters for generation: teacher-forced top-1 agreement o
 model with the verified fp32 model on real text (``probe_ids``), and fails below the user's
 threshold. The quantized build folder holds what the quantized model runs: model.onnx and its
 tensors in model.onnx.data, the weights that stay in float (embeddings, norms) copied in beside
-the quantized ones, and tables already on Q8_0's grid as their 8-bit
-levels (quant_gather). The fp32 checkpoint (weights.safetensors, which ``export-hf``, ``inspect`` and
-``build --weights`` read) is left out unless ``keep_checkpoint`` (``--keep-checkpoint``): it is
-the unquantized model again: 538 MB beside SmolLM2-135M's 121 MB int4 folder.
+the quantized ones, and tables already on Q8_0's grid as their 8-bit levels (quant_gather). The
+fp32 checkpoint (weights.safetensors, which ``export-hf``, ``inspect`` and ``build --weights``
+read) is left out unless ``keep_checkpoint`` (``--keep-checkpoint``): it is the unquantized model
+again, 538 MB beside SmolLM2-135M's 121 MB int4 folder.
 """
 
 from __future__ import annotations
@@ -326,9 +326,9 @@ def quantize_build(model, tmp: Path, spec, options: QuantizeOptions, *, tokenize
     # the fp32 model's probe (session load ~1 s, a 512-token forward ~1 s for SmolLM2: native code
     # that releases the GIL) runs on a thread while numpy quantizes; both finish before any file changes
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quantize-reference") as pool:
-        expected = pool.submit(reference_tokens)
+        reference = pool.submit(reference_tokens)
         quantized_model = quantize_model(model, options)
-        expected = expected.result()
+        expected = reference.result()
     counts = sum(1 for n in quantized_model.graph if n.op_type == "MatMulNBits")
     # the K the graph uses (min(K, vocabulary)), 0 where no head was rescored
     rescored = next((int(n.inputs[1].const_value.numpy()[0]) for n in quantized_model.graph
