@@ -33,9 +33,10 @@ def _row_gathers(value, rank: int) -> list | None:
     nodes = []
     for use in value.uses():
         node = use.node
+        if node.op_type != "Gather" or node.domain not in ("", "ai.onnx") or use.idx != 0:
+            return None
         axis = node.attributes.get("axis")
-        axis = 0 if axis is None else axis.value % rank
-        if node.op_type != "Gather" or node.domain not in ("", "ai.onnx") or use.idx != 0 or axis != 0:
+        if axis is not None and axis.value % rank != 0:
             return None
         nodes.append(node)
     return nodes or None
