@@ -42,6 +42,10 @@ def test_on_grid_accepts_q8_0_and_nothing_else():
     assert quant_gather.on_grid(signed, 32) is None
     assert quant_gather.on_grid(rng.standard_normal((50, 64)).astype(np.float32), 32) is None  # a trained table
     assert quant_gather.on_grid(_q8_0(rng.standard_normal((50, 64)).astype(np.float32))[:, :48], 32) is None
+    tall = _q8_0(rng.standard_normal((300, 64)).astype(np.float32))  # past the 256-row first look
+    assert quant_gather.on_grid(tall, 32) is not None
+    tall[280, 9] = np.nextafter(tall[280, 9], np.float32(-np.inf))  # off the grid after the first 256 rows
+    assert quant_gather.on_grid(tall, 32) is None
 
 
 @pytest.mark.parametrize("name, gathers", [("llama-tiny", 1), ("gpt2-tiny", 2)])  # gpt2: tied, the rescoring reads rows too
